@@ -1,0 +1,34 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: venv demo test bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade "pip>=24" "setuptools>=77.0.3,<81" wheel
+	# torch first: the pinned CPU wheel; a bare torch requirement would pull CUDA packages.
+	$(BIN)/pip install -q torch==2.13.0
+	# transformers<5 in the same call as unbabel-comet, or pip backtracks to ancient comet releases.
+	$(BIN)/pip install -q -e ".[ml,server,test]" "transformers>=4.57,<4.58"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m tower_cat.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: $(STAMP)
+	$(BIN)/python bench/formats.py
+
+clean:
+	rm -rf $(VENV) .cache build *.egg-info

@@ -1,0 +1,60 @@
+"""The ``tower-cat`` command: a thin shell over the library.
+
+Commands live in small modules and are imported only when used, so ``tower-cat inspect`` starts in a fraction
+of a second and never imports torch or CTranslate2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from tower_cat.errors import TowerCatError
+
+# command name -> "module:attribute"
+LAZY_COMMANDS: dict[str, str] = {
+    "inspect": "tower_cat.cli_files:inspect_cmd",
+    "validate": "tower_cat.cli_files:validate_cmd",
+    "pseudo": "tower_cat.cli_files:pseudo_cmd",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS:
+            module_name, attr = LAZY_COMMANDS[name].split(":")
+            return getattr(importlib.import_module(module_name), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tower-cat")
+def cli() -> None:
+    """Translate, post-edit and quality-check localization files with Tower-family LLMs."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: tower-cat errors become one clear line on stderr and exit code 2, not a traceback."""
+    try:
+        cli.main(args=argv, prog_name="tower-cat", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except TowerCatError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

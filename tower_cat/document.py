@@ -1,0 +1,222 @@
+"""The one data model every format loads into and every job works on.
+
+Okapi's idea, not translate-toolkit's: a segment is text runs plus inline codes, and each code keeps the exact
+markup it came from, so a target can be written back with the original codes verbatim while the model only ever
+sees numbered placeholders (see ``codes.py``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Union
+
+
+class CodeKind(str, enum.Enum):
+    OPEN = "open"
+    CLOSE = "close"
+    STANDALONE = "standalone"
+
+
+@dataclass(frozen=True)
+class InlineCode:
+    """A piece of markup inside a segment that the translation must carry over unchanged.
+
+    ``id`` pairs an opening code with its closing code (``<g id=1>``/``</g>``, ``<bpt i=1>``/``<ept i=1>``,
+    ``<sc id=1/>``/``<ec startRef=1/>``). ``xml`` is the original markup, byte for byte as in the file (for a
+    PO placeholder: the placeholder text itself). ``isolated`` marks a code whose partner lies outside the
+    segment (``<it>``, an isolated ``<sc>``, a ``<g>`` cut by segmentation).
+    """
+
+    id: str
+    kind: CodeKind
+    xml: str
+    tag: str = ""
+    display: str = ""
+    isolated: bool = False
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Identity of the code inside a segment: an open and a close share the id, never the kind."""
+        return (self.kind.value, self.id)
+
+
+Part = Union[str, InlineCode]
+
+
+@dataclass
+class Segment:
+    """Text runs and inline codes in reading order. Adjacent strings are merged on construction."""
+
+    parts: list[Part] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        merged: list[Part] = []
+        for part in self.parts:
+            if isinstance(part, str):
+                if not part:
+                    continue
+                if merged and isinstance(merged[-1], str):
+                    merged[-1] = merged[-1] + part
+                    continue
+            merged.append(part)
+        self.parts = merged
+
+    @classmethod
+    def from_text(cls, text: str) -> "Segment":
+        return cls([text] if text else [])
+
+    @property
+    def text(self) -> str:
+        """The text without any code: what word counts, TM keys and QE see."""
+        return "".join(p for p in self.parts if isinstance(p, str))
+
+    @property
+    def codes(self) -> list[InlineCode]:
+        return [p for p in self.parts if isinstance(p, InlineCode)]
+
+    def is_empty(self) -> bool:
+        return not self.text.strip() and not self.codes
+
+    def words(self) -> int:
+        return len(self.text.split())
+
+    def __iter__(self) -> Iterator[Part]:
+        return iter(self.parts)
+
+    def __len__(self) -> int:
+        return len(self.parts)
+
+
+# Statuses a job asks for; each format maps them to its own vocabulary (XLIFF 1.2 state, XLIFF 2 state,
+# SDLXLIFF conf, mq:status, PO fuzzy flag) as described in DESIGN.md "Writing results back".
+STATUSES = ("new", "needs-review", "translated", "reviewed", "final")
+# Where a target came from; mapped to state-qualifier / sdl origin / mtc type / PO comment.
+ORIGINS = ("mt", "tm-exact", "tm-context", "tm-fuzzy", "post-edit", "pseudo", "human")
+
+
+@dataclass
+class TargetEdit:
+    """A new target a job wants written, with the provenance CAT tools show the translator."""
+
+    segment: Segment
+    status: str = "needs-review"
+    origin: str = "mt"
+    match_score: float | None = None  # 0-100: TM match percentage or MT confidence
+    system: str = "tower-cat"
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown status {self.status!r}; expected one of {STATUSES}")
+        if self.origin not in ORIGINS:
+            raise ValueError(f"unknown origin {self.origin!r}; expected one of {ORIGINS}")
+
+
+@dataclass
+class UnitContext:
+    """What a translator (or a model) sees around a unit."""
+
+    file: str | None = None  # <file original> / file id
+    resname: str | None = None
+    msgctxt: str | None = None
+    locations: list[str] = field(default_factory=list)
+    previous_source: str | None = None
+    next_source: str | None = None
+
+
+@dataclass
+class Unit:
+    """One translatable segment: a trans-unit, an ``mrk mtype="seg"`` segment, an XLIFF 2 segment, a PO
+    message or plural form, a TMX translation unit."""
+
+    id: str
+    source: Segment
+    target: Segment | None = None
+    state: str | None = None  # the file's own state value, as written there
+    notes: list[str] = field(default_factory=list)
+    context: UnitContext = field(default_factory=UnitContext)
+    locked: bool = False
+    final: bool = False  # approved / final / signed-off: a person has confirmed it
+    translatable: bool = True
+    max_length: int | None = None
+    size_unit: str | None = None
+    origin: str | None = None  # provenance read from the file (sdl origin, state-qualifier, ...)
+    match_score: float | None = None
+    qe_score: float | None = None  # 0-100, as read from or to be written into the file
+    line: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    qa_issues: list[Any] = field(default_factory=list)
+    edit: TargetEdit | None = None
+    qe_edit: float | None = None
+
+    @property
+    def protected(self) -> bool:
+        """Units no job may change unless asked: locked, approved/final, or marked not translatable."""
+        return self.locked or self.final or not self.translatable
+
+    @property
+    def has_target(self) -> bool:
+        return self.target is not None and not self.target.is_empty()
+
+    def set_target(self, segment: Segment, *, status: str = "needs-review", origin: str = "mt",
+                   match_score: float | None = None, system: str = "tower-cat") -> None:
+        self.edit = TargetEdit(segment, status, origin, match_score, system)
+        self.target = segment
+
+    def set_qe(self, score: float) -> None:
+        """Record a 0-100 quality estimate to be written into the file."""
+        if not 0.0 <= score <= 100.0:
+            raise ValueError(f"QE score {score} outside 0-100")
+        self.qe_edit = float(score)
+        self.qe_score = float(score)
+
+    @property
+    def changed(self) -> bool:
+        return self.edit is not None or self.qe_edit is not None
+
+
+@dataclass
+class Issue:
+    """A validation finding: errors change meaning and stop a job; warnings are harmless deviations."""
+
+    severity: str  # "error" | "warning"
+    message: str
+    line: int | None = None
+    unit: str | None = None
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line else ""
+        unit = f"unit {self.unit!r}: " if self.unit else ""
+        return f"{self.severity}: {where}{unit}{self.message}"
+
+
+@dataclass
+class Document:
+    """Units in file order, plus what the format needs to write the file back unchanged except for edits."""
+
+    path: Path
+    format: str
+    units: list[Unit]
+    source_lang: str | None = None
+    target_lang: str | None = None
+    issues: list[Issue] = field(default_factory=list)
+    handle: Any = None  # format-private state (raw text, lxml tree, element spans)
+
+    def __iter__(self) -> Iterator[Unit]:
+        return iter(self.units)
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    def translatable_units(self) -> Iterable[Unit]:
+        return (u for u in self.units if not u.protected)
+
+    @property
+    def warnings(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "warning"]
+
+    def save(self, path: str | Path) -> None:
+        from tower_cat import formats
+
+        formats.save(self, Path(path))

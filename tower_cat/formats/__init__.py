@@ -1,0 +1,65 @@
+"""Format plug-ins. Each module offers ``sniff(head: bytes) -> bool``, ``load(path) -> Document`` and
+``save(doc, path)``; the registry picks a module by content, never by extension."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+from tower_cat.document import Document
+from tower_cat.errors import FormatError, UnsupportedFormatError
+
+# Most specific first: SDLXLIFF and MQXLIFF are XLIFF 1.2 underneath.
+FORMAT_MODULES: dict[str, str] = {
+    "sdlxliff": "tower_cat.formats.sdlxliff",
+    "mqxliff": "tower_cat.formats.mqxliff",
+    "xliff12": "tower_cat.formats.xliff12",
+    "xliff2": "tower_cat.formats.xliff2",
+    "tmx": "tower_cat.formats.tmx",
+    "po": "tower_cat.formats.po",
+}
+
+HEAD_BYTES = 8192
+
+
+def module(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(FORMAT_MODULES[name])
+    except KeyError:
+        raise UnsupportedFormatError(f"unknown format {name!r}; known: {', '.join(FORMAT_MODULES)}") from None
+
+
+def read_head(path: Path) -> bytes:
+    """The first bytes of a file, decoded to UTF-8 when the file is UTF-16 so sniffers see ASCII markup."""
+    with open(path, "rb") as fh:
+        head = fh.read(HEAD_BYTES)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) > 1 and (head[0] == 0 or head[1] == 0)):
+        enc = "utf-16-be" if head.startswith(b"\xfe\xff") or head[0] == 0 else "utf-16-le"
+        head = head[: len(head) // 2 * 2].decode(enc, errors="ignore").lstrip("\ufeff").encode("utf-8")
+    elif head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    return head
+
+
+def detect(path: str | Path) -> str:
+    """The format name of a file, from its content."""
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError("no such file", path=path)
+    head = read_head(path)
+    for name in FORMAT_MODULES:
+        if module(name).sniff(head):
+            return name
+    raise UnsupportedFormatError(
+        "not a format tower-cat reads (XLIFF 1.2/2.x, SDLXLIFF, MQXLIFF, PO/POT, TMX)", path=path)
+
+
+def load(path: str | Path, format: str | None = None) -> Document:
+    path = Path(path)
+    name = format or detect(path)
+    return module(name).load(path)
+
+
+def save(doc: Document, path: str | Path) -> None:
+    module(doc.format).save(doc, Path(path))

@@ -1,0 +1,289 @@
+"""Safe XML reading and byte-preserving writing shared by the XML formats (XLIFF 1.2/2.x, SDLXLIFF, MQXLIFF, TMX).
+
+Reading: lxml with entity resolution, DTD loading and network off; a DOCTYPE that declares entities is refused
+(XXE, billion laughs). A light scanner then finds, for every element, where its start tag, content and end tag
+lie in the decoded text, so a writer can splice new targets and attributes into the original text and leave
+everything else exactly as it was: declaration, quoting, namespace prefixes, entity and whitespace choices.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lxml import etree
+
+from tower_cat.errors import FormatError, UnsafeXMLError
+
+XML_NS = "http://www.w3.org/XML/1998/namespace"
+
+_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
+_DECL_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_DOCTYPE = re.compile(r"<!DOCTYPE(?:[^\[>]|\[.*?\])*>", re.S)
+_TOKEN = re.compile(
+    r"""<!--.*?-->
+      |<!\[CDATA\[.*?\]\]>
+      |<\?.*?\?>
+      |<!DOCTYPE(?:[^\[>]|\[.*?\])*>
+      |</(?P<end>[^\s>]+)\s*>
+      |<(?P<start>[^\s/>!?]+)(?:\s+[^\s=/>]+\s*=\s*(?:"[^"]*"|'[^']*'))*\s*(?P<empty>/)?>""",
+    re.S | re.X,
+)
+_ATTR = re.compile(r"""(\s+)([^\s=/>]+)(\s*=\s*)(["'])(.*?)\4""", re.S)
+
+
+def decode(raw: bytes, path: Path | None = None) -> tuple[str, str, bytes]:
+    """Decode an XML file the way an XML parser would: BOM, then the declaration, then UTF-8.
+
+    Returns (text without BOM, Python codec name, the BOM bytes to write back).
+    """
+    bom, encoding = b"", None
+    for mark, enc in _BOMS:
+        if raw.startswith(mark):
+            bom, encoding = mark, enc
+            break
+    if encoding is None:
+        if raw[:2] == b"<\x00":
+            encoding = "utf-16-le"
+        elif raw[:2] == b"\x00<":
+            encoding = "utf-16-be"
+        else:
+            m = _DECL_ENCODING.match(raw[:400])
+            encoding = m.group(1).decode("ascii").lower() if m else "utf-8"
+            if encoding in ("utf-16", "utf16"):
+                encoding = "utf-16-le"
+    try:
+        text = raw[len(bom):].decode(encoding)
+    except LookupError:
+        raise FormatError(f"unknown character encoding {encoding!r} in the XML declaration", path=path) from None
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise FormatError(f"bytes that are not valid {encoding}", path=path, line=line,
+                          hint="check the encoding declared in the XML declaration") from None
+    return text, encoding, bom
+
+
+def check_doctype(text: str, path: Path | None = None) -> None:
+    """Refuse entity declarations: they are how XXE and billion-laughs attacks work, and no CAT format needs them."""
+    idx = text.find("<!DOCTYPE", 0, 65536)
+    m = _DOCTYPE.match(text, idx) if idx >= 0 else None
+    if not m:
+        return
+    if "<!ENTITY" in m.group(0):
+        line = text.count("\n", 0, m.start()) + 1
+        raise UnsafeXMLError("the DOCTYPE declares entities, which tower-cat refuses for safety (XXE, entity "
+                             "expansion)", path=path, line=line, hint="remove the internal DTD subset")
+
+
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+                           remove_blank_text=False, strip_cdata=False, remove_comments=False, huge_tree=True)
+
+
+@dataclass
+class Span:
+    """Offsets of one element in the decoded text: <start ...>content</end> = [start, tag_end)[tag_end, close)[close, end)."""
+
+    start: int
+    tag_end: int
+    close: int = -1
+    end: int = -1
+
+    @property
+    def empty(self) -> bool:
+        return self.tag_end == self.end
+
+
+@dataclass
+class XmlFile:
+    """A parsed XML file that remembers its own text, so unchanged parts are written back byte for byte."""
+
+    path: Path
+    text: str
+    encoding: str
+    bom: bytes
+    root: etree._Element
+    spans: dict = field(repr=False, default_factory=dict)
+
+    def span(self, el: etree._Element) -> Span:
+        return self.spans[el]
+
+    def outer(self, el: etree._Element) -> str:
+        s = self.spans[el]
+        return self.text[s.start:s.end]
+
+    def inner(self, el: etree._Element) -> str:
+        s = self.spans[el]
+        return self.text[s.tag_end:s.close]
+
+    def start_tag(self, el: etree._Element) -> str:
+        s = self.spans[el]
+        return self.text[s.start:s.tag_end]
+
+    def end_tag(self, el: etree._Element) -> str:
+        s = self.spans[el]
+        return self.text[s.close:s.end]
+
+    def indent_before(self, el: etree._Element) -> str:
+        """The whitespace that precedes the element on its line (used to indent an inserted sibling)."""
+        s = self.spans[el]
+        line_start = self.text.rfind("\n", 0, s.start) + 1
+        prefix = self.text[line_start:s.start]
+        return prefix if prefix.strip() == "" else ""
+
+    def newline(self) -> str:
+        return "\r\n" if "\r\n" in self.text[:4096] else "\n"
+
+    def encode(self, text: str) -> bytes:
+        return self.bom + text.encode(self.encoding, errors="xmlcharrefreplace")
+
+
+def parse(path: Path, raw: bytes | None = None) -> XmlFile:
+    """Parse safely and map every element to its offsets in the decoded text."""
+    if raw is None:
+        raw = path.read_bytes()
+    text, encoding, bom = decode(raw, path)
+    check_doctype(text, path)
+    try:
+        root = etree.fromstring(raw, _parser(), base_url=None)
+    except etree.XMLSyntaxError as exc:
+        line = exc.position[0] if exc.position else None
+        raise FormatError(f"not well-formed XML: {exc.msg}", path=path, line=line) from None
+    for el in root.iter(etree.Entity):
+        raise UnsafeXMLError(f"entity reference &{el.text.strip('&;')}; is not allowed", path=path,
+                             line=el.sourceline)
+    elements = [el for el in root.iter() if isinstance(el.tag, str)]
+    spans = _scan(text)
+    if len(spans) != len(elements):
+        raise FormatError(f"could not locate {len(elements)} elements in the text (found {len(spans)})", path=path,
+                          hint="please report this file to the tower-cat developers")
+    return XmlFile(path=path, text=text, encoding=encoding, bom=bom, root=root, spans=dict(zip(elements, spans)))
+
+
+def _scan(text: str) -> list[Span]:
+    spans: list[Span] = []
+    stack: list[Span] = []
+    for m in _TOKEN.finditer(text):
+        if m.group("start") is not None:
+            span = Span(m.start(), m.end())
+            spans.append(span)
+            if m.group("empty"):
+                span.close = span.end = m.end()
+            else:
+                stack.append(span)
+        elif m.group("end") is not None:
+            span = stack.pop()
+            span.close, span.end = m.start(), m.end()
+    return spans
+
+
+class Splicer:
+    """Collects replacements of text ranges and applies them in one pass."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self._edits: list[tuple[int, int, int, str]] = []
+
+    def replace(self, start: int, end: int, new: str) -> None:
+        self._edits.append((start, end, len(self._edits), new))
+
+    def insert(self, pos: int, new: str) -> None:
+        self.replace(pos, pos, new)
+
+    def __bool__(self) -> bool:
+        return bool(self._edits)
+
+    def result(self) -> str:
+        out, pos = [], 0
+        for start, end, _, new in sorted(self._edits):
+            if start < pos:
+                raise AssertionError(f"overlapping edits at offset {start}")
+            out.append(self.text[pos:start])
+            out.append(new)
+            pos = end
+        out.append(self.text[pos:])
+        return "".join(out)
+
+
+def escape_text(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def escape_attr(s: str, quote: str = '"') -> str:
+    s = escape_text(s).replace("\n", "&#10;").replace("\r", "&#13;").replace("\t", "&#9;")
+    return s.replace('"', "&quot;") if quote == '"' else s.replace("'", "&apos;")
+
+
+def set_attrs(start_tag: str, changes: dict[str, str | None]) -> str:
+    """Change, add or remove (value None) attributes in a start tag's text, keeping the rest as written."""
+    changes = dict(changes)
+    out, pos = [], 0
+    for m in _ATTR.finditer(start_tag):
+        name = m.group(2)
+        if name not in changes:
+            continue
+        value = changes.pop(name)
+        out.append(start_tag[pos:m.start()])
+        if value is not None:
+            quote = m.group(4)
+            out.append(f"{m.group(1)}{name}{m.group(3)}{quote}{escape_attr(value, quote)}{quote}")
+        pos = m.end()
+    out.append(start_tag[pos:])
+    tag = "".join(out)
+    added = "".join(f' {k}="{escape_attr(v)}"' for k, v in changes.items() if v is not None)
+    if added:
+        cut = len(tag) - (2 if tag.endswith("/>") else 1)
+        while cut > 0 and tag[cut - 1].isspace():
+            cut -= 1
+        tag = tag[:cut] + added + tag[cut:]
+    return tag
+
+
+def qname(el: etree._Element, ns: str, local: str, declare: dict[str, str] | None = None,
+          preferred: str | None = None) -> str:
+    """The attribute name to write for {ns}local on this element: the prefix in scope, or a new one.
+
+    When the namespace is not declared, ``preferred`` is used and recorded in ``declare`` (prefix -> uri) so
+    the writer can add the declaration to the root element.
+    """
+    if ns == XML_NS:
+        return f"xml:{local}"
+    for prefix, uri in (el.nsmap or {}).items():
+        if uri == ns and prefix:
+            return f"{prefix}:{local}"
+    if declare is not None and preferred:
+        declare[preferred] = ns
+        return f"{preferred}:{local}"
+    raise ValueError(f"namespace {ns} not declared")
+
+
+def localname(el: etree._Element) -> str:
+    tag = el.tag
+    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+
+
+def namespace(el: etree._Element) -> str:
+    tag = el.tag
+    return tag[1:].split("}", 1)[0] if isinstance(tag, str) and tag.startswith("{") else ""
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside the target and rename it into place: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
