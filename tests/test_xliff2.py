@@ -1,0 +1,417 @@
+"""XLIFF 2.x reader/writer: the shared corpus (valid and invalid files), the official XSDs as oracle, and focused
+cases for pairing, nesting, dataRef display, reordering, states and QE write-back."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from tower_cat.document import CodeKind, InlineCode, Segment
+from tower_cat.errors import CodeMismatchError, FormatError, TowerCatError
+from tower_cat.formats import xliff2
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CORPUS = SHARED / "corpus"
+SCHEMAS = SHARED / "schemas"
+VALID = sorted(p for p in (CORPUS / "xliff2").rglob("*") if p.is_file()) if (CORPUS / "xliff2").is_dir() else []
+INVALID = sorted(p for p in (CORPUS / "invalid" / "xliff2").rglob("*.xlf")) \
+    if (CORPUS / "invalid" / "xliff2").is_dir() else []
+
+needs_corpus = pytest.mark.skipif(not VALID, reason="../shared/corpus is absent")
+needs_schemas = pytest.mark.skipif(not (SCHEMAS / "xliff-2.0").is_dir(), reason="../shared/schemas is absent")
+
+MODULES = [
+    ("urn:oasis:names:tc:xliff:matches:2.0", "matches.xsd"),
+    ("urn:oasis:names:tc:xliff:metadata:2.0", "metadata.xsd"),
+    ("urn:oasis:names:tc:xliff:glossary:2.0", "glossary.xsd"),
+    ("urn:oasis:names:tc:xliff:fs:2.0", "fs.xsd"),
+    ("urn:oasis:names:tc:xliff:resourcedata:2.0", "resource_data.xsd"),
+    ("urn:oasis:names:tc:xliff:sizerestriction:2.0", "size_restriction.xsd"),
+    ("urn:oasis:names:tc:xliff:validation:2.0", "validation.xsd"),
+]
+
+
+def _ids(paths):
+    return [str(p.relative_to(CORPUS)) for p in paths]
+
+
+@functools.lru_cache(maxsize=None)
+def schema(core_ns: str) -> etree.XMLSchema:
+    """Core XSD plus the module XSDs that load offline (everything else is laxly skipped via ##other)."""
+    folder = SCHEMAS / ("xliff-2.2" if core_ns == xliff2.NS22 else "xliff-2.0")
+    core = folder / ("xliff_core_2.2.xsd" if core_ns == xliff2.NS22 else "xliff_core_2.0.xsd")
+    imports = [f'<xs:import namespace="{core_ns}" schemaLocation="{core.as_uri()}"/>']
+    imports += [f'<xs:import namespace="{ns}" schemaLocation="{(folder / f).as_uri()}"/>' for ns, f in MODULES]
+    wrapper = ('<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:x-tower-cat-test" '
+               f'elementFormDefault="qualified">{"".join(imports)}</xs:schema>')
+    return etree.XMLSchema(etree.fromstring(wrapper.encode(), base_url=folder.as_uri() + "/"))
+
+
+def xsd_valid(path: Path) -> tuple[bool, str]:
+    tree = etree.parse(str(path))
+    sch = schema(etree.QName(tree.getroot()).namespace)
+    ok = sch.validate(tree)
+    return ok, "" if ok else str(sch.error_log.last_error)
+
+
+def swapcase_like(seg: Segment) -> Segment:
+    return Segment([p.swapcase() if isinstance(p, str) else p for p in seg.parts])
+
+
+def stripped_c14n(path: Path) -> bytes:
+    """The document without targets, segment state/subState and root trgLang: what an edit may not touch."""
+    tree = etree.parse(str(path))
+    root = tree.getroot()
+    root.attrib.pop("trgLang", None)
+    for ns in xliff2.CORE_NAMESPACES:
+        for seg in root.iter(f"{{{ns}}}segment"):
+            seg.attrib.pop("state", None)
+            seg.attrib.pop("subState", None)
+            for t in seg.findall(f"{{{ns}}}target"):
+                prev = t.getprevious()
+                if prev is not None:
+                    prev.tail = t.tail  # the target goes with the whitespace written before it
+                seg.remove(t)
+    return etree.tostring(tree)  # same serializer on both sides (C14N refuses relative namespace URIs)
+
+
+def write(tmp_path: Path, text: str, name: str = "t.xlf") -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+# ------------------------------------------------------------------------------------------------ corpus
+
+
+@needs_corpus
+@pytest.mark.parametrize("path", VALID, ids=_ids(VALID))
+def test_valid_file_loads_and_noop_save_is_byte_identical(path, tmp_path):
+    doc = xliff2.load(path)
+    assert not [i for i in doc.issues if i.severity == "error"]
+    assert doc.source_lang
+    out = tmp_path / path.name
+    xliff2.save(doc, out)
+    assert out.read_bytes() == path.read_bytes()
+
+
+@needs_corpus
+@needs_schemas
+@pytest.mark.parametrize("path", VALID, ids=_ids(VALID))
+def test_valid_file_edit_every_unit(path, tmp_path):
+    doc = xliff2.load(path)
+    if not doc.target_lang:
+        doc.target_lang = "fr"
+    edited = {}
+    for unit in doc.translatable_units():
+        new = swapcase_like(unit.source)
+        unit.set_target(new, status="needs-review")
+        edited[unit.id] = new
+    out = tmp_path / path.name
+    xliff2.save(doc, out)
+    etree.parse(str(out))  # well-formed
+
+    valid_before, _ = xsd_valid(path)
+    if valid_before:
+        ok, err = xsd_valid(out)
+        assert ok, err
+
+    again = xliff2.load(out)  # strict: we never write something invalid
+    by_id = {u.id: u for u in again.units}
+    assert len(again.units) == len(doc.units)
+    for uid, new in edited.items():
+        unit = by_id[uid]
+        assert unit.target is not None
+        assert [c.xml for c in unit.target.codes] == [c.xml for c in unit.source.codes]
+        assert [c.key for c in unit.target.codes] == [c.key for c in unit.source.codes]
+        assert unit.target.text == new.text
+        assert unit.state == "translated"
+        assert unit.meta["subState"] == "tower-cat:needs-review"
+    for unit in doc.units:
+        if unit.id not in edited:
+            old_target = unit.target.parts if unit.target else None
+            new_target = by_id[unit.id].target.parts if by_id[unit.id].target else None
+            assert old_target == new_target
+    assert stripped_c14n(out) == stripped_c14n(path)
+
+
+@needs_corpus
+@pytest.mark.parametrize("path", INVALID, ids=_ids(INVALID))
+def test_invalid_file_is_rejected(path):
+    with pytest.raises(FormatError) as info:
+        xliff2.load(path, strict=True)
+    assert isinstance(info.value, TowerCatError)
+    assert info.value.line is not None
+    assert f":{info.value.line}" in str(info.value)
+
+
+@needs_corpus
+@pytest.mark.parametrize("path", [p for p in INVALID if p.name != "Good-pgs_plural.xlf"],
+                         ids=_ids([p for p in INVALID if p.name != "Good-pgs_plural.xlf"]))
+def test_invalid_file_lenient_load_reports_errors(path):
+    doc = xliff2.load(path, strict=False)
+    errors = [i for i in doc.issues if i.severity == "error"]
+    assert errors and all(i.line for i in errors)
+
+
+@needs_corpus
+def test_bbio_deviations_are_warnings():
+    path = CORPUS / "xliff2" / "bb-io" / "The Hobbit, or There and Back Again_en-US.html.xlf"
+    doc = xliff2.load(path)
+    messages = " | ".join(i.message for i in doc.warnings)
+    assert "<skeleton>" in messages and "<originalData>" in messages and "startRef" in messages
+    unit = doc.units[0]
+    # <ec> without startRef closes the <sc> opened just before it: paired, not isolated
+    assert [(c.kind.value, c.id, c.isolated) for c in unit.source.codes][:4] == [
+        ("open", "1", False), ("open", "2", False), ("close", "2", False), ("close", "1", False)]
+    assert unit.source.codes[0].display == "<strong>"
+
+
+@needs_corpus
+def test_invalid_messages_name_the_unit():
+    doc = xliff2.load(CORPUS / "invalid/xliff2/oasis-xliff21-testsuite/bad_EcBeforeSc.xlf", strict=False)
+    assert doc.issues[0].unit == "1"
+    with pytest.raises(FormatError, match=r"unit '1'.*before its <sc>"):
+        xliff2.load(CORPUS / "invalid/xliff2/oasis-xliff21-testsuite/bad_EcBeforeSc.xlf")
+
+
+# ------------------------------------------------------------------------------------------------ focused
+
+NS = 'xmlns="urn:oasis:names:tc:xliff:document:2.0" version="2.0"'
+
+
+def test_sniff():
+    assert xliff2.sniff(b'<?xml version="1.0"?>\n<xliff xmlns="urn:oasis:names:tc:xliff:document:2.0" version="2.0">')
+    assert xliff2.sniff(b'<xliff version="2.2" srcLang="en" xmlns="urn:oasis:names:tc:xliff:document:2.2">')
+    assert xliff2.sniff(b'<!-- c --><x:xliff xmlns:x="urn:oasis:names:tc:xliff:document:2.2" version="2.1">')
+    assert not xliff2.sniff(b'<xliff version="1.2" xmlns="urn:oasis:names:tc:xliff:document:1.2" '
+                            b'xmlns:its="http://www.w3.org/2005/11/its" its:version="2.0">')
+    assert not xliff2.sniff(b'<tmx version="1.4">')
+
+
+def test_sc_ec_pairing_within_and_across_segments(tmp_path):
+    p = write(tmp_path, f"""<xliff {NS} srcLang="en" trgLang="de"><file id="f"><unit id="u">
+<segment id="a"><source><sc id="1"/>bold<ec startRef="1"/> and <sc id="2"/>split</source></segment>
+<segment id="b"><source>rest<ec startRef="2"/> <sc id="3" isolated="yes"/>x</source></segment>
+</unit></file></xliff>""")
+    doc = xliff2.load(p)
+    a, b = doc.units
+    assert a.id == "f/u/a"
+    assert [(c.kind, c.id, c.isolated) for c in a.source.codes] == [
+        (CodeKind.OPEN, "1", False), (CodeKind.CLOSE, "1", False), (CodeKind.OPEN, "2", True)]
+    assert [(c.kind, c.id, c.isolated) for c in b.source.codes] == [
+        (CodeKind.CLOSE, "2", True), (CodeKind.OPEN, "3", True)]
+    assert a.source.codes[1].xml == '<ec startRef="1"/>'
+    # writing the targets of both segments keeps the unit's target side paired
+    for u in doc.units:
+        u.set_target(swapcase_like(u.source))
+    xliff2.save(doc, p)
+    again = xliff2.load(p)
+    assert [c.xml for c in again.units[1].target.codes] == ['<ec startRef="2"/>', '<sc id="3" isolated="yes"/>']
+
+
+def test_pc_nesting_and_written_target(tmp_path):
+    p = write(tmp_path, f"""<xliff {NS} srcLang="en" trgLang="de">
+ <file id="f">
+  <unit id="u">
+   <segment>
+    <source>A <pc id="1" type="fmt"><pc id="2">deep</pc> &amp; <ph id="3"/></pc>.</source>
+   </segment>
+  </unit>
+ </file>
+</xliff>""")
+    doc = xliff2.load(p)
+    (u,) = doc.units
+    assert u.id == "f/u/1"
+    assert [(c.kind.value, c.id, c.xml) for c in u.source.codes] == [
+        ("open", "1", '<pc id="1" type="fmt">'), ("open", "2", '<pc id="2">'), ("close", "2", "</pc>"),
+        ("standalone", "3", '<ph id="3"/>'), ("close", "1", "</pc>")]
+    assert u.source.text == "A deep & ."
+    c = u.source.codes
+    u.set_target(Segment(["B ", c[0], c[1], "tief", c[2], " < ", c[3], c[4], "."]), status="translated")
+    xliff2.save(doc, p)
+    text = p.read_text()
+    assert ('    <source>A <pc id="1" type="fmt"><pc id="2">deep</pc> &amp; <ph id="3"/></pc>.</source>\n'
+            '    <target>B <pc id="1" type="fmt"><pc id="2">tief</pc> &lt; <ph id="3"/></pc>.</target>\n'
+            '   </segment>') in text
+    assert '<segment state="translated">' in text
+
+
+def test_bad_nesting_is_never_written(tmp_path):
+    p = write(tmp_path, f"""<xliff {NS} srcLang="en" trgLang="de"><file id="f"><unit id="u"><segment>
+<source><pc id="1">a</pc><pc id="2">b</pc></source></segment></unit></file></xliff>""")
+    doc = xliff2.load(p)
+    c = doc.units[0].source.codes
+    doc.units[0].set_target(Segment([c[0], "a", c[2], "b", c[1], c[3]]))
+    with pytest.raises(CodeMismatchError):
+        xliff2.save(doc, tmp_path / "out.xlf")
+    doc.units[0].set_target(Segment(["x", InlineCode("9", CodeKind.STANDALONE, '<ph id="9"/>')]))
+    with pytest.raises(CodeMismatchError):
+        xliff2.save(doc, tmp_path / "out.xlf")
+
+
+@needs_corpus
+def test_dataref_display():
+    doc = xliff2.load(CORPUS / "xliff2/oasis-xliff21-testsuite/core/valid/everything-core.xlf")
+    tu2 = next(u for u in doc.units if u.meta["unit_id"] == "tu2")
+    assert tu2.id == "f1/tu2/s1"
+    assert [(c.kind.value, c.display) for c in tu2.source.codes] == [
+        ("open", "[b [#$tu3]   ]"), ("close", "[/b [#t3end]   ]"), ("standalone", "[rtl-data   ]")]
+    # translate="no" on <file>, translate="yes" on the unit and group
+    assert all(u.translatable for u in doc.units)
+    assert tu2.notes == ["Text of note1", "Text of note-g1"]
+
+
+def test_translate_no_inherited_and_final_protected(tmp_path):
+    p = write(tmp_path, f"""<xliff {NS} srcLang="en" trgLang="de"><file id="f" translate="no">
+<group id="g"><unit id="u1"><segment><source>a</source></segment></unit>
+<unit id="u2" translate="yes"><segment state="final"><source>b</source><target>B</target></segment>
+<segment state="reviewed"><source>c</source><target>C</target></segment></unit></group></file></xliff>""")
+    doc = xliff2.load(p)
+    u1, u2a, u2b = doc.units
+    assert not u1.translatable and u1.protected
+    assert u2a.final and u2a.protected
+    assert not u2b.final and not u2b.protected and u2b.state == "reviewed"
+
+
+@needs_corpus
+def test_can_reorder_check():
+    with pytest.raises(FormatError, match="canReorder"):
+        xliff2.load(CORPUS / "invalid/xliff2/oasis-xliff21-testsuite/bad_WrongReordering1.xlf")
+    doc = xliff2.load(CORPUS / "xliff2/oasis-xliff22-testsuite/core/valid/withReorderedCodes.xlf")
+    assert not doc.issues
+
+
+def test_can_reorder_custom(tmp_path):
+    src = ('<ph id="1" canReorder="firstNo"/><ph id="2" canReorder="no"/>text<ph id="3"/>')
+    ok = write(tmp_path, f"""<xliff {NS} srcLang="en" trgLang="de"><file id="f"><unit id="u"><segment>
+<source>{src}</source><target><ph id="3"/>text<ph id="1" canReorder="firstNo"/><ph id="2" canReorder="no"/></target>
+</segment></unit></file></xliff>""", "ok.xlf")
+    assert not xliff2.load(ok).issues
+    bad = write(tmp_path, f"""<xliff {NS} srcLang="en" trgLang="de"><file id="f"><unit id="u"><segment>
+<source>{src}</source><target><ph id="2" canReorder="no"/><ph id="1" canReorder="firstNo"/>text<ph id="3"/></target>
+</segment></unit></file></xliff>""", "bad.xlf")
+    with pytest.raises(FormatError, match="canReorder"):
+        xliff2.load(bad)
+
+
+def test_state_mapping(tmp_path):
+    p = write(tmp_path, f"""<xliff {NS} srcLang="en" trgLang="de"><file id="f"><unit id="u">
+<segment id="s1" state="initial" subState="acme:todo"><source>a</source></segment>
+<segment id="s2"><source>b</source></segment>
+<segment id="s3"><source>c</source></segment>
+</unit></file></xliff>""")
+    doc = xliff2.load(p)
+    s1, s2, s3 = doc.units
+    s1.set_target(Segment(["A"]), status="translated")
+    s2.set_target(Segment(["B"]), status="needs-review")
+    s3.set_target(Segment(["C"]), status="final")
+    xliff2.save(doc, p)
+    text = p.read_text()
+    assert '<segment id="s1" state="translated">' in text  # a stale subState goes with the old state
+    assert '<segment id="s2" state="translated" subState="tower-cat:needs-review">' in text
+    assert '<segment id="s3" state="final">' in text
+    again = xliff2.load(p)
+    assert [u.state for u in again.units] == ["translated", "translated", "final"]
+    assert again.units[2].final
+
+
+@needs_corpus
+def test_trglang_written_when_missing(tmp_path):
+    doc = xliff2.load(CORPUS / "xliff2/oasis-xliff21-testsuite/core/valid/sourceOnly.xlf")
+    assert doc.target_lang is None
+    doc.units[0].set_target(Segment(["Quelle"]))
+    with pytest.raises(FormatError, match="trgLang"):
+        xliff2.save(doc, tmp_path / "x.xlf")
+    doc.target_lang = "fr"
+    out = tmp_path / "sourceOnly.xlf"
+    xliff2.save(doc, out)
+    text = out.read_text()
+    assert 'srcLang="en" trgLang="fr">' in text
+    assert "    <source>source</source>\n    <target>Quelle</target>\n" in text
+    again = xliff2.load(out)
+    assert again.target_lang == "fr" and again.units[0].target.text == "Quelle"
+
+
+@needs_corpus
+def test_segments_without_id_are_positional(tmp_path):
+    doc = xliff2.load(CORPUS / "xliff2/oasis-xliff21-testsuite/core/valid/withGlossary.xlf")
+    assert [u.id for u in doc.units] == ["f1/1/1", "f1/1/2"]
+    doc.units[1].set_target(Segment(["Encore un ", *doc.units[1].source.codes[:1], "sosie",
+                                      *doc.units[1].source.codes[1:], "."]))
+    out = tmp_path / "g.xlf"
+    xliff2.save(doc, out)
+    again = xliff2.load(out)
+    assert again.units[0].target.text == "Il est mon alter ego. "
+    assert again.units[1].target.text == "Encore un sosie."
+
+
+def test_invalid_xml_characters_become_cp(tmp_path):
+    p = write(tmp_path, f"""<xliff {NS} srcLang="en" trgLang="de"><file id="f"><unit id="u"><segment>
+<source>a</source></segment></unit></file></xliff>""")
+    doc = xliff2.load(p)
+    doc.units[0].set_target(Segment(["x\x01y"]))
+    xliff2.save(doc, p)
+    assert '<target>x<cp hex="0001"/>y</target>' in p.read_text()
+    again = xliff2.load(p)
+    assert again.units[0].target.codes[0].display == "\x01"
+
+
+def test_xml_lang_on_new_target(tmp_path):
+    p = write(tmp_path, f"""<xliff {NS} srcLang="en" trgLang="fr"><file id="f"><unit id="u" xml:lang="en">
+<segment><source>a</source></segment></unit></file></xliff>""")
+    doc = xliff2.load(p)
+    doc.units[0].set_target(Segment(["b"]))
+    xliff2.save(doc, p)
+    assert '<target xml:lang="fr">b</target>' in p.read_text()
+    xliff2.load(p)  # strict: the new target does not inherit xml:lang="en"
+
+
+def test_max_length_from_size_restriction(tmp_path):
+    p = write(tmp_path, f"""<xliff {NS} srcLang="en" xmlns:slr="urn:oasis:names:tc:xliff:sizerestriction:2.0">
+<file id="f"><unit id="u" slr:sizeRestriction="0,25"><segment><source>a</source></segment></unit>
+<unit id="v" slr:sizeRestriction="*"><segment><source>b</source></segment></unit></file></xliff>""")
+    doc = xliff2.load(p)
+    assert doc.units[0].max_length == 25 and doc.units[0].size_unit == "char"
+    assert doc.units[1].max_length is None
+
+
+@needs_corpus
+@needs_schemas
+@pytest.mark.parametrize("name", ["oasis-xliff21-testsuite/core/valid/withGlossary.xlf",
+                                  "oasis-xliff21-testsuite/core/valid/toJoin.xlf",
+                                  "oasis-xliff22-testsuite/modules/valid/Good-itsm_text-analytics.xlf",
+                                  "oasis-xliff21-testsuite/core/valid/withMatches.xlf",
+                                  "oasis-xliff22-testsuite/core/valid/everything-core.xlf",
+                                  "bb-io/contentful.html.xliff"])
+def test_qe_write_is_schema_valid(name, tmp_path):
+    path = CORPUS / "xliff2" / name
+    doc = xliff2.load(path)
+    for i, unit in enumerate(doc.translatable_units()):
+        if i % 2 == 0:
+            unit.set_target(swapcase_like(unit.source))
+        unit.set_qe(87.5 - i)
+    out = tmp_path / path.name
+    xliff2.save(doc, out)
+    ok, err = xsd_valid(out)
+    assert ok, err
+    again = xliff2.load(out)
+    scored = [u for u in again.units if u.qe_score is not None]
+    expected = [u for u in doc.translatable_units() if u.target is not None]
+    assert len(scored) == len(expected) and scored[0].qe_score == 87.5
+    tree = etree.parse(str(out))
+    matches = tree.getroot().findall(".//{urn:oasis:names:tc:xliff:matches:2.0}match[@origin='tower-cat']")
+    assert len(matches) == len(expected) and all(m.get("type") == "mt" for m in matches)
+    # a second QE run replaces the tower-cat candidates instead of adding more
+    for unit in again.translatable_units():
+        unit.set_qe(10)
+    out2 = tmp_path / ("2" + path.name)
+    xliff2.save(again, out2)
+    tree = etree.parse(str(out2))
+    matches = tree.getroot().findall(".//{urn:oasis:names:tc:xliff:matches:2.0}match[@origin='tower-cat']")
+    assert len(matches) == len(expected) and {m.get("matchQuality") for m in matches} == {"10"}
+    assert xsd_valid(out2)[0]
+    assert stripped_c14n(out2) != b""

@@ -1,0 +1,1011 @@
+"""XLIFF 2.0 / 2.1 / 2.2 (core namespaces ``urn:oasis:names:tc:xliff:document:2.0`` and ``…:2.2``).
+
+Reading: every ``<segment>`` is a :class:`~tower_cat.document.Unit` (id ``<file id>/<unit id>/<segment id or
+1-based index>``); ``<ignorable>`` elements are kept verbatim and are not units. Inline elements become
+:class:`~tower_cat.document.InlineCode` with their original markup: ``<pc>`` → OPEN (raw start tag) + CLOSE (raw
+end tag), ``<ph/>`` and ``<cp/>`` → STANDALONE, ``<sc/>``/``<ec/>`` → OPEN/CLOSE paired by ``startRef`` (isolated
+when the partner is in another segment or ``isolated="yes"``), annotations ``<mrk>``/``<sm/>``/``<em/>`` → codes
+too so they survive. ``originalData/data`` referenced by ``dataRef*`` gives the display text.
+
+Validation (``doc.issues``): the OASIS constraints exercised by the XLIFF TC test suites (ids, sc/ec and sm/em
+pairing, dataRef, languages, states, reordering, size-restriction values, structure). Deviations real tools
+produce that do not change meaning are warnings (e.g. ``<skeleton>`` or ``<originalData>`` out of schema order,
+``<ec>`` without ``startRef`` that closes the ``<sc>`` opened just before it in the same element).
+
+Writing goes through :class:`~tower_cat.formats._xml.Splicer`: new ``<target>`` content, ``state``/``subState``,
+``trgLang`` on the root, and (for QE scores) an ``<mtc:match type="mt" origin="tower-cat" matchQuality=…>``
+translation candidate in the unit. Everything else keeps its bytes. See docs/ARCHITECTURE.md for the mapping.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lxml import etree
+
+from tower_cat.document import CodeKind, Document, InlineCode, Issue, Segment, Unit, UnitContext
+from tower_cat.errors import CodeMismatchError, FormatError
+from tower_cat.formats import _xml
+from tower_cat.formats._xml import XML_NS, localname, namespace
+
+NS20 = "urn:oasis:names:tc:xliff:document:2.0"
+NS22 = "urn:oasis:names:tc:xliff:document:2.2"
+CORE_NAMESPACES = (NS20, NS22)
+MTC_NS = "urn:oasis:names:tc:xliff:matches:2.0"
+SLR_NS = "urn:oasis:names:tc:xliff:sizerestriction:2.0"
+ITS_NS = "http://www.w3.org/2005/11/its"
+
+STATES = ("initial", "translated", "reviewed", "final")
+# Abstract status (document.STATUSES) -> (state, subState). subState None removes a stale one.
+STATE_FOR_STATUS = {
+    "new": ("initial", None),
+    "needs-review": ("translated", "tower-cat:needs-review"),
+    "translated": ("translated", None),
+    "reviewed": ("reviewed", None),
+    "final": ("final", None),
+}
+MATCH_ORIGIN = "tower-cat"
+
+_INLINE = {"cp", "ph", "pc", "sc", "ec", "mrk", "sm", "em"}
+_XML_LANG = f"{{{XML_NS}}}lang"
+_XML_SPACE = f"{{{XML_NS}}}space"
+_SNIFF_ROOT = re.compile(
+    rb"""^\s*(?:<\?.*?\?>\s*|<!--.*?-->\s*|<!DOCTYPE[^>]*>\s*)*<(?:[\w.-]+:)?xliff\b([^>]*)>""", re.S)
+_SIZE_RESTRICTION = re.compile(r"^(?:\*|\d+|\d+,(?:\d+|\*))$")
+_INVALID_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_XMLNS_ATTR = re.compile(r"""\s(xmlns(?::[\w.-]+)?)\s*=\s*(["'])(.*?)\2""", re.S)
+
+
+def sniff(head: bytes) -> bool:
+    m = _SNIFF_ROOT.match(head)
+    if not m:
+        return False
+    attrs = m.group(1)
+    if re.search(rb"""(?<![\w:.-])version\s*=\s*["']2\.""", attrs):
+        return True
+    return re.search(rb"""urn:oasis:names:tc:xliff:document:2\.""", attrs) is not None
+
+
+# --------------------------------------------------------------------------------------------------- reading
+
+
+@dataclass
+class _Entry:
+    """Where one Unit lives in the file."""
+
+    unit: Unit
+    segment: etree._Element
+    unit_el: etree._Element
+    file_id: str
+    seg_index: int
+
+
+@dataclass
+class _Handle:
+    xf: _xml.XmlFile
+    core: str
+    entries: list[_Entry] = field(default_factory=list)
+
+
+class _Loader:
+    def __init__(self, path: Path):
+        self.path = path
+        self.xf = _xml.parse(path)
+        self.root = self.xf.root
+        self.core = namespace(self.root)
+        self.issues: list[Issue] = []
+        self.units: list[Unit] = []
+        self.entries: list[_Entry] = []
+        self.src_lang: str | None = None
+        self.trg_lang: str | None = None
+        self.size_unit = "char"
+
+    # -- helpers
+    def issue(self, severity: str, message: str, el: etree._Element | None = None, unit: str | None = None) -> None:
+        self.issues.append(Issue(severity, message, el.sourceline if el is not None else None, unit))
+
+    def error(self, message: str, el=None, unit=None) -> None:
+        self.issue("error", message, el, unit)
+
+    def warn(self, message: str, el=None, unit=None) -> None:
+        self.issue("warning", message, el, unit)
+
+    def is_core(self, el, name: str | None = None) -> bool:
+        return isinstance(el.tag, str) and namespace(el) == self.core and (name is None or localname(el) == name)
+
+    def children(self, el) -> list[etree._Element]:
+        return [c for c in el if isinstance(c.tag, str)]
+
+    # -- document
+    def run(self) -> Document:
+        root = self.root
+        if localname(root) != "xliff" or self.core not in CORE_NAMESPACES:
+            if localname(root) == "xliff" and self.core.startswith("urn:oasis:names:tc:xliff:document:2."):
+                self.warn(f"unknown XLIFF 2 core namespace {self.core!r}; read as XLIFF 2.2", root)
+            else:
+                raise FormatError(f"not an XLIFF 2 document (root element {root.tag!r})", path=self.path,
+                                  line=root.sourceline)
+        version = root.get("version")
+        if version is None:
+            self.error("the <xliff> element has no version attribute", root)
+        elif not version.startswith("2."):
+            self.error(f"version {version!r} is not an XLIFF 2 version", root)
+        self.src_lang = root.get("srcLang")
+        self.trg_lang = root.get("trgLang")
+        if not self.src_lang:
+            self.error("the <xliff> element has no srcLang attribute", root)
+        files = []
+        for child in self.children(root):
+            if self.is_core(child, "file"):
+                files.append(child)
+            elif self.is_core(child, "notes") and self.core == NS22 and not files:
+                self._check_notes(child, None)
+            elif self.is_core(child):
+                self.error(f"<{localname(child)}> is not allowed in <xliff>", child)
+            elif not files and self.core == NS22:
+                pass  # mda:metadata before the files (2.2)
+            else:
+                self.warn(f"element {child.tag} is not allowed directly in <xliff>", child)
+        if not files:
+            self.error("the document has no <file> element", root)
+        seen: dict[str, int] = {}
+        for f in files:
+            fid = f.get("id")
+            if fid is None:
+                self.error("<file> without id", f)
+            elif fid in seen:
+                self.error(f"file id {fid!r} is not unique", f)
+            seen[fid or ""] = 1
+            self._file(f)
+        return Document(path=self.path, format="xliff2", units=self.units, source_lang=self.src_lang,
+                        target_lang=self.trg_lang, issues=self.issues,
+                        handle=_Handle(self.xf, self.core, self.entries))
+
+    def _file(self, f) -> None:
+        fid = f.get("id") or ""
+        self.size_unit = "char"
+        # order: skeleton?, ##other*, notes?, (unit|group)+
+        stage = 0
+        notes: list[dict] = []
+        n_content = 0
+        for child in self.children(f):
+            name = localname(child) if self.is_core(child) else None
+            if name == "skeleton":
+                if stage > 0:
+                    self.warn("<skeleton> should be the first child of <file> (schema order); kept as written",
+                              child)
+                stage = max(stage, 0)
+            elif name is None:
+                if stage > 1:
+                    self.warn(f"module element {child.tag} after <notes> or units (schema order); kept as written",
+                              child)
+                stage = max(stage, 1)
+                if namespace(child) == SLR_NS and localname(child) == "profiles":
+                    prof = child.get("generalProfile", "xliff:codepoints")
+                    self.size_unit = "char" if prof == "xliff:codepoints" else prof
+            elif name == "notes":
+                if stage > 2:
+                    self.warn("<notes> after units or groups (schema order)", child)
+                stage = max(stage, 2)
+                notes = self._check_notes(child, None)
+            elif name in ("unit", "group"):
+                stage = 3
+                n_content += 1
+            else:
+                self.error(f"<{name}> is not allowed in <file>", child)
+        if n_content == 0:
+            self.error(f"<file id={fid!r}> contains no <unit> or <group>", f)
+        self._check_slr_attrs(f, None)
+        ids: dict[str, set[str]] = {"unit": set(), "group": set()}
+        first = len(self.entries)
+        self._container(f, fid, [notes], f.get("translate", "yes") != "no", ids)
+        # context: previous / next source within the file
+        file_units = [e.unit for e in self.entries[first:]]
+        for i, u in enumerate(file_units):
+            u.context.previous_source = file_units[i - 1].source.text if i else None
+            u.context.next_source = file_units[i + 1].source.text if i + 1 < len(file_units) else None
+
+    def _container(self, el, fid: str, notes_stack: list[list[dict]], translate: bool,
+                   ids: dict[str, set[str]]) -> None:
+        for child in self.children(el):
+            if not self.is_core(child):
+                continue
+            name = localname(child)
+            if name not in ("unit", "group"):
+                continue
+            cid = child.get("id")
+            if cid is None:
+                self.error(f"<{name}> without id", child)
+            elif cid in ids[name]:
+                self.error(f"{name} id {cid!r} is not unique in file {fid!r}", child, cid if name == "unit" else None)
+            else:
+                ids[name].add(cid)
+            t = child.get("translate")
+            sub_translate = translate if t is None else t != "no"
+            if name == "group":
+                gnotes: list[dict] = []
+                stage = 0
+                for g in self.children(child):
+                    gname = localname(g) if self.is_core(g) else None
+                    if gname is None:
+                        if stage > 0:
+                            self.warn(f"module element {g.tag} after <notes> or units (schema order)", g)
+                    elif gname == "notes":
+                        if stage > 1:
+                            self.warn("<notes> after units or groups (schema order)", g)
+                        stage = max(stage, 1)
+                        gnotes = self._check_notes(g, None)
+                    elif gname in ("unit", "group"):
+                        stage = 2
+                    else:
+                        self.error(f"<{gname}> is not allowed in <group>", g)
+                self._check_slr_attrs(child, None)
+                self._container(child, fid, notes_stack + [gnotes], sub_translate, ids)
+            else:
+                self._unit(child, fid, notes_stack, sub_translate)
+
+    def _check_notes(self, notes_el, uid) -> list[dict]:
+        out, seen = [], set()
+        for n in self.children(notes_el):
+            if not self.is_core(n, "note"):
+                self.error(f"<{localname(n)}> is not allowed in <notes>", n, uid)
+                continue
+            nid = n.get("id")
+            if nid is not None:
+                if nid in seen:
+                    self.error(f"note id {nid!r} is not unique in its <notes>", n, uid)
+                seen.add(nid)
+            applies = n.get("appliesTo")
+            if applies not in (None, "source", "target"):
+                self.error(f"appliesTo={applies!r} must be 'source' or 'target'", n, uid)
+            prio = n.get("priority")
+            if prio is not None and not (prio.isdigit() and 1 <= int(prio) <= 10):
+                self.error(f"note priority {prio!r} must be an integer 1-10", n, uid)
+            out.append({"id": nid, "text": "".join(n.itertext()), "appliesTo": applies,
+                        "category": n.get("category"), "priority": prio})
+        if not out:
+            self.error("<notes> must contain at least one <note>", notes_el, uid)
+        return out
+
+    def _check_slr_attrs(self, el, uid) -> None:
+        # The value rules of the size-restriction module are tested by the XLIFF 2.2 suite; the 2.0/2.1 core
+        # suite has a valid file with free-text slr:sizeInfo, so for 2.0-namespace files they are warnings.
+        report = self.error if self.core == NS22 else self.warn
+        for name, value in el.attrib.items():
+            if not name.startswith(f"{{{SLR_NS}}}"):
+                continue
+            local = name.split("}", 1)[1]
+            if local in ("sizeRestriction", "storageRestriction") and not _SIZE_RESTRICTION.match(value.strip()):
+                report(f"slr:{local}={value!r} must be '*', 'N', 'N,M' or 'N,*' with integers", el, uid)
+            elif local in ("sizeInfo", "equivStorage") and not value.strip().isdigit():
+                report(f"slr:{local}={value!r} must be a non-negative integer", el, uid)
+
+    # -- unit
+    def _unit(self, u, fid: str, notes_stack: list[list[dict]], translate: bool) -> None:
+        uid = u.get("id") or ""
+        stage = 0
+        notes: list[dict] = []
+        data: dict[str, etree._Element] | None = None
+        parts: list[etree._Element] = []
+        match_ids_by_matches: list = []
+        for child in self.children(u):
+            name = localname(child) if self.is_core(child) else None
+            if name is None:
+                if stage > 0:
+                    self.warn(f"module element {child.tag} after core content of the unit (schema order)", child, uid)
+                if namespace(child) == MTC_NS and localname(child) == "matches":
+                    match_ids_by_matches.append(child)
+                continue
+            if name == "notes":
+                if stage > 1:
+                    self.warn("<notes> after <originalData> or segments (schema order)", child, uid)
+                stage = max(stage, 1)
+                notes = self._check_notes(child, uid)
+            elif name == "originalData":
+                if stage > 2:
+                    self.warn("<originalData> after the segments (schema order); kept as written", child, uid)
+                stage = max(stage, 2)
+                if data is not None:
+                    self.error("a unit may have only one <originalData>", child, uid)
+                data = {}
+                for d in self.children(child):
+                    if not self.is_core(d, "data"):
+                        self.error(f"<{localname(d)}> is not allowed in <originalData>", d, uid)
+                        continue
+                    did = d.get("id")
+                    if did is None:
+                        self.error("<data> without id", d, uid)
+                    elif did in data:
+                        self.error(f"data id {did!r} is not unique in <originalData>", d, uid)
+                    else:
+                        data[did] = d
+            elif name in ("segment", "ignorable"):
+                stage = 3
+                parts.append(child)
+            else:
+                self.error(f"<{name}> is not allowed in <unit>", child, uid)
+        self._check_slr_attrs(u, uid)
+        for el in u.iter():
+            if isinstance(el.tag, str) and el is not u:
+                self._check_slr_attrs(el, uid)
+
+        # mtc:match ids unique within their <matches>; tower-cat QE scores read back
+        qe_by_ref: dict[str, float] = {}
+        for m in match_ids_by_matches:
+            seen = set()
+            for match in self.children(m):
+                mid = match.get("id")
+                if mid is not None:
+                    if mid in seen:
+                        self.error(f"mtc:match id {mid!r} is not unique in <mtc:matches>", match, uid)
+                    seen.add(mid)
+                if match.get("ref") is None:
+                    self.error("mtc:match without the required ref attribute", match, uid)
+                # a candidate's source/target follow the same inline rules as a segment's
+                mdata = None
+                for c in self.children(match):
+                    if self.is_core(c, "originalData"):
+                        mdata = {d.get("id"): d for d in self.children(c) if d.get("id") is not None}
+                for c in self.children(match):
+                    if self.is_core(c, "source") or self.is_core(c, "target"):
+                        self._pairing([c], uid)
+                        self._check_inline(c, mdata, uid)
+                if match.get("ref") is not None and match.get("origin") == MATCH_ORIGIN \
+                        and match.get("type") == "mt":
+                    try:
+                        qe_by_ref[match.get("ref").lstrip("#")] = float(match.get("matchQuality"))
+                    except (TypeError, ValueError):
+                        pass
+
+        segments = [p for p in parts if localname(p) == "segment"]
+        if not segments:
+            self.error("the unit has no <segment>", u, uid)
+
+        # segment / ignorable ids
+        seen_ids: set[str] = set()
+        for p in parts:
+            pid = p.get("id")
+            if pid is not None:
+                if pid in seen_ids:
+                    self.error(f"{localname(p)} id {pid!r} is not unique in the unit", p, uid)
+                seen_ids.add(pid)
+
+        # source / target of each part
+        sources: list[etree._Element | None] = []
+        targets: list[etree._Element | None] = []
+        for p in parts:
+            src = tgt = None
+            for c in self.children(p):
+                if self.is_core(c, "source"):
+                    if src is not None:
+                        self.error(f"<{localname(p)}> has more than one <source>", c, uid)
+                    elif tgt is not None:
+                        self.error("<source> after <target>", c, uid)
+                    else:
+                        src = c
+                elif self.is_core(c, "target"):
+                    if tgt is not None:
+                        self.error(f"<{localname(p)}> has more than one <target>", c, uid)
+                    else:
+                        tgt = c
+                else:
+                    self.error(f"<{localname(c)}> is not allowed in <{localname(p)}>", c, uid)
+            if src is None:
+                self.error(f"<{localname(p)}> has no <source>", p, uid)
+            sources.append(src)
+            targets.append(tgt)
+            if localname(p) == "segment":
+                state = p.get("state")
+                if state is not None and state not in STATES:
+                    self.error(f"state={state!r} is not one of {', '.join(STATES)}", p, uid)
+                if p.get("subState") is not None and state is None:
+                    self.error("subState is used without an explicit state", p, uid)
+            self._check_langs(src, tgt, uid)
+
+        # target order (the target sequence as the unit's translation reads)
+        n = len(parts)
+        placed: list[tuple[int, int]] = []
+        for i, t in enumerate(targets):
+            if t is None:
+                continue
+            order = t.get("order")
+            pos = i + 1
+            if order is not None:
+                if order.isdigit() and 1 <= int(order) <= n:
+                    pos = int(order)
+                else:
+                    self.error(f"target order={order!r} must be an integer between 1 and {n}", t, uid)
+            placed.append((pos, i))
+        target_seq = [targets[i] for _, i in sorted(placed)]
+
+        # inline checks, pairing
+        src_pairs = self._pairing([s for s in sources if s is not None], uid)
+        tgt_pairs = self._pairing(target_seq, uid)
+        for container in [s for s in sources if s is not None] + target_seq:
+            self._check_inline(container, data, uid)
+        self._check_reorder([s for s in sources if s is not None], target_seq, uid)
+
+        # units
+        t = u.get("translate")
+        translatable = translate if t is None else t != "no"
+        max_length = None
+        sr = u.get(f"{{{SLR_NS}}}sizeRestriction")
+        if sr and _SIZE_RESTRICTION.match(sr.strip()):
+            last = sr.strip().split(",")[-1]
+            max_length = int(last) if last.isdigit() else None
+        notes_flat = [n for level in notes_stack for n in level] + notes
+        file_el = u
+        while file_el is not None and not self.is_core(file_el, "file"):
+            file_el = file_el.getparent()
+        file_name = (file_el.get("original") or fid) if file_el is not None else fid
+        seg_index = 0
+        for i, p in enumerate(parts):
+            if localname(p) != "segment":
+                continue
+            seg_index += 1
+            src, tgt = sources[i], targets[i]
+            sid = p.get("id")
+            unit_id = f"{fid}/{uid}/{sid if sid is not None else seg_index}"
+            source = self._segment(src, src_pairs) if src is not None else Segment()
+            target = self._segment(tgt, tgt_pairs) if tgt is not None else None
+            state = p.get("state")
+            unit = Unit(
+                id=unit_id, source=source, target=target, state=state,
+                notes=[n["text"] for n in notes_flat],
+                context=UnitContext(file=file_name, resname=u.get("name") or uid),
+                final=state == "final", translatable=translatable, max_length=max_length,
+                size_unit=self.size_unit if max_length is not None else None,
+                line=p.sourceline,
+                meta={"file_id": fid, "unit_id": uid, "segment_id": sid, "segment_index": seg_index,
+                      "subState": p.get("subState"), "canResegment": p.get("canResegment"),
+                      "notes": notes_flat, "segments_in_unit": len(segments)},
+            )
+            if sid is not None and sid in qe_by_ref:
+                unit.qe_score = qe_by_ref[sid]
+            self.units.append(unit)
+            self.entries.append(_Entry(unit, p, u, fid, seg_index))
+
+    def _check_langs(self, src, tgt, uid) -> None:
+        def inherited(el):
+            while el is not None:
+                v = el.get(_XML_LANG)
+                if v is not None:
+                    return v
+                el = el.getparent()
+            return None
+
+        if src is not None and self.src_lang:
+            lang = inherited(src)
+            if lang is not None and lang.lower() != self.src_lang.lower():
+                self.error(f"source xml:lang {lang!r} differs from srcLang {self.src_lang!r}", src, uid)
+        if tgt is not None:
+            if not self.trg_lang:
+                self.error("a <target> is present but <xliff> has no trgLang", tgt, uid)
+            else:
+                lang = inherited(tgt)
+                if lang is not None and lang.lower() != self.trg_lang.lower():
+                    self.error(f"target xml:lang {lang!r} differs from trgLang {self.trg_lang!r}", tgt, uid)
+
+    def _inline_elements(self, container) -> list[etree._Element]:
+        return [el for el in container.iter() if el is not container and self.is_core(el)]
+
+    def _pairing(self, containers: list, uid) -> dict:
+        """Pair sc/ec and sm/em across one side of a unit (sources, or targets in target order).
+
+        Returns {element: partner element or None}. Reports the OASIS pairing constraints.
+        """
+        pairs: dict = {}
+        later_sc: dict[str, etree._Element] = {}
+        later_sm: dict[str, etree._Element] = {}
+        for c in containers:
+            for el in self._inline_elements(c):
+                if localname(el) == "sc" and el.get("id") is not None:
+                    later_sc.setdefault(el.get("id"), el)
+                elif localname(el) == "sm" and el.get("id") is not None:
+                    later_sm.setdefault(el.get("id"), el)
+        open_sc: dict[str, tuple[etree._Element, int]] = {}
+        open_sm: dict[str, etree._Element] = {}
+        stack: list[tuple[etree._Element, int]] = []  # non-isolated sc, for ec without startRef
+        seen_ids: dict[str, etree._Element] = {}
+        for ci, c in enumerate(containers):
+            for el in self._inline_elements(c):
+                name = localname(el)
+                if name not in _INLINE:
+                    self.error(f"<{name}> is not allowed inside <{localname(c)}>", el, uid)
+                    continue
+                eid = el.get("id")
+                if eid is not None and name in ("pc", "ph", "sc", "mrk", "sm") or (name == "ec" and eid):
+                    if eid in seen_ids:
+                        self.error(f"inline id {eid!r} is used twice in the unit's {localname(c)}", el, uid)
+                    seen_ids[eid] = el
+                if name == "sc":
+                    pairs[el] = None
+                    if eid is None:
+                        self.error("<sc> without id", el, uid)
+                    elif el.get("isolated") != "yes":
+                        open_sc[eid] = (el, ci)
+                        stack.append((el, ci))
+                elif name == "ec":
+                    pairs[el] = None
+                    ref = el.get("startRef")
+                    if el.get("isolated") == "yes":
+                        if ref is not None:
+                            self.error("an isolated <ec> must not have startRef", el, uid)
+                        if eid is None:
+                            self.error("an isolated <ec> must have an id", el, uid)
+                        continue
+                    if ref is not None:
+                        if ref in open_sc:
+                            sc, _ = open_sc.pop(ref)
+                            stack = [s for s in stack if s[0] is not sc]
+                            pairs[el], pairs[sc] = sc, el
+                        elif ref in later_sc and later_sc[ref] not in pairs:
+                            self.error(f"<ec startRef={ref!r}> comes before its <sc>", el, uid)
+                        else:
+                            self.error(f"<ec startRef={ref!r}> has no matching <sc>", el, uid)
+                        continue
+                    # no startRef, not isolated: invalid, unless it closes the sc opened just before it
+                    # in the same element (what some real exporters write) -> pair by position, warn
+                    if stack and stack[-1][1] == ci:
+                        sc, _ = stack.pop()
+                        open_sc.pop(sc.get("id"), None)
+                        pairs[el], pairs[sc] = sc, el
+                        self.warn(f"<ec> without startRef paired by position with <sc id={sc.get('id')!r}>",
+                                  el, uid)
+                    else:
+                        self.error("a non-isolated <ec> must have startRef (or isolated='yes')", el, uid)
+                elif name == "sm":
+                    pairs[el] = None
+                    if eid is not None:
+                        open_sm[eid] = el
+                elif name == "em":
+                    pairs[el] = None
+                    ref = el.get("startRef")
+                    if ref in open_sm:
+                        sm = open_sm.pop(ref)
+                        pairs[el], pairs[sm] = sm, el
+                    elif ref in later_sm:
+                        self.error(f"<em startRef={ref!r}> comes before its <sm>", el, uid)
+                    else:
+                        self.error(f"<em startRef={ref!r}> has no matching <sm>", el, uid)
+        for sc, _ in open_sc.values():
+            self.error(f"<sc id={sc.get('id')!r}> has no matching <ec> and is not marked isolated='yes'", sc, uid)
+        for sm in open_sm.values():
+            self.error(f"<sm id={sm.get('id')!r}> has no matching <em>", sm, uid)
+        return pairs
+
+    def _check_inline(self, container, data, uid) -> None:
+        for el in self._inline_elements(container):
+            name = localname(el)
+            for attr in ("dataRef", "dataRefStart", "dataRefEnd"):
+                ref = el.get(attr)
+                if ref is None:
+                    continue
+                if data is None:
+                    self.error(f"{attr}={ref!r} but the unit has no <originalData>", el, uid)
+                elif ref not in data:
+                    self.error(f"{attr}={ref!r} refers to no <data> in <originalData>", el, uid)
+            if name in ("ph", "pc", "mrk", "sm") and el.get("id") is None:
+                self.error(f"<{name}> without id", el, uid)
+            if name == "cp":
+                h = el.get("hex", "")
+                try:
+                    int(h, 16)
+                except ValueError:
+                    self.error(f"<cp hex={h!r}> is not a hexadecimal code point", el, uid)
+
+    def _check_reorder(self, sources: list, targets: list, uid) -> None:
+        """canReorder: a sequence (firstNo code + following 'no' codes) must stay together and in order."""
+        def codes(containers):
+            out = []
+            for c in containers:
+                for el in self._inline_elements(c):
+                    if localname(el) in ("ph", "pc", "sc", "ec") and (el.get("id") or el.get("startRef")):
+                        out.append(el)
+            return out
+
+        def key(el):
+            return (localname(el) if localname(el) != "ec" else "ec", el.get("id") or el.get("startRef"))
+
+        src_codes = codes(sources)
+        sequences: list[list[tuple]] = []
+        for el in src_codes:
+            cr = el.get("canReorder", "yes")
+            if cr == "firstNo":
+                sequences.append([key(el)])
+            elif cr == "no":
+                if not sequences or not sequences[-1] or sequences[-1][-1] != _last_key(src_codes, el, key):
+                    self.error(f"<{localname(el)} canReorder='no'> does not follow a code of its sequence "
+                               "(canReorder='firstNo' or 'no')", el, uid)
+                    sequences.append([key(el)])
+                else:
+                    sequences[-1].append(key(el))
+        if not targets or not sequences:
+            return
+        tgt_keys = [key(el) for el in codes(targets)]
+        for seq in sequences:
+            if len(seq) < 2:
+                continue
+            present = [k for k in seq if k in tgt_keys]
+            if not present:
+                continue
+            positions = [tgt_keys.index(k) for k in seq if k in tgt_keys]
+            if len(present) != len(seq) or positions != list(range(positions[0], positions[0] + len(seq))):
+                el = targets[0]
+                self.error(f"codes {', '.join(k[1] for k in seq)} have canReorder='no' and must appear together "
+                           "and in the same order in the target", el, uid)
+
+    def _segment(self, container, pairs) -> Segment:
+        parts: list = []
+        my = set(self._inline_elements(container))
+        data = _unit_data(container, self.core)
+
+        def display(el, attr_ref, attr_disp, attr_equiv):
+            ref = el.get(attr_ref)
+            if ref is not None and ref in data:
+                return _data_text(data[ref], self.core)
+            return el.get(attr_disp) or el.get(attr_equiv) or ""
+
+        def walk(el):
+            if el.text:
+                parts.append(el.text)
+            for child in el:
+                if not isinstance(child.tag, str):
+                    if child.tail:
+                        parts.append(child.tail)
+                    continue
+                name = localname(child) if self.is_core(child) else ""
+                outer = self.xf.outer(child)
+                if name in ("pc", "mrk"):
+                    cid = child.get("id") or ""
+                    if name == "pc":
+                        d_open = display(child, "dataRefStart", "dispStart", "equivStart")
+                        d_close = display(child, "dataRefEnd", "dispEnd", "equivEnd")
+                    else:
+                        d_open = d_close = child.get("value") or child.get("type") or ""
+                    if self.xf.span(child).empty:
+                        parts.append(InlineCode(cid, CodeKind.OPEN, outer, name, d_open))
+                        parts.append(InlineCode(cid, CodeKind.CLOSE, "", name, d_close))
+                    else:
+                        parts.append(InlineCode(cid, CodeKind.OPEN, self.xf.start_tag(child), name, d_open))
+                        walk(child)
+                        parts.append(InlineCode(cid, CodeKind.CLOSE, self.xf.end_tag(child), name, d_close))
+                elif name in ("sc", "sm"):
+                    partner = pairs.get(child)
+                    isolated = child.get("isolated") == "yes" or partner is None or partner not in my
+                    parts.append(InlineCode(child.get("id") or "", CodeKind.OPEN, outer, name,
+                                            display(child, "dataRef", "disp", "equiv"), isolated))
+                elif name in ("ec", "em"):
+                    partner = pairs.get(child)
+                    cid = (partner.get("id") if partner is not None else None) or child.get("startRef") \
+                        or child.get("id") or ""
+                    isolated = child.get("isolated") == "yes" or partner is None or partner not in my
+                    parts.append(InlineCode(cid, CodeKind.CLOSE, outer, name,
+                                            display(child, "dataRef", "disp", "equiv"), isolated))
+                elif name == "ph":
+                    parts.append(InlineCode(child.get("id") or "", CodeKind.STANDALONE, outer, name,
+                                            display(child, "dataRef", "disp", "equiv")))
+                elif name == "cp":
+                    try:
+                        disp = chr(int(child.get("hex", ""), 16))
+                    except (ValueError, OverflowError):
+                        disp = ""
+                    parts.append(InlineCode(f"cp{len(parts)}", CodeKind.STANDALONE, outer, name, disp))
+                else:  # unknown element: keep it as a standalone code so it survives
+                    parts.append(InlineCode(f"x{len(parts)}", CodeKind.STANDALONE, outer, localname(child)))
+                if child.tail:
+                    parts.append(child.tail)
+
+        walk(container)
+        return Segment(parts)
+
+
+def _last_key(codes, el, key):
+    i = codes.index(el)
+    return key(codes[i - 1]) if i > 0 else None
+
+
+def _unit_data(el, core) -> dict:
+    while el is not None and not (namespace(el) == core and localname(el) == "unit"):
+        if namespace(el) == MTC_NS and localname(el) == "match":
+            break
+        el = el.getparent()
+    out = {}
+    if el is None:
+        return out
+    for od in el:
+        if isinstance(od.tag, str) and namespace(od) == core and localname(od) == "originalData":
+            for d in od:
+                if isinstance(d.tag, str) and d.get("id") is not None:
+                    out.setdefault(d.get("id"), d)
+    return out
+
+
+def _data_text(d, core) -> str:
+    out = [d.text or ""]
+    for c in d:
+        if isinstance(c.tag, str) and localname(c) == "cp":
+            try:
+                out.append(chr(int(c.get("hex", ""), 16)))
+            except (ValueError, OverflowError):
+                pass
+        out.append(c.tail or "")
+    return "".join(out)
+
+
+def load(path: Path, strict: bool = True) -> Document:
+    path = Path(path)
+    doc = _Loader(path).run()
+    if strict:
+        for issue in doc.issues:
+            if issue.severity == "error":
+                raise FormatError(f"invalid XLIFF 2: {issue.message}", path=path, line=issue.line, unit=issue.unit,
+                                  hint="run `tower-cat validate` to list every problem")
+    return doc
+
+
+# --------------------------------------------------------------------------------------------------- writing
+
+
+def _prefix_of(start_tag: str) -> str:
+    """'xlf:' for '<xlf:source ...>', '' for '<source ...>'."""
+    name = re.match(r"<([^\s/>]+)", start_tag).group(1)
+    return name.split(":", 1)[0] + ":" if ":" in name else ""
+
+
+def _text_xml(text: str, prefix: str) -> str:
+    """Escape text; characters XML 1.0 cannot carry become <cp hex="…"/> (the XLIFF 2 way)."""
+    out, pos = [], 0
+    for m in _INVALID_XML_CHAR.finditer(text):
+        out.append(_xml.escape_text(text[pos:m.start()]))
+        out.append(f'<{prefix}cp hex="{ord(m.group(0)):04X}"/>')
+        pos = m.end()
+    out.append(_xml.escape_text(text[pos:]))
+    return "".join(out)
+
+
+def _render(segment: Segment, source: Segment, prefix: str, unit_id: str, path: Path) -> str:
+    """Target content: escaped text plus the verbatim markup of the source's codes."""
+    by_key = {c.key: c for c in source.codes}
+    out = []
+    stack: list[str] = []  # <pc>/<mrk> are real elements: their open/close codes must nest
+    for part in segment.parts:
+        if isinstance(part, str):
+            out.append(_text_xml(part, prefix))
+            continue
+        src = by_key.get(part.key)
+        if src is None:
+            raise CodeMismatchError(f"the target has a code ({part.kind.value} {part.id!r}) that is not in the source",
+                                    path=path, unit=unit_id, hint="repair the target's codes before saving")
+        if src.tag in ("pc", "mrk") and not src.xml.endswith("/>"):
+            if src.kind == CodeKind.OPEN:
+                stack.append(src.id)
+            elif src.kind == CodeKind.CLOSE and src.xml:
+                if not stack or stack.pop() != src.id:
+                    raise CodeMismatchError(f"the target's codes do not nest properly (<{src.tag} id={src.id!r}>)",
+                                            path=path, unit=unit_id, hint="repair the target's codes before saving")
+        out.append(src.xml)
+    if stack:
+        raise CodeMismatchError(f"the target leaves <pc>/<mrk> {', '.join(stack)} open", path=path, unit=unit_id,
+                                hint="repair the target's codes before saving")
+    return "".join(out)
+
+
+def _check_fragment(fragment: str, nsmap: dict, path: Path, unit_id: str) -> None:
+    decls = "".join(f' xmlns{":" + p if p else ""}="{_xml.escape_attr(u)}"' for p, u in nsmap.items())
+    try:
+        etree.fromstring(f"<w{decls}>{fragment}</w>".encode("utf-8"))
+    except etree.XMLSyntaxError as exc:
+        raise CodeMismatchError(f"the target's codes do not nest properly ({exc.msg})", path=path, unit=unit_id,
+                                hint="repair the target's codes before saving") from None
+
+
+def _fmt_score(score: float) -> str:
+    s = f"{score:.2f}".rstrip("0").rstrip(".")
+    return s or "0"
+
+
+def save(doc: Document, path: Path) -> None:
+    path = Path(path)
+    h: _Handle = doc.handle
+    xf = h.xf
+    sp = _xml.Splicer(xf.text)
+    nl = xf.newline()
+    root = xf.root
+    root_changes: dict[str, str | None] = {}
+    declare: dict[str, str] = {}
+
+    trg_lang = root.get("trgLang")
+    if not trg_lang and doc.target_lang:
+        root_changes["trgLang"] = doc.target_lang
+        trg_lang = doc.target_lang
+
+    by_identity = {id(e.unit): e for e in h.entries}
+    by_id: dict[str, _Entry] = {}
+    for e in h.entries:
+        by_id.setdefault(e.unit.id, e)
+
+    unit_matches: dict = {}  # unit element -> list of (entry, match xml)
+    for unit in doc.units:
+        if not unit.changed:
+            continue
+        entry = by_identity.get(id(unit)) or by_id.get(unit.id)
+        if entry is None:
+            raise FormatError("this unit is not in the file it was loaded from", path=path, unit=unit.id)
+        seg = entry.segment
+        src_el = tgt_el = None
+        for c in seg:
+            if isinstance(c.tag, str) and namespace(c) == h.core:
+                if localname(c) == "source" and src_el is None:
+                    src_el = c
+                elif localname(c) == "target" and tgt_el is None:
+                    tgt_el = c
+        if src_el is None:
+            raise FormatError("the segment has no <source>", path=path, line=seg.sourceline, unit=unit.id)
+        prefix = _prefix_of(xf.start_tag(src_el))
+        seg_changes: dict[str, str | None] = {}
+
+        if unit.edit is not None:
+            if not trg_lang:
+                raise FormatError("cannot write a target: the file has no trgLang and no target language was given",
+                                  path=path, unit=unit.id, hint="set the document's target language")
+            inner = _render(unit.edit.segment, unit.source, prefix, unit.id, path)
+            _check_fragment(inner, dict(seg.nsmap), path, unit.id)
+            if tgt_el is not None:
+                s = xf.span(tgt_el)
+                if s.empty:
+                    tag = xf.start_tag(tgt_el)
+                    sp.replace(s.start, s.end, tag[:-2].rstrip() + ">" + inner + f"</{prefix}target>")
+                else:
+                    sp.replace(s.tag_end, s.close, inner)
+            else:
+                attrs = ""
+                src_tag = xf.start_tag(src_el)
+                for m in _XMLNS_ATTR.finditer(src_tag):
+                    attrs += f' {m.group(1)}="{_xml.escape_attr(m.group(3))}"'
+                space = src_el.get(_XML_SPACE)
+                if space is not None:
+                    attrs += f' xml:space="{_xml.escape_attr(space)}"'
+                inherited = None
+                el = seg
+                while el is not None and inherited is None:
+                    inherited = el.get(_XML_LANG)
+                    el = el.getparent()
+                if src_el.get(_XML_LANG) is not None or (inherited is not None
+                                                         and inherited.lower() != trg_lang.lower()):
+                    attrs += f' xml:lang="{_xml.escape_attr(trg_lang)}"'
+                new = f"<{prefix}target{attrs}>{inner}</{prefix}target>"
+                s_src = xf.span(src_el)
+                indent = xf.indent_before(src_el)
+                sep = nl + indent if indent else ""
+                sp.insert(s_src.end, sep + new)
+            state, sub = STATE_FOR_STATUS[unit.edit.status]
+            seg_changes["state"] = state
+            if sub is not None or seg.get("subState") is not None:
+                seg_changes["subState"] = sub
+
+        if unit.qe_edit is not None:
+            target_seg = unit.edit.segment if unit.edit is not None else (
+                entry.unit.target if tgt_el is not None else None)
+            if target_seg is not None:
+                sid = seg.get("id")
+                if sid is None:
+                    sid = _new_segment_id(entry.unit_el, entry.seg_index)
+                    seg_changes["id"] = sid
+                unit_matches.setdefault(entry.unit_el, []).append(
+                    (entry, sid, prefix, _match_content(unit.source, prefix),
+                     _match_content(target_seg, prefix), unit.qe_edit))
+
+        if seg_changes:
+            s = xf.span(seg)
+            sp.replace(s.start, s.tag_end, _xml.set_attrs(xf.start_tag(seg), seg_changes))
+
+    for unit_el, items in unit_matches.items():
+        _write_matches(xf, sp, unit_el, items, h.core, declare, nl)
+
+    for p, uri in declare.items():
+        root_changes[f"xmlns:{p}"] = uri
+    if root_changes:
+        s = xf.span(root)
+        sp.replace(s.start, s.tag_end, _xml.set_attrs(xf.start_tag(root), root_changes))
+    _xml.atomic_write(path, xf.encode(sp.result()))
+
+
+def _match_content(segment: Segment, prefix: str) -> str:
+    """A segment's content as a self-contained copy for an <mtc:match>: codes whose partner lies in another
+    segment are written isolated (sc isolated="yes", ec id=… isolated="yes"); unpaired annotation markers are
+    left out (an <sm> without its <em> would be invalid, and a candidate does not need the annotation)."""
+    out = []
+    for part in segment.parts:
+        if isinstance(part, str):
+            out.append(_text_xml(part, prefix))
+        elif part.isolated and part.tag in ("sm", "em"):
+            continue
+        elif part.isolated and part.tag == "sc" and 'isolated=' not in part.xml:
+            out.append(_xml.set_attrs(part.xml, {"isolated": "yes"}))
+        elif part.isolated and part.tag == "ec" and 'isolated=' not in part.xml:
+            out.append(_xml.set_attrs(part.xml, {"startRef": None, "id": part.id, "isolated": "yes"}))
+        else:
+            out.append(part.xml)
+    return "".join(out)
+
+
+def _new_segment_id(unit_el, seg_index: int) -> str:
+    used = {el.get("id") for el in unit_el.iter() if isinstance(el.tag, str) and el.get("id") is not None}
+    n, sid = seg_index, f"tc-s{seg_index}"
+    while sid in used:
+        n += 1
+        sid = f"tc-s{n}"
+    return sid
+
+
+def _write_matches(xf, sp, unit_el, items, core, declare, nl) -> None:
+    """QE score -> <mtc:match ref="#seg" type="mt" origin="tower-cat" matchQuality="…"> in the unit.
+
+    Core <segment>/<target> accept no foreign attributes and ITS module attributes are only allowed on
+    <mrk>/<sm>, so the translation-candidates module is where a score stays schema-valid.
+    """
+    try:
+        mtc = _xml.qname(unit_el, MTC_NS, "matches").split(":", 1)[0]
+    except ValueError:
+        mtc = "mtc"
+        declare["mtc"] = MTC_NS
+    existing = None
+    for c in unit_el:
+        if isinstance(c.tag, str) and namespace(c) == MTC_NS and localname(c) == "matches":
+            existing = c
+            break
+    first_child = next((c for c in unit_el if isinstance(c.tag, str)), None)
+    child_indent = xf.indent_before(first_child) if first_child is not None else ""
+    used_ids = {m.get("id") for m in (existing if existing is not None else []) if isinstance(m.tag, str)}
+    data = _unit_data(unit_el, core)
+    new_matches: list[str] = []
+    for entry, sid, prefix, src_inner, tgt_inner, score in items:
+        mid, n = f"tc-mt-{sid}", 1
+        while mid in used_ids:
+            n += 1
+            mid = f"tc-mt-{sid}-{n}"
+        used_ids.add(mid)
+        refs = []
+        for frag in (src_inner, tgt_inner):
+            for m in re.finditer(r"""\bdataRef(?:Start|End)?\s*=\s*["']([^"']*)["']""", frag):
+                if m.group(1) in data and m.group(1) not in refs:
+                    refs.append(m.group(1))
+        od = ""
+        if refs:
+            od = f"<{prefix}originalData>" + "".join(xf.outer(data[r]) for r in refs) + f"</{prefix}originalData>"
+        body = (f'<{mtc}:match id="{mid}" ref="#{_xml.escape_attr(sid)}" type="mt" origin="{MATCH_ORIGIN}" '
+                f'matchQuality="{_fmt_score(score)}">{od}<{prefix}source>{src_inner}</{prefix}source>'
+                f"<{prefix}target>{tgt_inner}</{prefix}target></{mtc}:match>")
+        # replace an earlier tower-cat match for this segment instead of piling them up
+        old = None
+        if existing is not None:
+            for m in existing:
+                if (isinstance(m.tag, str) and m.get("origin") == MATCH_ORIGIN and m.get("type") == "mt"
+                        and m.get("ref") == f"#{sid}"):
+                    old = m
+                    break
+        if old is not None:
+            s = xf.span(old)
+            sp.replace(s.start, s.end, body)
+        else:
+            new_matches.append(body)
+    if not new_matches:
+        return
+    if existing is not None:
+        last = [m for m in existing if isinstance(m.tag, str)]
+        if last:
+            ind = xf.indent_before(last[-1])
+            sp.insert(xf.span(last[-1]).end, "".join((nl + ind if ind else "") + m for m in new_matches))
+        else:
+            sp.insert(xf.span(existing).close, "".join(new_matches))
+        return
+    s = xf.span(unit_el)
+    unit_indent = xf.indent_before(unit_el)
+    step = child_indent[len(unit_indent):] if child_indent.startswith(unit_indent) else ""
+    sep = nl + child_indent if child_indent else ""
+    inner_sep = nl + child_indent + (step or " ") if child_indent else ""
+    block = (f"{sep}<{mtc}:matches>" + "".join(inner_sep + m for m in new_matches) + f"{sep}</{mtc}:matches>")
+    sp.insert(s.tag_end, block)
