@@ -415,3 +415,42 @@ def test_qe_write_is_schema_valid(name, tmp_path):
     assert len(matches) == len(expected) and {m.get("matchQuality") for m in matches} == {"10"}
     assert xsd_valid(out2)[0]
     assert stripped_c14n(out2) != b""
+
+
+@needs_schemas
+def test_prefixed_core_namespace_and_crlf(tmp_path):
+    text = ('<?xml version="1.0" encoding="UTF-8"?>\r\n'
+            '<x:xliff xmlns:x="urn:oasis:names:tc:xliff:document:2.2" version="2.2" srcLang="en" trgLang="de">\r\n'
+            ' <x:file id="f">\r\n  <x:unit id="u">\r\n   <x:segment>\r\n'
+            '    <x:source>Hi <x:ph id="1"/></x:source>\r\n   </x:segment>\r\n  </x:unit>\r\n </x:file>\r\n</x:xliff>\r\n')
+    p = tmp_path / "p.xlf"
+    p.write_bytes(text.encode("utf-8"))
+    assert xliff2.sniff(p.read_bytes()[:200])
+    doc = xliff2.load(p)
+    u = doc.units[0]
+    u.set_target(Segment(["Hallo ", u.source.codes[0]]))
+    u.set_qe(55)
+    xliff2.save(doc, p)
+    raw = p.read_bytes().decode("utf-8")
+    assert '    <x:source>Hi <x:ph id="1"/></x:source>\r\n    <x:target>Hallo <x:ph id="1"/></x:target>\r\n' in raw
+    assert "\n" not in raw.replace("\r\n", "")
+    assert "<x:source>Hi" in raw.split("<mtc:match ")[1]
+    ok, err = xsd_valid(p)
+    assert ok, err
+    again = xliff2.load(p)
+    assert again.units[0].qe_score == 55 and again.units[0].target.text == "Hallo "
+
+
+def test_load_is_linear_enough(tmp_path):
+    import time
+
+    units = "".join(f'<unit id="u{i}"><segment><source>Text {i} <pc id="1">b</pc><ph id="2"/></source></segment>'
+                    f"</unit>\n" for i in range(5000))
+    p = write(tmp_path, f'<xliff {NS} srcLang="en" trgLang="de"><file id="f">\n{units}</file></xliff>')
+    t0 = time.perf_counter()
+    doc = xliff2.load(p)
+    for u in doc.units:
+        u.set_target(swapcase_like(u.source))
+    xliff2.save(doc, p)
+    assert len(doc.units) == 5000
+    assert time.perf_counter() - t0 < 30  # generous: catches quadratic behaviour, not a benchmark

@@ -95,6 +95,8 @@ class _Loader:
         self.xf = _xml.parse(path)
         self.root = self.xf.root
         self.core = namespace(self.root)
+        self._core_prefix = "{" + self.core + "}"
+        self._inline_cache: dict = {}
         self.issues: list[Issue] = []
         self.units: list[Unit] = []
         self.entries: list[_Entry] = []
@@ -113,7 +115,10 @@ class _Loader:
         self.issue("warning", message, el, unit)
 
     def is_core(self, el, name: str | None = None) -> bool:
-        return isinstance(el.tag, str) and namespace(el) == self.core and (name is None or localname(el) == name)
+        tag = el.tag
+        if not isinstance(tag, str) or not tag.startswith(self._core_prefix):
+            return False
+        return name is None or tag == self._core_prefix + name
 
     def children(self, el) -> list[etree._Element]:
         return [c for c in el if isinstance(c.tag, str)]
@@ -489,7 +494,11 @@ class _Loader:
                     self.error(f"target xml:lang {lang!r} differs from trgLang {self.trg_lang!r}", tgt, uid)
 
     def _inline_elements(self, container) -> list[etree._Element]:
-        return [el for el in container.iter() if el is not container and self.is_core(el)]
+        found = self._inline_cache.get(container)
+        if found is None:
+            found = [el for el in container.iter() if el is not container and self.is_core(el)]
+            self._inline_cache[container] = found
+        return found
 
     def _pairing(self, containers: list, uid) -> dict:
         """Pair sc/ec and sm/em across one side of a unit (sources, or targets in target order).
@@ -894,9 +903,13 @@ def save(doc: Document, path: Path) -> None:
                 if sid is None:
                     sid = _new_segment_id(entry.unit_el, entry.seg_index)
                     seg_changes["id"] = sid
+                spaces = []
+                for el in (src_el, tgt_el if tgt_el is not None else src_el):
+                    v = el.get(_XML_SPACE)
+                    spaces.append(f' xml:space="{v}"' if v in ("preserve", "default") else "")
                 unit_matches.setdefault(entry.unit_el, []).append(
                     (entry, sid, prefix, _match_content(unit.source, prefix),
-                     _match_content(target_seg, prefix), unit.qe_edit))
+                     _match_content(target_seg, prefix), unit.qe_edit, spaces))
 
         if seg_changes:
             s = xf.span(seg)
@@ -962,7 +975,7 @@ def _write_matches(xf, sp, unit_el, items, core, declare, nl) -> None:
     used_ids = {m.get("id") for m in (existing if existing is not None else []) if isinstance(m.tag, str)}
     data = _unit_data(unit_el, core)
     new_matches: list[str] = []
-    for entry, sid, prefix, src_inner, tgt_inner, score in items:
+    for entry, sid, prefix, src_inner, tgt_inner, score, (src_space, tgt_space) in items:
         mid, n = f"tc-mt-{sid}", 1
         while mid in used_ids:
             n += 1
@@ -977,8 +990,8 @@ def _write_matches(xf, sp, unit_el, items, core, declare, nl) -> None:
         if refs:
             od = f"<{prefix}originalData>" + "".join(xf.outer(data[r]) for r in refs) + f"</{prefix}originalData>"
         body = (f'<{mtc}:match id="{mid}" ref="#{_xml.escape_attr(sid)}" type="mt" origin="{MATCH_ORIGIN}" '
-                f'matchQuality="{_fmt_score(score)}">{od}<{prefix}source>{src_inner}</{prefix}source>'
-                f"<{prefix}target>{tgt_inner}</{prefix}target></{mtc}:match>")
+                f'matchQuality="{_fmt_score(score)}">{od}<{prefix}source{src_space}>{src_inner}</{prefix}source>'
+                f"<{prefix}target{tgt_space}>{tgt_inner}</{prefix}target></{mtc}:match>")
         # replace an earlier tower-cat match for this segment instead of piling them up
         old = None
         if existing is not None:
