@@ -454,3 +454,13 @@ def test_load_is_linear_enough(tmp_path):
     xliff2.save(doc, p)
     assert len(doc.units) == 5000
     assert time.perf_counter() - t0 < 30  # generous: catches quadratic behaviour, not a benchmark
+
+
+@needs_corpus
+def test_sniff_on_the_corpus():
+    from tower_cat.formats import read_head
+
+    assert all(xliff2.sniff(read_head(p)) for p in VALID + INVALID)
+    others = [p for d in ("xliff12", "sdlxliff", "mqxliff", "tmx", "po") for p in (CORPUS / d).rglob("*")
+              if p.is_file()]
+    assert others and not [p for p in others if xliff2.sniff(read_head(p))]
