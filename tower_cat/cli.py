@@ -18,6 +18,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "inspect": "tower_cat.cli_files:inspect_cmd",
     "validate": "tower_cat.cli_files:validate_cmd",
     "pseudo": "tower_cat.cli_files:pseudo_cmd",
+    "qe": "tower_cat.cli_qe:qe",
+    "evaluate": "tower_cat.cli_qe:evaluate",
 }
 
 

@@ -1,0 +1,224 @@
+"""`tower-cat qe` and `tower-cat evaluate`: quality estimation of translated files, metrics against references."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import click
+
+from tower_cat.document import ORIGINS
+from tower_cat.errors import TowerCatError
+
+_QUALIFIER_ORIGINS = {"leveraged-mt": "mt", "mt-suggestion": "mt", "exact-match": "tm-exact",
+                      "leveraged-tm": "tm-context", "fuzzy-match": "tm-fuzzy", "leveraged-inherited": "tm-exact",
+                      "id-match": "tm-context", "leveraged-glossary": "human", "leveraged-repository": "tm-fuzzy"}
+
+
+def abstract_origin(unit) -> str:
+    """The unit's provenance as one of document.ORIGINS, from what the file says (state-qualifier, sdl origin,
+    m:trans-origin, a PO comment); "human" when nothing says machine or memory."""
+    if unit.edit is not None:
+        return unit.edit.origin
+    origin = (unit.origin or "").strip().lower()
+    if origin in ORIGINS:
+        return origin
+    if origin in _QUALIFIER_ORIGINS:
+        return _QUALIFIER_ORIGINS[origin]
+    words = set(re.split(r"[-_ ]", origin))
+    if words & {"mt", "nmt"} or origin.startswith("machine"):
+        return "mt"
+    if origin in ("auto-propagated", "document-match"):
+        return "tm-context"
+    if "fuzzy" in origin:
+        return "tm-fuzzy"
+    if "context" in origin or "perfect" in origin:
+        return "tm-context"
+    if "exact" in origin:
+        return "tm-exact"
+    if "tm" in origin:
+        return "tm-fuzzy"
+    return "human"
+
+
+def mark_for_review(unit) -> str | None:
+    """Set the unit's status to needs-review, keeping its target and provenance. Returns why it could not."""
+    from tower_cat.codes import check
+
+    problems = [p for p in check(unit.source, unit.target) if not p.startswith("missing code")]
+    if problems:
+        return "; ".join(problems)
+    edit = unit.edit
+    unit.set_target(unit.target, status="needs-review", origin=abstract_origin(unit),
+                    match_score=edit.match_score if edit is not None else unit.match_score,
+                    system=edit.system if edit is not None else "tower-cat")
+    return None
+
+
+def _output_paths(files: tuple[Path, ...], output: Path | None, in_place: bool) -> list[Path | None]:
+    if in_place and output is not None:
+        raise click.UsageError("use either -o/--output or --in-place, not both")
+    if in_place:
+        return list(files)
+    if output is None:
+        return [None] * len(files)
+    if len(files) == 1 and not output.is_dir() and not str(output).endswith(("/", "\\")):
+        return [output]
+    output.mkdir(parents=True, exist_ok=True)
+    names = [f.name for f in files]
+    if len(set(names)) != len(names):
+        raise click.UsageError("two input files share a name; write them one at a time or use --in-place")
+    return [output / f.name for f in files]
+
+
+@click.command("qe")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--backend", type=click.Choice(["comet", "llm", "logprob"]), default="comet", show_default=True,
+              help="comet: a COMET checkpoint folder (CometKiwi for QE); llm: a Tower model as judge; "
+                   "logprob: the Tower model's token log-probabilities.")
+@click.option("--model", "model", required=True, type=click.Path(exists=True, path_type=Path),
+              help="COMET model folder (hparams.yaml + checkpoints/model.ckpt), or a tower-cat model folder "
+                   "for llm/logprob.")
+@click.option("--encoder", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="COMET only: the encoder's config/tokenizer folder (default: MODEL/encoder, then the HF cache).")
+@click.option("--threshold", type=click.FloatRange(0, 100), default=None,
+              help="Mark units scoring below T (0-100) as needs-review.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Write the scored file here (a folder when several FILEs are given).")
+@click.option("--in-place", is_flag=True, help="Overwrite the input files (atomically).")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a report: HTML (self-contained), or JSON/CSV by extension.")
+@click.option("--worst", type=int, default=50, show_default=True, help="Segments in the report's worst list.")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON on stdout.")
+@click.option("--source-lang", default=None, help="Source language when a file declares none (llm/logprob).")
+@click.option("--target-lang", default=None, help="Target language when a file declares none (llm/logprob).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--batch-size", type=int, default=16, show_default=True, help="COMET batch size.")
+@click.option("--no-spans", is_flag=True, help="llm: ask for a score only, not for error spans.")
+@click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="logprob: calibration JSON to use (or to write with --fit-calibration).")
+@click.option("--fit-calibration", "fit_tsv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="logprob: fit the calibration on a held-out TSV (source, mt, human_score "
+                                 "columns), save it to --calibration, then score FILEs with it.")
+def qe(files: tuple[Path, ...], backend: str, model: Path, encoder: Path | None, threshold: float | None,
+       output: Path | None, in_place: bool, report: Path | None, worst: int, as_json: bool,
+       source_lang: str | None, target_lang: str | None, device: str, batch_size: int, no_spans: bool,
+       calibration: Path | None, fit_tsv: Path | None) -> None:
+    """Score every translated unit of bilingual FILEs (XLIFF 1.2/2, SDLXLIFF, MQXLIFF, PO) with a QE backend.
+
+    Scores (0-100) are written into the files (its:mtConfidence, sdl percent, mq:percent, a PO comment, ...)
+    with -o or --in-place; units below --threshold become needs-review. Locked and approved units are skipped.
+    """
+    from tower_cat import formats, qe as qe_mod
+    from tower_cat.metrics import load_document
+    from tower_cat.report import write_report
+
+    if not files and fit_tsv is None:
+        raise click.UsageError("give at least one FILE")
+    if backend != "logprob" and (calibration or fit_tsv):
+        raise click.UsageError("--calibration and --fit-calibration are for --backend logprob")
+    if fit_tsv is not None and calibration is None:
+        raise click.UsageError("--fit-calibration needs --calibration OUT.json to save the fit")
+    outs = _output_paths(files, output, in_place)
+
+    if backend == "comet":
+        be = qe_mod.CometBackend(model, encoder=encoder, device=device, batch_size=batch_size)
+    elif backend == "llm":
+        be = qe_mod.LLMJudgeBackend(model, spans=not no_spans, source_lang=source_lang, target_lang=target_lang,
+                                    device=device)
+    else:
+        be = qe_mod.LogprobBackend(model, calibration=None if fit_tsv else calibration, source_lang=source_lang,
+                                   target_lang=target_lang, device=device)
+        if fit_tsv is not None:
+            items, human = qe_mod.read_heldout_tsv(fit_tsv, source_lang=source_lang, target_lang=target_lang)
+            cal = be.fit(items, human)
+            cal.save(calibration)
+            click.echo(f"calibration: {len(items)} held-out items, Spearman "
+                       f"{cal.spearman if cal.spearman is None else round(cal.spearman, 3)} -> {calibration}",
+                       err=True)
+
+    docs, summary = [], []
+    for path, out in zip(files, outs):
+        doc = load_document(path)
+        pairs = qe_mod.score_units(doc.units, be, source_lang=source_lang or doc.source_lang,
+                                   target_lang=target_lang or doc.target_lang)
+        marked, unmarkable = [], []
+        if threshold is not None:
+            for unit, res in pairs:
+                if res.score is None or res.score < threshold:
+                    why = mark_for_review(unit)
+                    if why is None:
+                        marked.append(unit.id)
+                    else:
+                        unmarkable.append(unit.id)
+                        click.echo(f"warning: {path}: unit {unit.id!r} scored below the threshold but keeps its "
+                                   f"status: {why}", err=True)
+        if out is not None and pairs:
+            formats.save(doc, out)
+        elif out is not None and out != path:
+            formats.save(doc, out)  # nothing scored: still write the requested copy
+        docs.append(doc)
+        scores = [r.score for _, r in pairs if r.score is not None]
+        summary.append({
+            "file": str(path), "output": str(out) if out else None, "format": doc.format,
+            "units": len(doc.units), "scored": len(scores), "unscored": len(pairs) - len(scores),
+            "skipped_protected": sum(1 for u in doc.units if u.has_target and u.protected),
+            "mean": sum(scores) / len(scores) if scores else None,
+            "threshold": threshold, "below_threshold": marked + unmarkable, "marked": marked,
+            "segments": [{"unit": u.id, **r.to_dict()} for u, r in pairs],
+        })
+    if report is not None and files:
+        write_report(report, docs, threshold=threshold, backend=be.describe(), worst=worst)
+    if as_json:
+        click.echo(json.dumps({"backend": be.describe(), "files": summary, "report": str(report) if report else None},
+                              ensure_ascii=False, indent=1))
+        return
+    for s in summary:
+        mean = "-" if s["mean"] is None else f"{s['mean']:.1f}"
+        line = f"{s['file']}: {s['scored']} scored, mean {mean}"
+        if threshold is not None:
+            line += f", {len(s['below_threshold'])} below {threshold:g}"
+        if s["unscored"]:
+            line += f", {s['unscored']} not scored"
+        if s["output"]:
+            line += f" -> {s['output']}"
+        click.echo(line)
+    if report is not None and files:
+        click.echo(f"report: {report}")
+
+
+@click.command("evaluate")
+@click.option("--hyp", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Hypotheses: plain text (one segment per line), TMX, or a bilingual file (its targets).")
+@click.option("--ref", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="References, in any of the same forms.")
+@click.option("--src", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Sources (for COMET), when the hypothesis file is not bilingual.")
+@click.option("--comet", type=click.Path(exists=True, path_type=Path), default=None,
+              help="A COMET model folder: adds the COMET system score.")
+@click.option("--encoder", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="The COMET encoder's config/tokenizer folder (default: COMET/encoder, then the HF cache).")
+@click.option("--target-lang", default=None, help="Pick sacrebleu's BLEU tokenizer for zh/ja/ko (as -tl).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
+def evaluate(hyp: Path, ref: Path, src: Path | None, comet: Path | None, encoder: Path | None,
+             target_lang: str | None, device: str, as_json: bool) -> None:
+    """BLEU, chrF and TER (sacrebleu, with signatures) of --hyp against --ref, and COMET with --comet."""
+    from tower_cat import metrics
+    from tower_cat.qe import CometBackend
+
+    hyps, refs, srcs = metrics.align(hyp, ref, src)
+    backend = CometBackend(comet, encoder=encoder, device=device) if comet is not None else None
+    if backend is not None and srcs is None:
+        raise TowerCatError("COMET needs the sources", hint="pass --src, or bilingual hypothesis files")
+    scores = metrics.evaluate(hyps, refs, srcs, comet=backend, target_lang=target_lang)
+    if as_json:
+        click.echo(json.dumps(scores.to_dict(), ensure_ascii=False, indent=1))
+        return
+    click.echo(f"segments: {scores.n}")
+    click.echo(f"BLEU  {scores.bleu:6.2f}  {scores.signatures['bleu']}")
+    click.echo(f"chrF  {scores.chrf:6.2f}  {scores.signatures['chrf']}")
+    click.echo(f"TER   {scores.ter:6.2f}  {scores.signatures['ter']}")
+    if scores.comet is not None:
+        click.echo(f"COMET {scores.comet:6.2f}  {scores.comet_model}")
