@@ -1,0 +1,785 @@
+"""XLIFF 1.0/1.1/1.2 (namespaced, un-namespaced or with a prefixed namespace; Phrase .mxliff too).
+
+Reading: every ``<trans-unit>`` is a Unit, or, when its ``<seg-source>`` holds ``<mrk mtype="seg">`` segments, every
+segment is a Unit of its own (id ``"<trans-unit id>#<mid>"``). Inline elements become ``InlineCode``s whose ``xml``
+is the markup exactly as written in the file: ``<g>``/``<mrk>`` give an OPEN code (the start tag) and a CLOSE code
+(the end tag); ``<x/> <bx/> <ex/> <ph> <bpt> <ept> <it>`` give one code holding the whole element; anything else
+(an unknown element, a comment) becomes a STANDALONE code so nothing is lost.
+
+Writing: ``_xml.Splicer`` edits only the targets (their content, ``state``/``state-qualifier``, ITS MT confidence) of
+changed units; every other byte of the file is kept. SDLXLIFF and MQXLIFF are this reader/writer plus a
+``Dialect`` (``sdlxliff.py``, ``mqxliff.py``) that reads and writes the tool's own status attributes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lxml import etree
+
+from tower_cat.document import (STATUSES, CodeKind, Document, InlineCode, Issue, Part, Segment, TargetEdit, Unit,
+                                UnitContext)
+from tower_cat.errors import CodeMismatchError, FormatError, TowerCatError
+from tower_cat.formats import _xml
+
+FORMAT = "xliff12"
+XLIFF_NS_PREFIX = "urn:oasis:names:tc:xliff:document:1."
+ITS_NS = "http://www.w3.org/2005/11/its"
+ITS_TOOL = "https://github.com/tower-cat"  # the IRI in its:annotatorsRef="mt-confidence|…"
+MXLIFF_NS = "http://www.memsource.com/mxlf/2.0"
+XML_LANG = f"{{{_xml.XML_NS}}}lang"
+ITS_CONFIDENCE = f"{{{ITS_NS}}}mtConfidence"
+XML_SPACE = f"{{{_xml.XML_NS}}}space"
+
+# XLIFF 1.2 state values (anything else should be "x-" prefixed).
+STATES = ("new", "needs-translation", "needs-adaptation", "needs-l10n", "needs-review-translation",
+          "needs-review-adaptation", "needs-review-l10n", "translated", "signed-off", "final")
+FINAL_STATES = ("final", "signed-off")
+STATUS_TO_STATE = {"new": "new", "needs-review": "needs-review-translation", "translated": "translated",
+                   "reviewed": "signed-off", "final": "final"}
+ORIGIN_TO_QUALIFIER = {"mt": "leveraged-mt", "post-edit": "leveraged-mt", "tm-exact": "exact-match",
+                       "tm-context": "leveraged-tm", "tm-fuzzy": "fuzzy-match"}
+STATUS_RANK = {s: i for i, s in enumerate(STATUSES)}
+
+
+def state_to_status(state: str | None) -> str | None:
+    """The abstract status of an XLIFF 1.2 state value (None when there is none)."""
+    if not state:
+        return None
+    if state in ("new", "needs-translation", "needs-adaptation", "needs-l10n"):
+        return "new"
+    if state == "translated":
+        return "translated"
+    if state == "signed-off":
+        return "reviewed"
+    if state == "final":
+        return "final"
+    return "needs-review"
+
+
+# --- sniffing -----------------------------------------------------------------------------------------------
+
+_COMMENT = re.compile(rb"<!--.*?-->", re.S)
+_FIRST_TAG = re.compile(rb"<(?![?!])([^\s/>]+)([^>]*)>", re.S)
+_VERSION = re.compile(rb"""\sversion\s*=\s*["']\s*([^"']*)["']""")
+
+
+def sniff(head: bytes) -> bool:
+    """Root element ``xliff`` (any prefix) with version 1.x or an XLIFF 1.x namespace, or no version and no 2.x
+    namespace."""
+    head = _COMMENT.sub(b"", head)
+    m = _FIRST_TAG.search(head)
+    if not m or m.group(1).split(b":")[-1] != b"xliff":
+        return False
+    attrs = m.group(2)
+    if b"urn:oasis:names:tc:xliff:document:2" in attrs:
+        return False
+    v = _VERSION.search(attrs)
+    if v:
+        return v.group(1).startswith(b"1")
+    return True
+
+
+# --- the document handle ------------------------------------------------------------------------------------
+
+@dataclass
+class FileRec:
+    el: etree._Element
+    original: str | None
+    source_language: str | None
+    target_language: str | None
+
+
+@dataclass
+class SegRec:
+    unit: Unit
+    mid: str
+    src: etree._Element  # the <mrk mtype="seg"> in <seg-source>
+    tgt: etree._Element | None  # the <mrk mtype="seg"> with the same mid in <target>
+
+
+@dataclass
+class TuRec:
+    el: etree._Element
+    file: FileRec
+    source: etree._Element
+    segsource: etree._Element | None
+    target: etree._Element | None
+    unit: Unit | None = None  # unsegmented trans-unit
+    segs: list[SegRec] | None = None  # segmented trans-unit
+
+    def units(self) -> list[Unit]:
+        return [s.unit for s in self.segs] if self.segs is not None else [self.unit]
+
+
+@dataclass
+class Handle:
+    xf: _xml.XmlFile
+    dialect: "Dialect"
+    ns: str
+    files: list[FileRec]
+    tus: list[TuRec]
+    target_lang: str | None  # as loaded (first <file>)
+    targets_have_lang: bool | None  # None: the file has no target at all
+    recs: dict = field(default_factory=dict, repr=False)  # id(unit) -> (TuRec, SegRec | None)
+
+    def locate(self, unit: Unit) -> tuple[TuRec, SegRec | None]:
+        return self.recs[id(unit)]
+
+
+def unit_xml(doc: Document, unit: Unit) -> str:
+    """The markup a unit owns in the file as loaded: the trans-unit, or for a segment its target ``<mrk>`` (plus
+    the SDLXLIFF ``<sdl:seg>``). Handy for checking that protected units were written back untouched."""
+    h: Handle = doc.handle
+    tu, seg = h.locate(unit)
+    if seg is None:
+        return h.xf.outer(tu.el)
+    out = h.xf.outer(seg.tgt) if seg.tgt is not None else ""
+    extra = h.dialect.seg_element(tu, seg.mid)
+    return out + (h.xf.outer(extra) if extra is not None else "")
+
+
+# --- dialects -----------------------------------------------------------------------------------------------
+
+class Dialect:
+    """What differs between plain XLIFF 1.2 and the tools' flavours (SDLXLIFF, MQXLIFF)."""
+
+    format = FORMAT
+    writes_state = True  # XLIFF 1.2 state/state-qualifier on <target>
+    writes_its = True  # QE as its:mtConfidence
+
+    def read_unit(self, h: Handle, tu: TuRec, unit: Unit, seg: SegRec | None) -> None:
+        """Fill tool-specific flags (locked, status, origin, scores) after the generic reader."""
+        el = tu.el
+        if MXLIFF_NS in (el.nsmap or {}).values():  # Phrase/Memsource
+            if el.get(f"{{{MXLIFF_NS}}}locked") == "true":
+                unit.locked = True
+            origin = el.get(f"{{{MXLIFF_NS}}}trans-origin")
+            if origin:
+                unit.origin = origin
+            score = _float(el.get(f"{{{MXLIFF_NS}}}score"))
+            if score is not None:
+                unit.match_score = score * 100 if score <= 1 else score
+
+    def seg_element(self, tu: TuRec, mid: str) -> etree._Element | None:
+        return None
+
+    def new_target_lang(self, h: Handle, tu: TuRec, lang: str | None) -> str | None:
+        """xml:lang for a target we create: when the file names a target language, unless its existing targets
+        show that the tool leaves xml:lang off."""
+        if not lang or h.targets_have_lang is False:
+            return None
+        return lang
+
+    def write_tu(self, w: "Writer", tu: TuRec) -> None:
+        """Tool attributes outside <target> (trans-unit attributes, sdl:seg-defs)."""
+
+
+# --- reading ------------------------------------------------------------------------------------------------
+
+def _float(s: str | None) -> float | None:
+    if s is None:
+        return None
+    try:
+        return float(s.strip().rstrip("%"))
+    except ValueError:
+        return None
+
+
+_PAIRED_OPEN = {"bx", "bpt"}
+_PAIRED_CLOSE = {"ex", "ept"}
+_STANDALONE = {"x", "ph"}
+
+
+class _ContentReader:
+    """Turns the content of <source>, <target> or a <mrk> into a Segment."""
+
+    def __init__(self, xf: _xml.XmlFile, ns: str):
+        self.xf = xf
+        self.ns = ns
+        self.prefix = f"{{{ns}}}" if ns else ""
+
+    def segment(self, el: etree._Element) -> Segment:
+        if not len(el):  # the common case: text only
+            text = el.text
+            return Segment([text] if text else [])
+        parts: list[Part] = []
+        counter = [0]
+        self._walk(el, parts, counter)
+        return Segment(parts)
+
+    def _walk(self, el: etree._Element, parts: list[Part], counter: list[int]) -> None:
+        if el.text:
+            parts.append(el.text)
+        xf = self.xf
+        for child in el:
+            tag = child.tag
+            if not isinstance(tag, str):  # comment or processing instruction: keep it as a code
+                counter[0] += 1
+                kind = "comment" if isinstance(child, etree._Comment) else "pi"
+                parts.append(InlineCode(f"{kind}{counter[0]}", CodeKind.STANDALONE,
+                                        etree.tostring(child, with_tail=False, encoding="unicode"), tag=kind))
+            else:
+                local = tag[len(self.prefix):] if tag.startswith(self.prefix) and (self.prefix or tag[0] != "{") \
+                    else None
+                get = child.get
+                if local in ("g", "mrk"):
+                    if local == "g":
+                        cid = get("id") or ""
+                        display = get("equiv-text") or get("ctype") or ""
+                    else:
+                        counter[0] += 1
+                        cid = get("mid") or f"mrk{counter[0]}"
+                        display = get("mtype") or ""
+                    span = xf.spans[child]
+                    if span.empty:
+                        parts.append(InlineCode(cid, CodeKind.STANDALONE, xf.text[span.start:span.end], tag=local,
+                                                display=display))
+                    else:
+                        parts.append(InlineCode(cid, CodeKind.OPEN, xf.text[span.start:span.tag_end], tag=local,
+                                                display=display))
+                        self._walk(child, parts, counter)
+                        parts.append(InlineCode(cid, CodeKind.CLOSE, xf.text[span.close:span.end], tag=local,
+                                                display=display))
+                else:
+                    span = xf.spans[child]
+                    raw = xf.text[span.start:span.end]
+                    display = get("equiv-text") or (child.text or "")[:40] if local != "x" else get("equiv-text") or ""
+                    isolated = False
+                    if local in _STANDALONE:
+                        kind, cid = CodeKind.STANDALONE, get("id") or ""
+                    elif local in _PAIRED_OPEN or local in _PAIRED_CLOSE:
+                        kind = CodeKind.OPEN if local in _PAIRED_OPEN else CodeKind.CLOSE
+                        cid = (get("i") or get("rid") or get("id") or "") if local in ("bpt", "ept") \
+                            else (get("rid") or get("id") or "")
+                    elif local == "it":
+                        pos = get("pos")
+                        kind = {"open": CodeKind.OPEN, "close": CodeKind.CLOSE}.get(pos, CodeKind.STANDALONE)
+                        cid, isolated = get("rid") or get("id") or "", True
+                    else:
+                        counter[0] += 1
+                        kind = CodeKind.STANDALONE
+                        name = local or etree.QName(tag).localname
+                        cid = get("id") or f"{name}{counter[0]}"
+                        local = name
+                    parts.append(InlineCode(cid, kind, raw, tag=local or "", display=display, isolated=isolated))
+            if child.tail:
+                parts.append(child.tail)
+
+
+class _Loader:
+    def __init__(self, path: Path, dialect: Dialect):
+        self.path = path
+        self.dialect = dialect
+        self.issues: list[Issue] = []
+
+    def issue(self, severity: str, message: str, line: int | None = None, unit: str | None = None) -> None:
+        self.issues.append(Issue(severity, message, line, unit))
+
+    def load(self) -> Document:
+        xf = _xml.parse(self.path)
+        root = xf.root
+        if _xml.localname(root) != "xliff":
+            raise FormatError(f"the root element is <{root.tag}>, not <xliff>", path=self.path, line=root.sourceline)
+        ns = _xml.namespace(root)
+        if ns and not ns.startswith(XLIFF_NS_PREFIX):
+            raise FormatError(f"unexpected namespace {ns!r} on <xliff> (XLIFF 1.x expected)", path=self.path)
+        version = root.get("version")
+        if version and not version.startswith("1."):
+            self.issue("warning", f"version {version!r} on <xliff>; read as XLIFF 1.2", root.sourceline)
+        p = f"{{{ns}}}" if ns else ""
+        self.T = {n: p + n for n in ("file", "trans-unit", "source", "seg-source", "target", "note", "alt-trans",
+                                     "context-group", "context", "mrk", "group", "body")}
+        self.reader = _ContentReader(xf, ns)
+        h = Handle(xf=xf, dialect=self.dialect, ns=ns, files=[], tus=[], target_lang=None, targets_have_lang=None)
+        self.h = h
+        units: list[Unit] = []
+        used_ids: dict[str, int] = {}
+        files = [el for el in root if el.tag == self.T["file"]]
+        if not files:
+            self.issue("error", "no <file> element", root.sourceline)
+        src_lang = tgt_lang = None
+        for i, fel in enumerate(files):
+            frec = FileRec(fel, fel.get("original"), fel.get("source-language"), fel.get("target-language"))
+            h.files.append(frec)
+            if i == 0:
+                src_lang, tgt_lang = frec.source_language, frec.target_language
+            else:
+                if frec.source_language and src_lang and frec.source_language.lower() != src_lang.lower():
+                    self.issue("warning", f"<file original={frec.original!r}> has source-language "
+                                          f"{frec.source_language!r}, the first file {src_lang!r}", fel.sourceline)
+                if frec.target_language and tgt_lang and frec.target_language.lower() != tgt_lang.lower():
+                    self.issue("warning", f"<file original={frec.original!r}> has target-language "
+                                          f"{frec.target_language!r}, the first file {tgt_lang!r}", fel.sourceline)
+                tgt_lang = tgt_lang or frec.target_language
+                src_lang = src_lang or frec.source_language
+            file_units: list[Unit] = []
+            self._file(frec, file_units, used_ids)
+            for a, b in zip(file_units, file_units[1:]):
+                a.context.next_source = b.source.text
+                b.context.previous_source = a.source.text
+            units += file_units
+        h.target_lang = tgt_lang
+        doc = Document(path=self.path, format=self.dialect.format, units=units, source_lang=src_lang,
+                       target_lang=tgt_lang, issues=self.issues, handle=h)
+        return doc
+
+    def _file(self, frec: FileRec, out: list[Unit], used_ids: dict[str, int]) -> None:
+        T = self.T
+        h = self.h
+        seen: dict[str, etree._Element] = {}
+        no_translate: dict[etree._Element, bool] = {}
+        tlang = (frec.target_language or "").lower()
+        for tu in frec.el.iter(T["trans-unit"]):
+            line = tu.sourceline
+            tu_id = tu.get("id")
+            if tu_id is None:
+                tu_id = f"{len(h.tus) + 1}"
+                self.issue("warning", f"<trans-unit> without id; called {tu_id!r}", line)
+            parent = tu.getparent()
+            if tu_id in seen:  # PASSOLO does this; we write by position, so only the unit id is made unique
+                self.issue("warning", f"trans-unit id {tu_id!r} is used twice in this file (unit ids get a ~N "
+                                      f"suffix)", line, tu_id)
+            seen[tu_id] = parent
+            source = segsource = target = None
+            notes: list[str] = []
+            alts: list[etree._Element] = []
+            groups: list[etree._Element] = []
+            for ch in tu:
+                t = ch.tag
+                if t == T["source"]:
+                    if source is None:
+                        source = ch
+                elif t == T["seg-source"]:
+                    segsource = ch
+                elif t == T["target"]:
+                    if target is None:
+                        target = ch
+                elif t == T["note"]:
+                    notes.append("".join(ch.itertext()))
+                elif t == T["alt-trans"]:
+                    alts.append(ch)
+                elif t == T["context-group"]:
+                    groups.append(ch)
+            if source is None:
+                self.issue("error", "<trans-unit> without <source>", line, tu_id)
+                continue
+            rec = TuRec(tu, frec, source, segsource, target)
+            translatable = tu.get("translate", "yes") != "no" and not self._group_no(parent, no_translate)
+            if target is not None:
+                h.targets_have_lang = bool(h.targets_have_lang) or target.get(XML_LANG) is not None
+                tl = target.get(XML_LANG)
+                if tl and tlang and tl.lower() != tlang:
+                    self.issue("warning", f"target xml:lang {tl!r} contradicts the file's target-language "
+                                          f"{frec.target_language!r}", target.sourceline, tu_id)
+            seg_mrks = []
+            if segsource is not None:
+                seg_mrks = [m for m in segsource.iter(T["mrk"]) if m.get("mtype") == "seg"]
+            base = self._base(tu, tu_id, target, notes, groups, frec, translatable)
+            if seg_mrks:
+                rec.segs = []
+                tmrks: dict[str, etree._Element] = {}
+                if target is not None:
+                    for m in target.iter(T["mrk"]):
+                        if m.get("mtype") == "seg":
+                            tmrks.setdefault(m.get("mid", ""), m)
+                mids = set()
+                for m in seg_mrks:
+                    mid = m.get("mid")
+                    if mid is None:
+                        self.issue("error", "<mrk mtype=\"seg\"> without mid in <seg-source>", m.sourceline, tu_id)
+                        continue
+                    if mid in mids:
+                        self.issue("error", f"segment mid {mid!r} appears twice in <seg-source>", m.sourceline,
+                                   tu_id)
+                        continue
+                    mids.add(mid)
+                    tm = tmrks.get(mid)
+                    unit = self._unit(base, f"{tu_id}#{mid}", m, tm, used_ids, alts, mid)
+                    seg = SegRec(unit, mid, m, tm)
+                    rec.segs.append(seg)
+                    h.recs[id(unit)] = (rec, seg)
+                    self.dialect.read_unit(h, rec, unit, seg)
+                    out.append(unit)
+                for mid, tm in tmrks.items():
+                    if mid not in mids:
+                        self.issue("warning", f"the target has a segment mid={mid!r} that <seg-source> lacks; it is "
+                                              f"kept as is", tm.sourceline, tu_id)
+                if not rec.segs:
+                    continue
+            else:
+                if segsource is not None and not self.reader.segment(source).text.strip():
+                    continue  # seg-source without segments (e.g. SDLXLIFF code-only paragraph): nothing to translate
+                unit = self._unit(base, tu_id, source, target, used_ids, alts, None)
+                rec.unit = unit
+                h.recs[id(unit)] = (rec, None)
+                self.dialect.read_unit(h, rec, unit, None)
+                out.append(unit)
+            h.tus.append(rec)
+
+    def _group_no(self, parent: etree._Element | None, cache: dict) -> bool:
+        """translate="no" on an enclosing <group> (cached per group)."""
+        if parent is None or parent.tag != self.T["group"]:
+            return False
+        if parent in cache:
+            return cache[parent]
+        value = parent.get("translate") == "no" or self._group_no(parent.getparent(), cache)
+        cache[parent] = value
+        return value
+
+    def _base(self, tu, tu_id, target, notes, groups, frec, translatable) -> dict:
+        state = target.get("state") if target is not None else None
+        if state and state not in STATES and not state.startswith("x-"):
+            self.issue("warning", f"non-standard state {state!r} (not an XLIFF 1.2 value, nor x-…)",
+                       target.sourceline, tu_id)
+        final = tu.get("approved") == "yes" or state in FINAL_STATES
+        ctx = UnitContext(file=frec.original, resname=tu.get("resname"))
+        contexts = []
+        for g in groups:
+            file = line = None
+            for c in g.iter(self.T["context"]):
+                ctype, text = c.get("context-type", ""), (c.text or "")
+                contexts.append((ctype, text))
+                if ctype == "sourcefile":
+                    file = text
+                elif ctype == "linenumber":
+                    line = text
+                elif ctype in ("x-po-msgctxt", "msgctxt", "x-msgctxt"):
+                    ctx.msgctxt = text
+            if file:
+                ctx.locations.append(f"{file}:{line}" if line else file)
+        max_length = size_unit = None
+        maxwidth = tu.get("maxwidth")
+        if maxwidth is not None:
+            size_unit = tu.get("size-unit", "pixel")
+            if size_unit == "char":
+                try:
+                    max_length = int(maxwidth)
+                except ValueError:
+                    self.issue("warning", f"maxwidth {maxwidth!r} is not a number", tu.sourceline, tu_id)
+        meta = {"tu_id": tu_id}
+        if contexts:
+            meta["contexts"] = contexts
+        if maxwidth is not None and max_length is None:
+            meta["maxwidth"] = maxwidth
+        return dict(state=state, notes=notes, context=ctx, final=final, translatable=translatable,
+                    max_length=max_length, size_unit=size_unit, origin=target.get("state-qualifier")
+                    if target is not None else None, line=tu.sourceline, meta=meta, target=target)
+
+    def _unit(self, base: dict, uid: str, src_el, tgt_el, used_ids: dict[str, int], alts, mid) -> Unit:
+        n = used_ids.get(uid, 0) + 1
+        used_ids[uid] = n
+        if n > 1:
+            uid = f"{uid}~{n}"
+        target = None
+        if tgt_el is not None and (tgt_el.text or len(tgt_el)):
+            target = self.reader.segment(tgt_el)
+        ctx = base["context"]
+        ctx = UnitContext(ctx.file, ctx.resname, ctx.msgctxt, list(ctx.locations))
+        meta = dict(base["meta"])
+        if mid is not None:
+            meta["mid"] = mid
+        if alts:
+            found = []
+            for a in alts:
+                if mid is not None and a.get("mid") not in (None, mid):
+                    continue
+                t = a.find(self.T["target"])
+                found.append({"origin": a.get("origin"), "match_quality": a.get("match-quality"),
+                              "target": "".join(t.itertext()) if t is not None else None})
+            if found:
+                meta["alt_trans"] = found
+        qe = None
+        holder = tgt_el if mid is not None else base["target"]
+        if holder is not None:
+            qe = _float(holder.get(ITS_CONFIDENCE))
+            if qe is not None:
+                qe *= 100
+        return Unit(id=uid, source=self.reader.segment(src_el), target=target, state=base["state"],
+                    notes=list(base["notes"]), context=ctx, final=base["final"], translatable=base["translatable"],
+                    max_length=base["max_length"], size_unit=base["size_unit"], origin=base["origin"],
+                    qe_score=qe, line=src_el.sourceline if mid is not None else base["line"], meta=meta)
+
+
+def load(path: Path, strict: bool = True, dialect: Dialect | None = None) -> Document:
+    path = Path(path)
+    loader = _Loader(path, dialect or Dialect())
+    with _xml.gc_paused():
+        doc = loader.load()
+    if strict:
+        for issue in doc.issues:
+            if issue.severity == "error":
+                raise FormatError(issue.message, path=path, line=issue.line, unit=issue.unit,
+                                  hint="run `tower-cat validate` to see every finding")
+    return doc
+
+
+# --- writing ------------------------------------------------------------------------------------------------
+
+_INVALID_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_TAG_NAME = re.compile(r"<([^\s/>]+)")
+
+
+def escape_content(s: str) -> str:
+    s = _xml.escape_text(_INVALID_XML_CHARS.sub("", s))
+    return s.replace("\r", "&#13;") if "\r" in s else s
+
+
+def element_name(start_tag: str) -> str:
+    """The qualified name as written in a start tag (``xlf:target`` for ``<xlf:target …>``)."""
+    return _TAG_NAME.match(start_tag).group(1)
+
+
+def open_form(start_tag: str) -> str:
+    """``<mrk …/>`` → ``<mrk …>`` (a start tag that is followed by content)."""
+    if start_tag.endswith("/>"):
+        return start_tag[:-2].rstrip() + ">"
+    return start_tag
+
+
+def render(segment: Segment, source: Segment, unit: Unit, path: Path | None = None) -> str:
+    """A target segment as XML content: escaped text plus the source's codes, verbatim.
+
+    Every code must exist in the source (same kind and id); element halves (``<g>``/``<mrk>`` start and end tags)
+    must nest properly, so the output is always well-formed.
+    """
+    codes = {c.key: c for c in source.codes}
+    out: list[str] = []
+    stack: list[str] = []
+    for part in segment.parts:
+        if isinstance(part, str):
+            out.append(escape_content(part))
+            continue
+        code = codes.get(part.key)
+        if code is None:
+            raise CodeMismatchError(f"the target has inline code {part.kind.value} {part.id!r} that the source does "
+                                    f"not have; not written", path=path, line=unit.line, unit=unit.id,
+                                    hint="repair the codes (tower_cat.codes) before saving")
+        if code.tag in ("g", "mrk") and code.kind is not CodeKind.STANDALONE:
+            if code.kind is CodeKind.OPEN:
+                stack.append(code.id)
+            elif not stack or stack.pop() != code.id:
+                raise CodeMismatchError(f"inline code {code.id!r} closes out of order in the target; not written",
+                                        path=path, line=unit.line, unit=unit.id)
+        out.append(code.xml)
+    if stack:
+        raise CodeMismatchError(f"inline code {stack[-1]!r} is opened but never closed in the target; not written",
+                                path=path, line=unit.line, unit=unit.id)
+    return "".join(out)
+
+
+def _num(x: float) -> str:
+    return ("%.4f" % x).rstrip("0").rstrip(".")
+
+
+def qe_value(unit: Unit) -> float | None:
+    return unit.qe_edit
+
+
+def score_for(edit: TargetEdit | None, qe: float | None) -> float | None:
+    """The percentage a tool shows: the TM match for TM origins, else the QE score, else the engine's own score."""
+    if edit is not None and edit.origin.startswith("tm-") and edit.match_score is not None:
+        return edit.match_score
+    if qe is not None:
+        return qe
+    return edit.match_score if edit is not None else None
+
+
+class Writer:
+    def __init__(self, doc: Document):
+        self.doc = doc
+        self.h: Handle = doc.handle
+        self.xf = self.h.xf
+        self.sp = _xml.Splicer(self.xf.text)
+        self.declare: dict[str, str] = {}
+
+    # helpers
+    def start_tag(self, el) -> str:
+        return self.xf.start_tag(el)
+
+    def replace_start(self, el, changes: dict[str, str | None]) -> None:
+        if not changes:
+            return
+        old = self.xf.start_tag(el)
+        new = _xml.set_attrs(old, changes)
+        if new != old:
+            span = self.xf.spans[el]
+            self.sp.replace(span.start, span.tag_end, new)
+
+    def replace_content(self, el, content: str, changes: dict[str, str | None] | None = None) -> None:
+        span = self.xf.spans[el]
+        tag = self.xf.start_tag(el)
+        if changes:
+            tag = _xml.set_attrs(tag, changes)
+        if span.empty:
+            self.sp.replace(span.start, span.end, f"{open_form(tag)}{content}</{element_name(tag)}>")
+        else:
+            if changes and tag != self.xf.start_tag(el):
+                self.sp.replace(span.start, span.tag_end, tag)
+            self.sp.replace(span.tag_end, span.close, content)
+
+    def its_attrs(self, el, qe: float, existing_ref: str | None) -> dict[str, str]:
+        conf = _xml.qname(el, ITS_NS, "mtConfidence", self.declare, "its")
+        ref = _xml.qname(el, ITS_NS, "annotatorsRef", self.declare, "its")
+        entries = [e for e in (existing_ref or "").split() if not e.startswith("mt-confidence|")]
+        entries.append(f"mt-confidence|{ITS_TOOL}")
+        return {conf: _num(qe / 100.0), ref: " ".join(entries)}
+
+    def insert_after(self, anchor, markup: str) -> None:
+        """Insert an element after ``anchor`` on a line of its own with the anchor's indentation when the anchor
+        starts its line, else directly after it."""
+        xf = self.xf
+        span = xf.spans[anchor]
+        line_start = xf.text.rfind("\n", 0, span.start) + 1
+        prefix = xf.text[line_start:span.start]
+        if line_start > 0 and prefix.strip() == "":
+            nl = "\r\n" if xf.text[line_start - 2:line_start] == "\r\n" else "\n"
+            self.sp.insert(span.end, nl + prefix + markup)
+        else:
+            self.sp.insert(span.end, markup)
+
+    def new_target_tag(self, tu: TuRec, attrs: dict[str, str | None]) -> tuple[str, str]:
+        """Start tag and name of a target element created for ``tu``."""
+        src_tag = self.xf.start_tag(tu.source)
+        name = element_name(src_tag)
+        prefix = name[: -len("source")] if name.endswith("source") else ""
+        tname = prefix + "target"
+        items: dict[str, str | None] = {}
+        lang = tu.file.target_language or self.doc.target_lang
+        lang = self.h.dialect.new_target_lang(self.h, tu, lang)
+        if lang:
+            items["xml:lang"] = lang
+        space = tu.source.get(XML_SPACE)
+        if space is not None:
+            items["xml:space"] = space
+        items.update(attrs)
+        tag = _xml.set_attrs(f"<{tname}>", items)
+        return tag, tname
+
+    # units
+    def check_unit(self, unit: Unit) -> None:
+        if unit.protected:
+            why = "locked" if unit.locked else "approved/final" if unit.final else "marked translate=\"no\""
+            raise TowerCatError(f"the unit is {why} and must not be changed, but it has a new target or QE score",
+                                path=self.doc.path, line=unit.line, unit=unit.id,
+                                hint="leave protected units alone (the pipeline skips them)")
+
+    def state_attrs(self, edits: list[TargetEdit], others: list[str | None] = ()) -> dict[str, str | None]:
+        if not self.h.dialect.writes_state or not edits:
+            return {}
+        statuses = [e.status for e in edits] + [s for s in others if s]
+        status = min(statuses, key=lambda s: STATUS_RANK[s])
+        quals = {ORIGIN_TO_QUALIFIER.get(e.origin) for e in edits}
+        qual = quals.pop() if len(quals) == 1 else None
+        return {"state": STATUS_TO_STATE[status], "state-qualifier": qual}
+
+    def plain(self, tu: TuRec) -> None:
+        unit = tu.unit
+        content = render(unit.edit.segment, unit.source, unit, self.doc.path) if unit.edit else None
+        attrs = self.state_attrs([unit.edit]) if unit.edit else {}
+        holder = tu.target if tu.target is not None else tu.el
+        if unit.qe_edit is not None and self.h.dialect.writes_its:
+            existing = tu.target.get(f"{{{ITS_NS}}}annotatorsRef") if tu.target is not None else None
+            attrs.update(self.its_attrs(holder, unit.qe_edit, existing))
+        if tu.target is None:
+            if content is None:
+                return  # a QE score without any target: nothing to annotate
+            tag, name = self.new_target_tag(tu, attrs)
+            self.insert_after(tu.segsource if tu.segsource is not None else tu.source, f"{tag}{content}</{name}>")
+        elif content is not None:
+            self.replace_content(tu.target, content, attrs)
+        else:
+            self.replace_start(tu.target, attrs)
+
+    def segmented(self, tu: TuRec) -> None:
+        xf = self.xf
+        contents: dict[str, str] = {}
+        mrk_attrs: dict[str, dict[str, str | None]] = {}
+        for s in tu.segs:
+            u = s.unit
+            if u.edit is not None:
+                contents[s.mid] = render(u.edit.segment, u.source, u, self.doc.path)
+            if u.qe_edit is not None and self.h.dialect.writes_its:
+                holder = s.tgt if s.tgt is not None else (tu.target if tu.target is not None else tu.el)
+                existing = s.tgt.get(f"{{{ITS_NS}}}annotatorsRef") if s.tgt is not None else None
+                mrk_attrs[s.mid] = self.its_attrs(holder, u.qe_edit, existing)
+        edits = [s.unit.edit for s in tu.segs if s.unit.edit is not None]
+        others = []
+        if edits and len(edits) < len(tu.segs):
+            current = state_to_status(tu.target.get("state")) if tu.target is not None else None
+            others.append(current)
+        tattrs = self.state_attrs(edits, others)
+        rebuild = tu.target is None or any(s.tgt is None and (s.mid in contents or s.mid in mrk_attrs)
+                                           for s in tu.segs)
+        if not rebuild:
+            for s in tu.segs:
+                if s.mid in contents:
+                    self.replace_content(s.tgt, contents[s.mid], mrk_attrs.get(s.mid))
+                elif s.mid in mrk_attrs:
+                    self.replace_start(s.tgt, mrk_attrs[s.mid])
+            if tattrs:
+                self.replace_start(tu.target, tattrs)
+        else:
+            if not contents and tu.target is None:
+                return
+            # mirror <seg-source>: its markup outside the segments, each segment filled with the new content, the
+            # existing target segment, or nothing
+            ss = xf.spans[tu.segsource]
+            out, pos = [], ss.tag_end
+            for s in tu.segs:
+                span = xf.spans[s.src]
+                out.append(xf.text[pos:span.start])
+                if s.tgt is not None:
+                    tag, inner = xf.start_tag(s.tgt), xf.inner(s.tgt)
+                else:
+                    tag, inner = xf.start_tag(s.src), ""
+                if s.mid in mrk_attrs:
+                    tag = _xml.set_attrs(tag, mrk_attrs[s.mid])
+                inner = contents.get(s.mid, inner)
+                out.append(f"{open_form(tag)}{inner}</{element_name(tag)}>")
+                pos = span.end
+            out.append(xf.text[pos:ss.close])
+            inner = "".join(out)
+            if tu.target is None:
+                tag, name = self.new_target_tag(tu, tattrs)
+                self.insert_after(tu.segsource, f"{tag}{inner}</{name}>")
+            else:
+                self.replace_content(tu.target, inner, tattrs)
+
+    def run(self) -> str:
+        for tu in self.h.tus:
+            units = tu.units()
+            if not any(u.changed for u in units):
+                continue
+            for u in units:
+                if u.changed:
+                    self.check_unit(u)
+            if tu.segs is None:
+                self.plain(tu)
+            else:
+                self.segmented(tu)
+            self.h.dialect.write_tu(self, tu)
+        lang = self.doc.target_lang
+        if lang and lang != self.h.target_lang:
+            for f in self.h.files:
+                if not f.target_language:
+                    self.replace_start(f.el, {"target-language": lang})
+        if self.declare:
+            root = self.xf.root
+            changes: dict[str, str | None] = {f"xmlns:{p}": uri for p, uri in self.declare.items()}
+            if ITS_NS in self.declare.values() and root.get(f"{{{ITS_NS}}}version") is None:
+                prefix = next(p for p, uri in self.declare.items() if uri == ITS_NS)
+                changes[f"{prefix}:version"] = "2.0"
+            self.replace_start(root, changes)
+        return self.sp.result()
+
+
+def save(doc: Document, path: Path) -> None:
+    h = doc.handle
+    if not isinstance(h, Handle):
+        raise TowerCatError("this document was not loaded by the XLIFF 1.2 reader", path=path)
+    with _xml.gc_paused():
+        text = Writer(doc).run()
+    _xml.atomic_write(Path(path), h.xf.encode(text))
