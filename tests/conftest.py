@@ -24,3 +24,5 @@ def corpus() -> Path:
 @pytest.fixture(scope="session")
 def samples() -> Path:
     return SAMPLES
+
+from tests.conftest_engine import *  # noqa: E402,F401,F403  (engine fixtures: tiny models)

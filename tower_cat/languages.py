@@ -1,0 +1,81 @@
+"""Language codes -> the English names Tower prompts use.
+
+Tower's model cards write plain English names ("Portuguese", "German"); Tower+ also names the variants it
+was trained on ("Portuguese (Portugal)", "Chinese (Traditional)"). So a region is only spelled out where it
+changes the language a translator expects (pt-PT vs pt-BR, zh-Hans vs zh-Hant, Latin-American Spanish,
+Bokmål vs Nynorsk); en-US, de-AT, fr-CA and the like stay plain, as the cards do.
+"""
+
+from __future__ import annotations
+
+import re
+
+# ISO 639-1/-3 primary subtags -> plain English names (Tower v1's 10 languages, Tower+'s 22, plus the usual
+# CAT-tool languages so a prompt never shows a bare code).
+NAMES: dict[str, str] = {
+    "af": "Afrikaans", "am": "Amharic", "ar": "Arabic", "az": "Azerbaijani", "be": "Belarusian",
+    "bg": "Bulgarian", "bn": "Bengali", "bs": "Bosnian", "ca": "Catalan", "cs": "Czech", "cy": "Welsh",
+    "da": "Danish", "de": "German", "el": "Greek", "en": "English", "eo": "Esperanto", "es": "Spanish",
+    "et": "Estonian", "eu": "Basque", "fa": "Persian", "fi": "Finnish", "fil": "Filipino", "fr": "French",
+    "ga": "Irish", "gl": "Galician", "gu": "Gujarati", "he": "Hebrew", "hi": "Hindi", "hr": "Croatian",
+    "hu": "Hungarian", "hy": "Armenian", "id": "Indonesian", "is": "Icelandic", "it": "Italian",
+    "ja": "Japanese", "ka": "Georgian", "kk": "Kazakh", "km": "Khmer", "kn": "Kannada", "ko": "Korean",
+    "lb": "Luxembourgish", "lt": "Lithuanian", "lv": "Latvian", "mk": "Macedonian", "ml": "Malayalam",
+    "mn": "Mongolian", "mr": "Marathi", "ms": "Malay", "mt": "Maltese", "my": "Burmese", "nb": "Norwegian",
+    "ne": "Nepali", "nl": "Dutch", "nn": "Norwegian", "no": "Norwegian", "pa": "Punjabi", "pl": "Polish",
+    "ps": "Pashto", "pt": "Portuguese", "ro": "Romanian", "ru": "Russian", "si": "Sinhala", "sk": "Slovak",
+    "sl": "Slovenian", "sq": "Albanian", "sr": "Serbian", "sv": "Swedish", "sw": "Swahili", "ta": "Tamil",
+    "te": "Telugu", "th": "Thai", "tl": "Tagalog", "tr": "Turkish", "uk": "Ukrainian", "ur": "Urdu",
+    "uz": "Uzbek", "vi": "Vietnamese", "zh": "Chinese", "zu": "Zulu",
+}
+
+# Variants Tower+ distinguishes (its card: pt-PT, pt-BR, es-LatAm, zh-Hans, zh-Hant, nb/nn).
+_PT = {"pt": "Portugal", "br": "Brazil", "ao": "Portugal", "mz": "Portugal"}
+_ZH_TRADITIONAL = {"hant", "tw", "hk", "mo"}
+_ZH_SIMPLIFIED = {"hans", "cn", "sg", "my"}
+_ES_LATAM = {"419", "latam", "mx", "ar", "co", "cl", "pe", "ve", "uy", "py", "bo", "ec", "gt", "cu", "do",
+             "hn", "ni", "pa", "sv", "cr", "pr", "us"}
+
+_CODE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$")
+
+
+def split_code(code: str) -> tuple[str, list[str]]:
+    """'pt_BR' / 'pt-br' / 'zh-Hant-TW' -> ('pt', ['br']) / ('zh', ['hant', 'tw'])."""
+    parts = re.split(r"[-_]", code.strip())
+    return parts[0].lower(), [p.lower() for p in parts[1:] if p]
+
+
+def language_name(code: str, *, variant: bool = True) -> str:
+    """English name for a BCP-47-ish code; an English name passed in comes back unchanged.
+
+    variant=False gives the plain card name ("Portuguese") that TowerInstruct was trained with;
+    variant=True adds the region only where Tower+ distinguishes it ("Portuguese (Brazil)").
+    """
+    code = code.strip()
+    if not code:
+        raise ValueError("empty language code")
+    if not _CODE.match(code):
+        return code  # already a name such as "German" or "Portuguese (Portugal)"
+    primary, subtags = split_code(code)
+    base = NAMES.get(primary)
+    if base is None:
+        raise ValueError(f"unknown language code {code!r}; use a code like 'de', 'pt-BR' or an English name")
+    if not variant:
+        return base
+    tags = set(subtags)
+    if primary == "pt":
+        region = next((_PT[t] for t in subtags if t in _PT), None)
+        return f"Portuguese ({region})" if region else base
+    if primary == "zh":
+        if tags & _ZH_TRADITIONAL:
+            return "Chinese (Traditional)"
+        if tags & _ZH_SIMPLIFIED:
+            return "Chinese (Simplified)"
+        return base
+    if primary == "es" and tags & _ES_LATAM:
+        return "Spanish (Latin America)"
+    if primary == "nb" or (primary == "no" and "nb" in tags):
+        return "Norwegian (Bokmål)"
+    if primary == "nn" or (primary == "no" and "nn" in tags):
+        return "Norwegian (Nynorsk)"
+    return base

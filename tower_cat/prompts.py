@@ -1,0 +1,245 @@
+"""Every task prompt tower-cat sends to a model, in one place: plain data in, chat messages out.
+
+Translation uses the wordings Tower models were trained on (model cards): TowerInstruct's
+"Translate the following text from {Src} into {Tgt}.\\n{Src}: {text}\\n{Tgt}:" and Tower+'s
+"Translate the following {Src} source text to {Tgt}:\\n{Src}: {text}\\n{Tgt}: ". Few-shot TM examples use
+TowerEval's layout, one "{Src}: {src}\\n{Tgt}: {tgt}\\n" block per example before the query. Tower's own
+post-edit / QE wordings are not public, so those are clear instructions in the same style; `finetune/`
+trains on exactly these functions, so a tuned model and the runtime always agree.
+
+The engine renders the messages with the model's own chat template; nothing here knows about tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from tower_cat.languages import language_name
+
+Message = dict[str, str]
+
+WORDINGS = ("instruct", "plus", "base")
+
+
+@dataclass(frozen=True)
+class Example:
+    """A translation memory pair shown to the model before the query."""
+
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
+class Term:
+    """A glossary entry the translation must use."""
+
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
+class ErrorSpan:
+    """An error the model marked in a translation: character offsets into that translation."""
+
+    text: str
+    severity: str           # minor | major (| critical, if a model says so)
+    start: int | None
+    end: int | None
+
+
+def _names(source_lang: str, target_lang: str, wording: str) -> tuple[str, str]:
+    # TowerInstruct and TowerBase were trained on plain names; Tower+ knows regional variants.
+    variant = wording == "plus"
+    return language_name(source_lang, variant=variant), language_name(target_lang, variant=variant)
+
+
+def _check_wording(wording: str) -> str:
+    if wording not in WORDINGS:
+        raise ValueError(f"unknown wording {wording!r}; choose one of {', '.join(WORDINGS)}")
+    return wording
+
+
+def _pairs(src: str, tgt: str, examples: Iterable[Example | tuple[str, str]]) -> str:
+    out = []
+    for ex in examples:
+        s, t = (ex.source, ex.target) if isinstance(ex, Example) else ex
+        out.append(f"{src}: {s}\n{tgt}: {t}\n")
+    return "".join(out)
+
+
+def _terms_line(terms: Sequence[Term | tuple[str, str]], tgt: str) -> str:
+    if not terms:
+        return ""
+    pairs = "; ".join(f"{t.source} = {t.target}" if isinstance(t, Term) else f"{t[0]} = {t[1]}" for t in terms)
+    return f"Use these {tgt} terms: {pairs}\n"
+
+
+def _context_lines(src: str, before: Sequence[str], after: Sequence[str]) -> str:
+    out = ""
+    if before:
+        out += f"Preceding {src} text, for context only: " + " ".join(before) + "\n"
+    if after:
+        out += f"Following {src} text, for context only: " + " ".join(after) + "\n"
+    return out
+
+
+def translate_prompt(text: str, source_lang: str, target_lang: str, *, wording: str = "instruct",
+                     examples: Sequence[Example | tuple[str, str]] = (), terms: Sequence[Term | tuple[str, str]] = (),
+                     context_before: Sequence[str] = (), context_after: Sequence[str] = ()) -> str:
+    """The user-turn text asking for a translation of `text`.
+
+    Without extras it is exactly the model card's prompt. Extras go between the instruction line and the
+    query: context and terms first, then the few-shot examples, so the examples lead straight into the query.
+    """
+    src, tgt = _names(source_lang, target_lang, _check_wording(wording))
+    extras = _context_lines(src, context_before, context_after) + _terms_line(terms, tgt)
+    shots = _pairs(src, tgt, examples)
+    if wording == "plus":
+        return (f"Translate the following {src} source text to {tgt}:\n" + extras + shots
+                + f"{src}: {text}\n{tgt}: ")
+    if wording == "base":  # TowerBase: plain completion, few-shot pairs only
+        return extras + shots + f"{src}: {text}\n{tgt}:"
+    return f"Translate the following text from {src} into {tgt}.\n" + extras + shots + f"{src}: {text}\n{tgt}:"
+
+
+def translate_messages(text: str, source_lang: str, target_lang: str, *, wording: str = "instruct",
+                       examples: Sequence[Example | tuple[str, str]] = (), terms: Sequence[Term | tuple[str, str]] = (),
+                       context_before: Sequence[str] = (), context_after: Sequence[str] = ()) -> list[Message]:
+    """Chat messages for a translation: one user turn, no system prompt (as TowerInstruct was trained)."""
+    return [{"role": "user", "content": translate_prompt(
+        text, source_lang, target_lang, wording=wording, examples=examples, terms=terms,
+        context_before=context_before, context_after=context_after)}]
+
+
+def post_edit_prompt(source: str, translation: str, source_lang: str, target_lang: str, *,
+                     terms: Sequence[Term | tuple[str, str]] = (), wording: str = "instruct") -> str:
+    src, tgt = _names(source_lang, target_lang, _check_wording(wording))
+    return (f"Post-edit the following {tgt} translation of a {src} text. Correct errors of meaning, grammar "
+            f"and terminology, keep everything that is already right, and reply with the corrected "
+            f"{tgt} translation only.\n" + _terms_line(terms, tgt)
+            + f"{src}: {source}\n{tgt} translation: {translation}\nCorrected {tgt} translation:")
+
+
+def post_edit_messages(source: str, translation: str, source_lang: str, target_lang: str, *,
+                       terms: Sequence[Term | tuple[str, str]] = (), wording: str = "instruct") -> list[Message]:
+    """Ask the model to correct a machine translation (automatic post-editing)."""
+    return [{"role": "user", "content": post_edit_prompt(source, translation, source_lang, target_lang,
+                                                         terms=terms, wording=wording)}]
+
+
+QE_KINDS = ("score", "spans")
+
+
+def qe_prompt(source: str, translation: str, source_lang: str, target_lang: str, *, kind: str = "score",
+              wording: str = "instruct") -> str:
+    src, tgt = _names(source_lang, target_lang, _check_wording(wording))
+    pair = f"{src} source: {source}\n{tgt} translation: {translation}\n"
+    if kind == "score":
+        return (f"Rate the quality of the following translation from {src} into {tgt} on a scale from 0 to 100, "
+                "where 0 means no meaning is preserved and 100 means a perfect translation. "
+                "Reply with the score only.\n" + pair + "Score:")
+    if kind == "spans":
+        return (f"Identify the errors in the following translation from {src} into {tgt}. Write each error on "
+                'its own line as "error text" - minor or "error text" - major, quoting the erroneous words '
+                'exactly as they appear in the translation. If there are no errors, reply "No errors."\n'
+                + pair + "Errors:")
+    raise ValueError(f"unknown QE kind {kind!r}; choose one of {', '.join(QE_KINDS)}")
+
+
+def qe_messages(source: str, translation: str, source_lang: str, target_lang: str, *, kind: str = "score",
+                wording: str = "instruct") -> list[Message]:
+    """Ask for a quality score (kind='score', parse with parse_score) or error spans (parse_error_spans)."""
+    return [{"role": "user", "content": qe_prompt(source, translation, source_lang, target_lang, kind=kind,
+                                                  wording=wording)}]
+
+
+def revision_messages(messages: Sequence[Message], previous_output: str, instruction: str) -> list[Message]:
+    """BayLing-style interactive translation: the model's last answer, then the translator's request."""
+    if not instruction.strip():
+        raise ValueError("an empty revision instruction")
+    return [dict(m) for m in messages] + [{"role": "assistant", "content": previous_output},
+                                          {"role": "user", "content": instruction}]
+
+
+def training_messages(messages: Sequence[Message], response: str) -> list[Message]:
+    """A finished conversation (prompt + expected answer): what finetune/ trains on."""
+    return [dict(m) for m in messages] + [{"role": "assistant", "content": response}]
+
+
+# -------------------------------------------------------------------------------------------------------
+# Parsing model output
+
+_NUMBER = r"[-+]?\d+(?:[.,]\d+)?"
+
+
+def parse_score(text: str) -> float | None:
+    """A quality score in the model's reply -> 0..1 ('87', 'Score: 87/100', '0.87', '4/5'); None if absent."""
+    match = re.search(rf"({_NUMBER})\s*(?:/\s*({_NUMBER}))?\s*(%)?", text)
+    if not match:
+        return None
+    value = float(match.group(1).replace(",", "."))
+    if match.group(2):
+        scale = float(match.group(2).replace(",", "."))
+        value = value / scale if scale > 0 else value
+    elif match.group(3) or value > 1:
+        value /= 100
+    if value < 0:
+        return None
+    return min(value, 1.0)
+
+
+_DET = re.compile(r"\"(?P<text>.+?)\"\s*-\s*(?P<severity>minor|major|critical)", re.IGNORECASE)
+_TAG = re.compile(r"<(?P<severity>minor|major|critical)>(?P<text>.+?)</(?P=severity)>", re.IGNORECASE | re.DOTALL)
+
+
+def parse_error_spans(text: str, translation: str | None = None) -> list[ErrorSpan]:
+    """Error spans in TowerEval's two formats: `"span" - minor|major` lines or `<minor>…</minor>` tags.
+
+    With `translation`, spans that do not occur in it are dropped (as TowerEval does) and offsets point into
+    it; a span flagged twice takes its next occurrence. Tagged output is the translation itself, so its
+    offsets are those of the text with the tags removed.
+    """
+    spans: list[ErrorSpan] = []
+    if _TAG.search(text):
+        removed = 0
+        for m in _TAG.finditer(text):
+            span = m.group("text")
+            start = m.start() - removed
+            removed += len(m.group(0)) - len(span)
+            start_in = start
+            if translation is not None:
+                if span not in translation:
+                    continue
+                if translation[start:start + len(span)] != span:
+                    start_in = translation.find(span)
+            spans.append(ErrorSpan(span, m.group("severity").lower(), start_in, start_in + len(span)))
+        return spans
+    for m in _DET.finditer(text):
+        span, severity = m.group("text"), m.group("severity").lower()
+        if translation is None:
+            spans.append(ErrorSpan(span, severity, None, None))
+            continue
+        seen = sum(1 for s in spans if s.text == span)
+        occurrences = [o.start() for o in re.finditer(re.escape(span), translation)]
+        if seen >= len(occurrences):
+            continue
+        start = occurrences[seen]
+        spans.append(ErrorSpan(span, severity, start, start + len(span)))
+    return spans
+
+
+def clean_translation(text: str, target_lang: str | None = None) -> str:
+    """Strip what models sometimes add around a translation: surrounding blanks, an echoed "German:" label,
+    and anything after a new turn marker."""
+    out = text.strip()
+    for marker in ("<|im_start|>", "<start_of_turn>", "<|im_end|>", "<end_of_turn>"):
+        out = out.split(marker, 1)[0]
+    if target_lang:
+        for variant in (True, False):
+            label = language_name(target_lang, variant=variant) + ":"
+            if out.startswith(label):
+                out = out[len(label):]
+                break
+    return out.strip()
