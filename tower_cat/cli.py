@@ -20,6 +20,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "pseudo": "tower_cat.cli_files:pseudo_cmd",
     "qe": "tower_cat.cli_qe:qe",
     "evaluate": "tower_cat.cli_qe:evaluate",
+    "tm": "tower_cat.cli_tm:tm",
+    "terms": "tower_cat.cli_tm:terms",
     "convert": "tower_cat.cli_engine:convert",
     "translate-text": "tower_cat.cli_engine:translate_text",
 }

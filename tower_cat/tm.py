@@ -691,7 +691,8 @@ class TranslationMemory:
 
     def _document_records(self, doc, src: str | None, tgt: str | None, origin: str,
                           stats: ImportStats) -> Iterator[tuple[int, list[_Record]]]:
-        src = src or normalize_lang(doc.source_lang)
+        # gettext msgids are English unless the file says otherwise
+        src = src or normalize_lang(doc.source_lang) or ("en" if doc.format == "po" else None)
         tgt = tgt or normalize_lang(doc.target_lang)
         if not src or not tgt:
             raise TMError(f"the {doc.format} file does not say its languages", path=doc.path,
@@ -885,21 +886,20 @@ class TranslationMemory:
         from tower_cat.formats import tmx
 
         src = normalize_lang(src_lang)
-        if not src:
-            langs = {s for s, _ in self.pairs()}
-            if len(langs) > 1:
-                raise TMError(f"the memory holds several source languages ({', '.join(sorted(langs))})",
-                              path=self.path, hint="choose one with --source")
-            src = next(iter(langs), "en")
+        header_src = src
+        if not header_src:  # the commonest source language names the file; each <tu> carries its own srclang
+            header_src = next(iter(self.db.execute(
+                "SELECT s.lang FROM entries e JOIN sources s ON s.id = e.source_id GROUP BY s.lang "
+                "ORDER BY count(*) DESC LIMIT 1").fetchone() or ()), "en")
         count = 0
 
         def units():
             nonlocal count
-            for n, (s, t, source, target, info) in enumerate(self.iter_entries(src, tgt_lang)):
+            for n, (s, t, source, target, info) in enumerate(self.iter_entries(src, tgt_lang)):  # noqa: B007
                 count += 1
                 yield _make_tmx_unit(tmx, n, s, t, source, target, info)
 
-        tmx.write_tmx(Path(path), units(), src)
+        tmx.write_tmx(Path(path), units(), header_src)
         return count
 
     def stats(self) -> dict[str, Any]:
