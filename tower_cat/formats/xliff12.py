@@ -156,6 +156,8 @@ class Dialect:
         if MXLIFF_NS in (el.nsmap or {}).values():  # Phrase/Memsource
             if el.get(f"{{{MXLIFF_NS}}}locked") == "true":
                 unit.locked = True
+            if el.get(f"{{{MXLIFF_NS}}}confirmed") == "1":
+                unit.final = True
             origin = el.get(f"{{{MXLIFF_NS}}}trans-origin")
             if origin:
                 unit.origin = origin
@@ -497,7 +499,14 @@ class _Loader:
             qe = _float(holder.get(ITS_CONFIDENCE))
             if qe is not None:
                 qe *= 100
-        return Unit(id=uid, source=self.reader.segment(src_el), target=target, state=base["state"],
+        source = self.reader.segment(src_el)
+        if target is not None and (target.codes or source.codes):
+            keys = {c.key for c in source.codes}
+            extra = [c for c in target.codes if c.key not in keys and c.tag != "mrk"]  # mrk: tracked changes
+            if extra:
+                self.issue("warning", f"the target has inline code(s) {', '.join(repr(c.id) for c in extra)} that "
+                                      f"the source lacks", tgt_el.sourceline, uid)
+        return Unit(id=uid, source=source, target=target, state=base["state"],
                     notes=list(base["notes"]), context=ctx, final=base["final"], translatable=base["translatable"],
                     max_length=base["max_length"], size_unit=base["size_unit"], origin=base["origin"],
                     qe_score=qe, line=src_el.sourceline if mid is not None else base["line"], meta=meta)
