@@ -94,7 +94,8 @@ class SdlDialect(xliff12.Dialect):
                 origin = ORIGIN_TO_SDL.get(edit.origin, "mt")
                 changes["origin"] = origin
                 changes["origin-system"] = edit.system if origin != "interactive" else None
-                changes["text-match"] = "SourceAndTarget" if edit.origin == "tm-context" else None
+                if edit.origin == "tm-context":
+                    changes["text-match"] = "SourceAndTarget"
             score = xliff12.score_for(edit, u.qe_edit)
             if score is not None:
                 changes["percent"] = str(int(round(score)))

@@ -14,6 +14,7 @@ changed units; every other byte of the file is kept. SDLXLIFF and MQXLIFF are th
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -208,21 +209,28 @@ class _ContentReader:
             text = el.text
             return Segment([text] if text else [])
         parts: list[Part] = []
-        counter = [0]
-        self._walk(el, parts, counter)
+        self._walk(el, parts, {})
         return Segment(parts)
 
-    def _walk(self, el: etree._Element, parts: list[Part], counter: list[int]) -> None:
+    @staticmethod
+    def _synthetic_id(name: str, raw: str, seen: dict[str, int]) -> str:
+        """An id for a code the file gives none (a <mrk> without mid, an unknown element, a comment): derived from
+        its markup, so the same code gets the same id in the source and in a target that reorders codes."""
+        base = f"{name}-{zlib.crc32(raw.encode('utf-8')) & 0xffffff:06x}"
+        n = seen.get(base, 0) + 1
+        seen[base] = n
+        return base if n == 1 else f"{base}-{n}"
+
+    def _walk(self, el: etree._Element, parts: list[Part], counter: dict[str, int]) -> None:
         if el.text:
             parts.append(el.text)
         xf = self.xf
         for child in el:
             tag = child.tag
             if not isinstance(tag, str):  # comment or processing instruction: keep it as a code
-                counter[0] += 1
                 kind = "comment" if isinstance(child, etree._Comment) else "pi"
-                parts.append(InlineCode(f"{kind}{counter[0]}", CodeKind.STANDALONE,
-                                        etree.tostring(child, with_tail=False, encoding="unicode"), tag=kind))
+                raw = etree.tostring(child, with_tail=False, encoding="unicode")
+                parts.append(InlineCode(self._synthetic_id(kind, raw, counter), CodeKind.STANDALONE, raw, tag=kind))
             else:
                 local = tag[len(self.prefix):] if tag.startswith(self.prefix) and (self.prefix or tag[0] != "{") \
                     else None
@@ -232,8 +240,7 @@ class _ContentReader:
                         cid = get("id") or ""
                         display = get("equiv-text") or get("ctype") or ""
                     else:
-                        counter[0] += 1
-                        cid = get("mid") or f"mrk{counter[0]}"
+                        cid = get("mid") or self._synthetic_id("mrk", xf.start_tag(child), counter)
                         display = get("mtype") or ""
                     span = xf.spans[child]
                     if span.empty:
@@ -261,10 +268,9 @@ class _ContentReader:
                         kind = {"open": CodeKind.OPEN, "close": CodeKind.CLOSE}.get(pos, CodeKind.STANDALONE)
                         cid, isolated = get("rid") or get("id") or "", True
                     else:
-                        counter[0] += 1
                         kind = CodeKind.STANDALONE
                         name = local or etree.QName(tag).localname
-                        cid = get("id") or f"{name}{counter[0]}"
+                        cid = get("id") or self._synthetic_id(name, raw, counter)
                         local = name
                     parts.append(InlineCode(cid, kind, raw, tag=local or "", display=display, isolated=isolated))
             if child.tail:
