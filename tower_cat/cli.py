@@ -47,7 +47,9 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: tower-cat errors become one clear line on stderr and exit code 2, not a traceback."""
     try:
-        cli.main(args=argv, prog_name="tower-cat", standalone_mode=False)
+        # standalone_mode=False: click returns the code of ctx.exit(n) instead of exiting (and the command's
+        # return value otherwise), so a command's "exit 1" must be turned into the process exit status here.
+        rv = cli.main(args=argv, prog_name="tower-cat", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
@@ -60,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
+        sys.exit(rv)
 
 
 if __name__ == "__main__":
