@@ -218,6 +218,19 @@ def test_pseudo_document_in_memory():
     assert "pseudo-translated" in summary.line()
 
 
+def test_pseudo_document_flagged_units_are_counted_not_written(monkeypatch):
+    from tower_cat import pseudo
+
+    g1, g1c = InlineCode("1", CodeKind.OPEN, "<g id='1'>"), InlineCode("1", CodeKind.CLOSE, "</g>")
+    doc = Document(Path("x.xlf"), "xliff12", [_unit("a", ["Click ", g1, "Save", g1c, " now"]), _unit("b", ["ok"])])
+    # a transformation that loses the pair in the middle of the text cannot be repaired safely
+    monkeypatch.setattr(pseudo, "pseudo_markup", lambda markup, *a: codes.strip_tags(markup))
+    summary = pseudo.pseudo_document(doc)
+    assert summary.flagged == 1 and summary.translated == 1
+    assert doc.units[0].edit is None and doc.units[0].target is None
+    assert summary.problems["a"]
+
+
 def test_pseudo_document_target_lang():
     doc = Document(Path("x.po"), "po", [_unit("a", ["x"])], target_lang="de")
     pseudo_document(doc)
@@ -391,3 +404,28 @@ def test_validate_exit_codes_through_the_real_entry_point(tmp_path):
     proc = subprocess.run(cmd + ["pseudo", str(bad), "-o", str(tmp_path / "o.xlf")], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("error: ")
     assert not (tmp_path / "o.xlf").exists()
+
+
+# ------------------------------------------------------------------------------------------------ our samples
+
+SAMPLE_FILES = ["tower-notes.en-de.xlf", "tower-notes.en-pt.xliff", "tower-notes.de.po", "tower-notes.tmx"]
+
+
+@pytest.mark.parametrize("name", SAMPLE_FILES)
+def test_pseudo_samples_keep_every_code(samples, tmp_path, capsys, name):
+    from tower_cat import formats
+
+    src = samples / name
+    if not src.exists():
+        pytest.skip(f"samples/{name} is absent")
+    fmt_name = formats.detect(src)
+    pytest.importorskip(formats.FORMAT_MODULES[fmt_name], reason=f"{fmt_name} module not written yet")
+    out = tmp_path / name
+    code, stdout, stderr = run(capsys, "pseudo", src, "-o", out, "--json")
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["flagged"] == 0 and summary["translated"] > 0
+    doc = formats.load(out)
+    assert assert_codes_carried(doc) == summary["translated"]
+    code, stdout, _ = run(capsys, "validate", out)
+    assert code == 0, stdout
