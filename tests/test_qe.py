@@ -314,7 +314,7 @@ def _run_cli(args):
 
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return result.output
+    return result.stdout
 
 
 @pytest.mark.parametrize("fmt", list(qe_files.FORMATS))
@@ -378,3 +378,20 @@ def test_qe_cli_usage_errors(tiny_comet, tmp_path):
     assert r.exit_code != 0 and "either" in r.output
     r = CliRunner().invoke(cli, ["qe", str(src), "--model", str(tmp_path)])
     assert r.exit_code != 0 and "COMET" in str(r.exception) + r.output
+
+
+def test_qe_cli_logprob_with_fitted_calibration(tiny_engine, tmp_path):
+    if not _available("xliff12"):
+        pytest.skip("xliff12 module missing")
+    tsv = tmp_path / "heldout.tsv"
+    tsv.write_text("system\tseg_id\tsource\tmt\treference\thuman_score\n" + "".join(
+        f"s\t{n}\t{i.source}\t{i.target}\t{i.reference}\t{-n}\n" for n, i in enumerate(ITEMS)), encoding="utf-8")
+    src = qe_files.write("xliff12", tmp_path)
+    cal = tmp_path / "cal.json"
+    data = json.loads(_run_cli(["qe", str(src), "--backend", "logprob", "--model", str(tiny_engine.path),
+                                "--device", "cpu", "--fit-calibration", str(tsv), "--calibration", str(cal),
+                                "--source-lang", "en", "--json"]))
+    assert json.loads(cal.read_text())["n"] == len(ITEMS)
+    segs = data["files"][0]["segments"]
+    assert len(segs) == 4 and all(0 <= s["score"] <= 100 and "mean_logprob" in s["raw"] for s in segs)
+    assert data["backend"].endswith("(calibrated)")

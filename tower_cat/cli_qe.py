@@ -131,7 +131,11 @@ def qe(files: tuple[Path, ...], backend: str, model: Path, encoder: Path | None,
         be = qe_mod.LogprobBackend(model, calibration=None if fit_tsv else calibration, source_lang=source_lang,
                                    target_lang=target_lang, device=device)
         if fit_tsv is not None:
-            items, human = qe_mod.read_heldout_tsv(fit_tsv, source_lang=source_lang, target_lang=target_lang)
+            # the held-out set has no language columns: the options, else the first file's languages
+            first = load_document(files[0]) if files else None
+            items, human = qe_mod.read_heldout_tsv(
+                fit_tsv, source_lang=source_lang or (first.source_lang if first else None),
+                target_lang=target_lang or (first.target_lang if first else None))
             cal = be.fit(items, human)
             cal.save(calibration)
             click.echo(f"calibration: {len(items)} held-out items, Spearman "
