@@ -522,3 +522,47 @@ def test_fuzz_text_round_trips(tmp_path: Path, a: str, b: str):
     again = formats.load(out).units[3]
     assert again.target.text == a + b
     assert [c.xml for c in again.target.codes] == [g_open.xml, g_close.xml]
+
+
+def test_multiple_files_languages_and_context(tmp_path: Path):
+    src = tmp_path / "multi.xlf"
+    src.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<xliff version="1.2" xmlns="urn:oasis:names:tc:xliff:document:1.2">\n'
+        '  <file original="a.properties" source-language="en" target-language="de" datatype="javaproperties">\n'
+        '    <body>\n'
+        '      <group id="g" translate="no">\n'
+        '        <trans-unit id="k1"><source>Keep</source></trans-unit>\n'
+        '      </group>\n'
+        '      <trans-unit id="k2" maxwidth="10" size-unit="char" resname="greeting">\n'
+        '        <source>Hello</source>\n'
+        '        <context-group><context context-type="sourcefile">a.c</context>'
+        '<context context-type="linenumber">7</context></context-group>\n'
+        '      </trans-unit>\n'
+        '    </body>\n'
+        '  </file>\n'
+        '  <file original="b.properties" source-language="en" target-language="fr" datatype="javaproperties">\n'
+        '    <body>\n'
+        '      <trans-unit id="k1"><source>Bye</source><target xml:lang="de">Tschüss</target></trans-unit>\n'
+        '    </body>\n'
+        '  </file>\n'
+        '</xliff>\n', "utf-8")
+    doc = formats.load(src)
+    assert [u.id for u in doc.units] == ["k1", "k2", "k1~2"]
+    keep, hello, bye = doc.units
+    assert not keep.translatable and keep.protected  # translate="no" on the enclosing group
+    assert hello.max_length == 10 and hello.size_unit == "char" and hello.context.resname == "greeting"
+    assert hello.context.locations == ["a.c:7"] and hello.context.previous_source == "Keep"
+    assert hello.context.next_source is None and bye.context.previous_source is None  # per <file>
+    assert bye.context.file == "b.properties" and bye.line == 16
+    assert (doc.source_lang, doc.target_lang) == ("en", "de")
+    messages = " | ".join(i.message for i in doc.warnings)
+    assert "target-language 'fr', the first file 'de'" in messages
+    assert "contradicts the file's target-language" in messages
+    hello.set_target(Segment.from_text("Hallo"), status="final", origin="human")
+    bye.set_target(Segment.from_text("Au revoir"), status="reviewed", origin="tm-context", match_score=101)
+    out = tmp_path / "out.xlf"
+    doc.save(out)
+    text = out.read_text("utf-8")
+    assert '        <source>Hello</source>\n        <target xml:lang="de" state="final">Hallo</target>\n' in text
+    assert ('<target xml:lang="de" state="signed-off" state-qualifier="leveraged-tm">Au revoir</target>') in text

@@ -325,9 +325,10 @@ class _Loader:
                 src_lang = src_lang or frec.source_language
             file_units: list[Unit] = []
             self._file(frec, file_units, used_ids)
-            for a, b in zip(file_units, file_units[1:]):
-                a.context.next_source = b.source.text
-                b.context.previous_source = a.source.text
+            texts = [u.source.text for u in file_units]
+            for k in range(1, len(file_units)):
+                file_units[k - 1].context.next_source = texts[k]
+                file_units[k].context.previous_source = texts[k - 1]
             units += file_units
         h.target_lang = tgt_lang
         doc = Document(path=self.path, format=self.dialect.format, units=units, source_lang=src_lang,
@@ -716,7 +717,7 @@ class Writer:
             u = s.unit
             if u.edit is not None:
                 contents[s.mid] = render(u.edit.segment, u.source, u, self.doc.path)
-            if u.qe_edit is not None and self.h.dialect.writes_its:
+            if u.qe_edit is not None and self.h.dialect.writes_its and (s.tgt is not None or u.edit is not None):
                 holder = s.tgt if s.tgt is not None else (tu.target if tu.target is not None else tu.el)
                 existing = s.tgt.get(f"{{{ITS_NS}}}annotatorsRef") if s.tgt is not None else None
                 mrk_attrs[s.mid] = self.its_attrs(holder, u.qe_edit, existing)
@@ -726,8 +727,7 @@ class Writer:
             current = state_to_status(tu.target.get("state")) if tu.target is not None else None
             others.append(current)
         tattrs = self.state_attrs(edits, others)
-        rebuild = tu.target is None or any(s.tgt is None and (s.mid in contents or s.mid in mrk_attrs)
-                                           for s in tu.segs)
+        rebuild = tu.target is None or any(s.tgt is None and s.mid in contents for s in tu.segs)
         if not rebuild:
             for s in tu.segs:
                 if s.mid in contents:
