@@ -201,9 +201,14 @@ def _tree_diff(a, b, where="/"):
 
 
 def _same_po(a: Path, b: Path, ignore_targets: bool) -> bool:
+    """Compare what gettext tools see; translate-toolkit is the oracle where it can read the file (not UTF-16)."""
     from translate.storage import pypo
+    from translate.storage.poparser import PoParseError
 
-    sa, sb = (pypo.pofile.parsefile(str(p)) for p in (a, b))
+    try:
+        sa, sb = (pypo.pofile.parsefile(str(p)) for p in (a, b))
+    except PoParseError:
+        return _same_po_ours(a, b, ignore_targets)
     ua, ub = sa.units, sb.units
     if len(ua) != len(ub):
         return False
@@ -214,6 +219,20 @@ def _same_po(a: Path, b: Path, ignore_targets: bool) -> bool:
                 and x.getnotes("developer") == y.getnotes("developer") and x.isobsolete() == y.isobsolete())
         if not ignore_targets:
             same = same and x.target == y.target and x.isfuzzy() == y.isfuzzy()
+        if not same:
+            return False
+    return True
+
+
+def _same_po_ours(a: Path, b: Path, ignore_targets: bool) -> bool:
+    da, db = formats.load(a), formats.load(b)
+    if len(da.units) != len(db.units):
+        return False
+    for x, y in zip(da.units, db.units):
+        same = (x.id == y.id and _parts(x.source) == _parts(y.source) and x.context == y.context
+                and x.translatable == y.translatable)
+        if not ignore_targets:
+            same = same and _parts(x.target) == _parts(y.target) and x.state == y.state
         if not same:
             return False
     return True

@@ -202,6 +202,18 @@ class Document:
     target_lang: str | None = None
     issues: list[Issue] = field(default_factory=list)
     handle: Any = None  # format-private state (raw text, lxml tree, element spans)
+    # Set when the file cannot escape characters outside a legacy charset (a cp1251 PO file): jobs must
+    # write only text this codec can store. None: anything goes (Unicode, or XML character references).
+    charset: str | None = None
+
+    def can_store(self, text: str) -> bool:
+        if self.charset is None:
+            return True
+        try:
+            text.encode(self.charset)
+        except UnicodeEncodeError:
+            return False
+        return True
 
     def __iter__(self) -> Iterator[Unit]:
         return iter(self.units)

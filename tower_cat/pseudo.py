@@ -13,6 +13,7 @@ written.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -49,14 +50,30 @@ _PROTECTED = re.compile(
 )
 
 
-def accent(text: str) -> str:
+@functools.lru_cache(maxsize=None)
+def _accents_for(charset: str | None) -> dict[int, int]:
+    """The accent table, less the accented letters a legacy charset (cp1251 PO) cannot store."""
+    if charset is None:
+        return _ACCENTS
+    table = {}
+    for plain, accented in _ACCENTS.items():
+        try:
+            chr(accented).encode(charset)
+            table[plain] = accented
+        except UnicodeEncodeError:
+            pass
+    return table
+
+
+def accent(text: str, charset: str | None = None) -> str:
     """Accent every ASCII letter outside placeholders: ``Save %s`` -> ``Šáṽé %s``."""
+    table = _accents_for(charset)
     out, pos = [], 0
     for m in _PROTECTED.finditer(text):
-        out.append(text[pos:m.start()].translate(_ACCENTS))
+        out.append(text[pos:m.start()].translate(table))
         out.append(m.group(0))
         pos = m.end()
-    out.append(text[pos:].translate(_ACCENTS))
+    out.append(text[pos:].translate(table))
     return "".join(out)
 
 
@@ -76,7 +93,7 @@ def pseudo_text(text: str, expansion: float = 0.3, pad: str = "~") -> str:
     return "[" + accent(text) + _padding(len(text), expansion, pad) + "]"
 
 
-def pseudo_markup(markup: str, expansion: float = 0.3, pad: str = "~") -> str:
+def pseudo_markup(markup: str, expansion: float = 0.3, pad: str = "~", charset: str | None = None) -> str:
     """Pseudo-translate rendered markup (``codes.render(...).text``): only the text between tags changes; the
     brackets go around the whole segment, outside any tag, so the result parses back with every code in place.
     """
@@ -86,7 +103,7 @@ def pseudo_markup(markup: str, expansion: float = 0.3, pad: str = "~") -> str:
     plain = "".join(t for t in tokens if isinstance(t, str))
     if not plain.strip():
         return markup
-    body = [accent(t) if isinstance(t, str) else t for t in tokens]
+    body = [accent(t, charset) if isinstance(t, str) else t for t in tokens]
     return codes.join_tokens(["["] + body + [_padding(len(plain), expansion, pad) + "]"])
 
 
@@ -129,7 +146,7 @@ def pseudo_document(doc: Document, expansion: float = 0.3, target_lang: str | No
             summary.skipped_empty += 1
             continue
         rendered = codes.render(unit.source)
-        restored = codes.parse(rendered, pseudo_markup(rendered.text, expansion, pad))
+        restored = codes.parse(rendered, pseudo_markup(rendered.text, expansion, pad, doc.charset))
         if restored.problems:
             summary.problems[unit.id] = restored.problems
         if not restored.ok:

@@ -631,7 +631,7 @@ def load(path: Path, strict: bool = True) -> Document:
     for u in units:
         handle.units[u.id] = (u.meta.pop("_entry"), u.meta.get("plural_index"))
     doc = Document(path=path, format=FORMAT, units=units, source_lang=None, target_lang=language, issues=issues,
-                   handle=handle)
+                   handle=handle, charset=None if handle.encoding.lower().startswith("utf") else handle.encoding)
     errors = [i for i in issues if i.severity == "error"]
     if strict and errors:
         first = errors[0]
