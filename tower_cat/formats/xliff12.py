@@ -237,7 +237,7 @@ class _ContentReader:
                 get = child.get
                 if local in ("g", "mrk"):
                     if local == "g":
-                        cid = get("id") or ""
+                        cid = get("id") or self._synthetic_id("g", xf.start_tag(child), counter)
                         display = get("equiv-text") or get("ctype") or ""
                     else:
                         cid = get("mid") or self._synthetic_id("mrk", xf.start_tag(child), counter)
@@ -258,20 +258,22 @@ class _ContentReader:
                     display = get("equiv-text") or (child.text or "")[:40] if local != "x" else get("equiv-text") or ""
                     isolated = False
                     if local in _STANDALONE:
-                        kind, cid = CodeKind.STANDALONE, get("id") or ""
+                        kind, cid = CodeKind.STANDALONE, get("id")
                     elif local in _PAIRED_OPEN or local in _PAIRED_CLOSE:
                         kind = CodeKind.OPEN if local in _PAIRED_OPEN else CodeKind.CLOSE
-                        cid = (get("i") or get("rid") or get("id") or "") if local in ("bpt", "ept") \
-                            else (get("rid") or get("id") or "")
+                        cid = (get("i") or get("rid") or get("id")) if local in ("bpt", "ept") \
+                            else (get("rid") or get("id"))
                     elif local == "it":
                         pos = get("pos")
                         kind = {"open": CodeKind.OPEN, "close": CodeKind.CLOSE}.get(pos, CodeKind.STANDALONE)
-                        cid, isolated = get("rid") or get("id") or "", True
+                        cid, isolated = get("rid") or get("id"), True
                     else:
                         kind = CodeKind.STANDALONE
                         name = local or etree.QName(tag).localname
-                        cid = get("id") or self._synthetic_id(name, raw, counter)
+                        cid = get("id")
                         local = name
+                    if not cid:
+                        cid = self._synthetic_id(local, raw, counter)
                     parts.append(InlineCode(cid, kind, raw, tag=local or "", display=display, isolated=isolated))
             if child.tail:
                 parts.append(child.tail)
