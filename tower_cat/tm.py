@@ -45,6 +45,7 @@ Scores (0-101)
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import json
 import os
@@ -71,9 +72,10 @@ FUZZY_CAP = 99.0
 
 # Fuzzy retrieval: how many posting-list entries one query may read (rarest grams first), and how many
 # candidates (by shared-gram count) are scored with Levenshtein.
-POSTINGS_BUDGET = 12000
-MAX_GRAMS = 48
-CANDIDATES = 60
+WORD_BUDGET = 6000  # postings read for word tokens (unigrams + bigrams)
+TRIGRAM_BUDGET = 2500  # postings read for character trigrams (typos, short texts, scripts without spaces)
+MAX_TOKENS = 40
+CANDIDATES = 60  # candidates per route scored with Levenshtein
 
 _WS = re.compile(r"\s+")
 _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
@@ -87,6 +89,7 @@ class TMError(TowerCatError):
 # language codes
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_lang(code: str | None) -> str | None:
     """'en_us' / 'EN-us' / 'en-US' -> 'en-US'; 'zh-hant-tw' -> 'zh-Hant-TW'; '' / None -> None."""
     if code is None:
@@ -173,6 +176,21 @@ def _fold_hash(norm: str) -> int:
 def _grams(norm: str) -> set[str]:
     low = norm.lower()
     return {low[i:i + 3] for i in range(len(low) - 2)}
+
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def _word_tokens(norm: str) -> set[str]:
+    """Word unigrams and bigrams ('invoice', 'invoice_could'): far more selective than trigrams."""
+    words = _WORD.findall(norm.lower())
+    tokens = set(words)
+    tokens.update(f"{a}_{b}" for a, b in zip(words, words[1:]))
+    return tokens
+
+
+def _index_keys(norm: str) -> tuple[set[str], set[str]]:
+    return _grams(norm), _word_tokens(norm)
 
 
 def _code_signature(seg: Segment) -> list[tuple[str, str]]:
@@ -350,7 +368,10 @@ class TranslationMemory:
             raise ValueError(f"unknown index {index!r}; expected 'auto', 'fts5' or 'ngram'")
         if index == "fts5":
             index_sql = ("CREATE VIRTUAL TABLE IF NOT EXISTS sources_fts USING "
-                         "fts5(norm, tokenize='trigram', content='', detail='none');")
+                         "fts5(norm, tokenize='trigram', content='', detail='none');"
+                         "CREATE VIRTUAL TABLE IF NOT EXISTS sources_words USING "
+                         "fts5(tokens, tokenize=\"unicode61 remove_diacritics 0 tokenchars '_'\", content='', "
+                         "detail='none');")
         else:
             index_sql = ("CREATE TABLE IF NOT EXISTS postings (gram TEXT NOT NULL, source_id INTEGER NOT NULL, "
                          "PRIMARY KEY (gram, source_id)) WITHOUT ROWID;")
@@ -492,6 +513,7 @@ class TranslationMemory:
         out: list[tuple[int, bool]] = []
         new_grams: collections.Counter[str] = collections.Counter()
         fts_rows: list[tuple[int, str]] = []
+        word_rows: list[tuple[int, str]] = []
         posting_rows: list[tuple[str, int]] = []
         pairs: set[tuple[str, str]] = set()
         for r in records:
@@ -502,12 +524,15 @@ class TranslationMemory:
             else:
                 source_id = db.execute("INSERT INTO sources (lang, norm, fold, len) VALUES (?, ?, ?, ?)",
                                        (r.src_lang, norm, _fold_hash(norm), len(norm))).lastrowid
-                grams = _grams(norm)
+                grams, words = _index_keys(norm)
                 new_grams.update(grams)
+                new_grams.update("w " + w for w in words)
                 if self.index == "fts5":
                     fts_rows.append((source_id, norm))
+                    word_rows.append((source_id, " ".join(words)))
                 else:
                     posting_rows.extend((g, source_id) for g in grams)
+                    posting_rows.extend(("w " + w, source_id) for w in words)
             sj, tj = segment_to_json(r.source), segment_to_json(r.target)
             dedup = _hash64(normalize_text(sj), normalize_text(tj))
             row = db.execute("SELECT id, updated FROM entries WHERE source_id = ? AND tgt_lang = ? AND dedup = ?",
@@ -531,6 +556,7 @@ class TranslationMemory:
             out.append((entry_id, is_new))
         if fts_rows:
             db.executemany("INSERT INTO sources_fts (rowid, norm) VALUES (?, ?)", fts_rows)
+            db.executemany("INSERT INTO sources_words (rowid, tokens) VALUES (?, ?)", word_rows)
         if posting_rows:
             db.executemany("INSERT OR IGNORE INTO postings (gram, source_id) VALUES (?, ?)", posting_rows)
         if new_grams:
@@ -551,13 +577,16 @@ class TranslationMemory:
             source_id = row[0]
             if not self.db.execute("SELECT 1 FROM entries WHERE source_id = ? LIMIT 1", (source_id,)).fetchone():
                 norm = self.db.execute("SELECT norm FROM sources WHERE id = ?", (source_id,)).fetchone()[0]
-                grams = _grams(norm)
+                grams, words = _index_keys(norm)
                 if self.index == "fts5":
                     self.db.execute("INSERT INTO sources_fts (sources_fts, rowid, norm) VALUES ('delete', ?, ?)",
                                     (source_id, norm))
+                    self.db.execute("INSERT INTO sources_words (sources_words, rowid, tokens) VALUES ('delete', ?, ?)",
+                                    (source_id, " ".join(words)))
                 else:
                     self.db.execute("DELETE FROM postings WHERE source_id = ?", (source_id,))
-                self.db.executemany("UPDATE grams SET df = df - 1 WHERE gram = ?", [(g,) for g in grams])
+                keys = [(g,) for g in grams] + [("w " + w,) for w in words]
+                self.db.executemany("UPDATE grams SET df = df - 1 WHERE gram = ?", keys)
                 self.db.execute("DELETE FROM sources WHERE id = ?", (source_id,))
         self._pairs_cache = None
         return True
@@ -670,8 +699,11 @@ class TranslationMemory:
             if src:
                 src_key = next((k for k in variants if lang_matches(src, k, self.fallback)), None)
             elif tu_src and tu_src.lower() != "*all*":
+                # srclang as declared; else the same language in another region (a header saying en-GB over
+                # en-US tuvs, as Trados exports do); else the first tuv, as the TMX reader does
                 src_key = tu_src if tu_src in variants else next(
-                    (k for k in variants if lang_matches(tu_src, k, True)), None)
+                    (k for k in variants if lang_matches(tu_src, k, True)), None) or next(
+                    (k for k in variants if lang_base(k) == lang_base(tu_src)), None) or next(iter(variants), None)
             else:
                 src_key = next(iter(variants), None)
             recs: list[_Record] = []
@@ -820,45 +852,59 @@ class TranslationMemory:
         return sim, score, pens
 
     def _fuzzy_candidates(self, qtext: str, srcs: list[str], min_score: float) -> list[tuple[int, str]]:
-        grams = list(_grams(qtext))
-        if not grams:
-            return []
+        """Candidate sources for fuzzy scoring, without scanning: the sources sharing most of the query's rarest
+        word tokens, plus those sharing most of its rarest character trigrams (typos, short texts)."""
+        grams, words = _index_keys(qtext)
+        keys = list(grams) + ["w " + w for w in words]
         df: dict[str, int] = {}
-        for i in range(0, len(grams), 500):
-            chunk = grams[i:i + 500]
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
             ph = ",".join("?" * len(chunk))
             df.update(self.db.execute(f"SELECT gram, df FROM grams WHERE gram IN ({ph})", chunk).fetchall())
-        present = sorted((g for g in grams if df.get(g)), key=lambda g: df[g])
-        if not present:
-            return []
-        counts: collections.Counter[int] = collections.Counter()
-        used = 0
-        for n, g in enumerate(present):
-            d = df[g]
-            if n >= MAX_GRAMS or (used + d > POSTINGS_BUDGET and n >= 3):
-                break
-            used += d
-            if self.index == "fts5":
-                cur = self.db.execute("SELECT rowid FROM sources_fts WHERE sources_fts MATCH ?", (_fts_quote(g),))
-            else:
-                cur = self.db.execute("SELECT source_id FROM postings WHERE gram = ?", (g,))
-            counts.update(r for (r,) in cur)
-        if not counts:
-            return []
+        routes = (([f"w {w}" for w in words], WORD_BUDGET), (list(grams), TRIGRAM_BUDGET))
         ratio = max(min_score, 1.0) / 100.0
         lo, hi = int(len(qtext) * ratio), int(len(qtext) / ratio) + 1
-        top = [sid for sid, _ in counts.most_common(CANDIDATES * 3)]
-        out: list[tuple[int, str]] = []
         lph = ",".join("?" * len(srcs))
-        for i in range(0, len(top), 500):
-            chunk = top[i:i + 500]
-            ph = ",".join("?" * len(chunk))
-            out.extend(self.db.execute(
-                f"SELECT id, norm FROM sources WHERE id IN ({ph}) AND len BETWEEN ? AND ? AND lang IN ({lph})",
-                (*chunk, lo, hi, *srcs)).fetchall())
-        order = {sid: n for n, sid in enumerate(top)}
-        out.sort(key=lambda r: order[r[0]])
-        return out[:CANDIDATES]
+        seen: set[int] = set()
+        out: list[tuple[int, str]] = []
+        for route_keys, budget in routes:
+            present = sorted((k for k in route_keys if df.get(k)), key=lambda k: df[k])
+            counts: collections.Counter[int] = collections.Counter()
+            used = 0
+            for n, key in enumerate(present):
+                d = df[key]
+                if n >= MAX_TOKENS or (used + d > budget and n >= 2):
+                    break
+                used += d
+                counts.update(self._postings(key))
+            if not counts:
+                continue
+            top = [sid for sid, _ in counts.most_common(CANDIDATES * 3) if sid not in seen]
+            found: list[tuple[int, str]] = []
+            for i in range(0, len(top), 500):
+                chunk = top[i:i + 500]
+                ph = ",".join("?" * len(chunk))
+                # unary + keeps the planner on the primary key (not the (lang, norm) index)
+                found.extend(self.db.execute(
+                    f"SELECT id, norm FROM sources WHERE id IN ({ph}) AND len BETWEEN ? AND ? AND +lang IN ({lph})",
+                    (*chunk, lo, hi, *srcs)).fetchall())
+            order = {sid: n for n, sid in enumerate(top)}
+            found.sort(key=lambda r: order[r[0]])
+            for row in found[:CANDIDATES]:
+                seen.add(row[0])
+                out.append(row)
+        return out
+
+    def _postings(self, key: str) -> list[int]:
+        if self.index == "fts5":
+            if key.startswith("w "):
+                sql = "SELECT rowid FROM sources_words WHERE sources_words MATCH ?"
+                arg = _fts_quote(key[2:])
+            else:
+                sql, arg = "SELECT rowid FROM sources_fts WHERE sources_fts MATCH ?", _fts_quote(key)
+        else:
+            sql, arg = "SELECT source_id FROM postings WHERE gram = ?", key
+        return [r for (r,) in self.db.execute(sql, (arg,))]
 
     # ---------------------------------------------------------------- export / stats
 
