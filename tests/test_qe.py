@@ -395,3 +395,13 @@ def test_qe_cli_logprob_with_fitted_calibration(tiny_engine, tmp_path):
     segs = data["files"][0]["segments"]
     assert len(segs) == 4 and all(0 <= s["score"] <= 100 and "mean_logprob" in s["raw"] for s in segs)
     assert data["backend"].endswith("(calibrated)")
+
+
+def test_comet_device_names(tiny_comet):
+    with pytest.raises(TowerCatError, match="unknown device"):
+        CometBackend(tiny_comet("unified"), device="tpu").score(ITEMS[:1])
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(TowerCatError, match="no CUDA GPU"):
+            CometBackend(tiny_comet("unified"), device="cuda:0").score(ITEMS[:1])

@@ -276,16 +276,24 @@ def load_comet(path: str | Path, *, encoder: str | Path | None = None):
     return model
 
 
-def _comet_gpus(device: str) -> int:
+def _comet_devices(device: str) -> tuple[int, list[int] | None]:
+    """(gpus, devices) for ``model.predict``: cpu -> CPU; auto -> GPU 0 when CUDA is visible; cuda / cuda:N -> that
+    GPU. Never more than one: COMET's multi-GPU path exits its worker ranks (unusable inside a server)."""
+    device = str(device).strip().lower()
     if device == "cpu":
-        return 0
+        return 0, None
     import torch
 
-    if device in ("cuda", "gpu"):
+    if device == "auto":
+        return (1, None) if torch.cuda.is_available() else (0, None)
+    if device in ("cuda", "gpu") or device.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise TowerCatError("device cuda was asked for, but no CUDA GPU is visible", hint="use --device cpu")
-        return 1
-    return 1 if torch.cuda.is_available() else 0  # auto; never >1: COMET's multi-GPU path exits worker ranks
+            raise TowerCatError(f"device {device} was asked for, but no CUDA GPU is visible", hint="use --device cpu")
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise TowerCatError(f"there is no GPU {index}", hint=f"{torch.cuda.device_count()} visible")
+        return 1, [index]
+    raise TowerCatError(f"unknown device {device!r}", hint="use auto, cpu, cuda or cuda:N")
 
 
 class CometBackend(QEBackend):
@@ -352,7 +360,8 @@ class CometBackend(QEBackend):
 
     def predict(self, samples: list[dict[str, str]]):
         with quiet_lightning():
-            return self.model.predict(samples, batch_size=self.batch_size, gpus=_comet_gpus(self.device),
+            gpus, devices = _comet_devices(self.device)
+            return self.model.predict(samples, batch_size=self.batch_size, gpus=gpus, devices=devices,
                                       progress_bar=False)
 
     def score(self, items: Sequence[QEItem]) -> list[QEResult]:
