@@ -462,3 +462,9 @@ def test_bad_bytes_for_the_charset(tmp_path: Path):
 def test_sniff():
     assert po.sniff(b'# comment\nmsgid ""\nmsgstr ""\n')
     assert not po.sniff(b'<?xml version="1.0"?><tmx/>')
+
+
+def test_charset_only_from_the_header(tmp_path: Path):
+    p = _write(tmp_path, 'msgid "Set charset=koi8-r here"\nmsgstr "Stellen Sie charset=koi8-r ein: äö"\n')
+    doc = po.load(p)
+    assert doc.handle.encoding == "utf-8" and doc.units[0].target.text.endswith("äö")

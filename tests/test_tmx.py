@@ -138,8 +138,10 @@ def test_small_file_view_and_save(tmp_path: Path):
     assert (a.id, b.id) == ("a", "tu2")
     assert a.meta["props"] == [("x-context", "Menu")] and a.notes == ["tu note"] and a.context.msgctxt == "Menu"
     kinds = [(c.kind, c.id, c.tag) for c in a.source.codes]
-    assert kinds == [(CodeKind.OPEN, "1", "bpt"), (CodeKind.CLOSE, "1", "ept"), (CodeKind.STANDALONE, "ph1", "ph"),
-                     (CodeKind.OPEN, "hi1", "hi"), (CodeKind.CLOSE, "hi1", "hi")]
+    ph_id, hi_id = kinds[2][1], kinds[3][1]
+    assert ph_id.startswith("ph-") and hi_id.startswith("hi-")  # no x: ids derived from the element
+    assert kinds == [(CodeKind.OPEN, "1", "bpt"), (CodeKind.CLOSE, "1", "ept"), (CodeKind.STANDALONE, ph_id, "ph"),
+                     (CodeKind.OPEN, hi_id, "hi"), (CodeKind.CLOSE, hi_id, "hi")]
     assert a.source.codes[0].xml == '<bpt i="1" x="1">&lt;b></bpt>'
     assert a.source.text == "Open file  now" and a.target is not None and a.target.is_empty()
     assert b.target is None
@@ -171,6 +173,17 @@ def test_tmx11_lang_attribute_and_layout(tmp_path: Path):
     out = tmp_path / "out.tmx"
     tmx.save(doc, out)
     assert '<tuv lang="EN">\n<seg>Hello</seg>\n</tuv>\n<tuv lang="FR">\n<seg>Bonjour</seg>\n</tuv>\n</tu>' in out.read_text()
+
+
+def test_code_ids_without_x_survive_reordering(tmp_path: Path):
+    p = tmp_path / "r.tmx"
+    p.write_text('<tmx version="1.4"><header srclang="en"/><body><tu>'
+                 '<tuv xml:lang="en"><seg><ph>{a}</ph> and <ph>{b}</ph> and <ph>{a}</ph></seg></tuv>'
+                 '<tuv xml:lang="de"><seg><ph>{b}</ph> und <ph>{a}</ph> und <ph>{a}</ph></seg></tuv></tu></body></tmx>')
+    (unit,) = tmx.load(p).units
+    src = [c.id for c in unit.source.codes]
+    tgt = [c.id for c in unit.target.codes]
+    assert len(set(src)) == 3 and tgt == [src[1], src[0], src[2]]
 
 
 def test_srclang_all_takes_the_first_tuv(tmp_path: Path):

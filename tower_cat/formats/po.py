@@ -353,6 +353,8 @@ _KEYWORD = re.compile(r"(msgctxt|msgid_plural|msgid|msgstr\[(\d+)\]|msgstr|domai
 _STRING = re.compile(r'"((?:[^"\\]|\\.)*)"', re.S)
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\n|\r|$)")
 _CHARSET = re.compile(rb"charset=\s*([A-Za-z0-9_.:-]+)")
+_FIRST_MSGID = re.compile(rb'^[ \t]*msgid[ \t]+("(?:[^"\\\r\n]|\\.)*")', re.M)
+_BLANK_LINE = re.compile(rb"\n[ \t]*\r?\n")
 
 
 def _split_lines(text: str) -> list[str]:
@@ -383,7 +385,11 @@ def _detect(raw: bytes, path: Path) -> tuple[str, str, bytes]:
         enc = "utf-8"
         # the header is the first entry: look for its charset before the first non-header msgid
         head = raw[:65536]
-        m = _CHARSET.search(head)
+        m = None
+        first = _FIRST_MSGID.search(head)
+        if first and first.group(1) == b'""':  # the header: the first message, with an empty msgid
+            blank = _BLANK_LINE.search(head, first.end())
+            m = _CHARSET.search(head, first.end(), blank.start() if blank else len(head))
         if m:
             line = head[: m.start()].count(b"\n") + 1
             name = m.group(1).decode("ascii")

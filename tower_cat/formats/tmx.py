@@ -28,6 +28,7 @@ Streaming writer (``write_tmx``)
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
@@ -67,10 +68,24 @@ def escape_content(s: str) -> str:
 
 def _segment(seg: etree._Element, raw_of) -> Segment:
     """The content of a ``<seg>`` as a Segment. ``raw_of(el, part)`` gives an element's markup: part is "outer",
-    "start" or "end"."""
+    "start" or "end".
+
+    Code ids: ``x`` when present (it links the codes of the tuvs of one tu); ``<bpt>``/``<ept>`` otherwise pair
+    by ``i``; other codes without ``x`` get an id derived from the element (tag, attributes, content), so the
+    same code has the same id in every tuv even when a translation reorders codes.
+    """
     parts: list[Part] = []
-    counter = {"ph": 0, "hi": 0, "ut": 0, "it": 0, "bpt": 0, "x": 0}
+    seen: dict[str, int] = {}
     i_to_id: dict[str, str] = {}
+    counter = [0]
+
+    def derived(el: etree._Element, local: str) -> str:
+        key = local + "\x00" + "\x00".join(f"{k}={v}" for k, v in sorted(el.attrib.items()))
+        if local != "hi":
+            key += "\x00" + "".join(el.itertext())
+        base = f"{local}-{hashlib.blake2s(key.encode('utf-8'), digest_size=3).hexdigest()}"
+        seen[base] = seen.get(base, 0) + 1
+        return base if seen[base] == 1 else f"{base}.{seen[base]}"
 
     def walk(el: etree._Element) -> None:
         if el.text:
@@ -78,17 +93,16 @@ def _segment(seg: etree._Element, raw_of) -> Segment:
         for child in el:
             tag = child.tag
             if not isinstance(tag, str):
-                counter["x"] += 1
+                counter[0] += 1
                 kind = "comment" if isinstance(child, etree._Comment) else "pi"
-                parts.append(InlineCode(f"{kind}{counter['x']}", CodeKind.STANDALONE,
+                parts.append(InlineCode(f"{kind}{counter[0]}", CodeKind.STANDALONE,
                                         etree.tostring(child, with_tail=False, encoding="unicode"), tag=kind))
             else:
                 local = _local(tag)
                 get = child.get
                 x = get("x")
                 if local == "hi":
-                    counter["hi"] += 1
-                    cid = x or f"hi{counter['hi']}"
+                    cid = x or derived(child, local)
                     display = get("type") or "hi"
                     if len(child) == 0 and not child.text and raw_of(child, "outer").endswith("/>"):
                         parts.append(InlineCode(cid, CodeKind.STANDALONE, raw_of(child, "outer"), "hi", display))
@@ -102,24 +116,20 @@ def _segment(seg: etree._Element, raw_of) -> Segment:
                     isolated = False
                     if local == "bpt":
                         i = get("i") or ""
-                        counter["bpt"] += 1
-                        cid = x or i or f"bpt{counter['bpt']}"
+                        cid = x or i or derived(child, local)
                         i_to_id[i] = cid
                         kind = CodeKind.OPEN
                     elif local == "ept":
                         i = get("i") or ""
-                        cid = i_to_id.get(i) or i
+                        cid = i_to_id.get(i) or i or derived(child, local)
                         kind = CodeKind.CLOSE
                     elif local == "it":
-                        counter["it"] += 1
-                        cid = x or f"it{counter['it']}"
+                        cid = x or derived(child, local)
                         kind = {"begin": CodeKind.OPEN, "end": CodeKind.CLOSE}.get(get("pos") or "",
                                                                                  CodeKind.STANDALONE)
                         isolated = True
                     else:  # ph, ut, and anything unknown: one standalone code
-                        key = local if local in counter else "x"
-                        counter[key] += 1
-                        cid = x or f"{local}{counter[key]}"
+                        cid = x or derived(child, local)
                         kind = CodeKind.STANDALONE
                     parts.append(InlineCode(cid, kind, raw, tag=local, display=display, isolated=isolated))
             if child.tail:
