@@ -74,7 +74,7 @@ _STATUS_VALUES = {
     "notrecommended": "notRecommended", "obsolete": "obsolete", "legalterm-admn-sts": PREFERRED,
     "regulatedterm-admn-sts": PREFERRED, "standardizedterm-admn-sts": PREFERRED,
 }
-_STATUS_TYPES = {"administrativestatus", "usagestatus", "normativeauthorization"}
+_STATUS_TYPES = ("administrativestatus", "usagestatus", "normativeauthorization")
 _DNT_VALUES = {"no", "false", "0", "donottranslate", "do not translate", "untranslatable"}
 _TRUE = {"1", "true", "yes", "y", "x", "dnt"}
 COMPOUNDING = {"de", "nl", "sv", "da", "nb", "nn", "no", "is", "fi"}
@@ -624,9 +624,10 @@ def load_tbx(path: Path) -> list[Concept]:
                     if key and key not in info:
                         info[key] = _text(el)
                 status = None
-                for key, val in info.items():
-                    if key.lower() in _STATUS_TYPES:
-                        status = _STATUS_VALUES.get(val.strip().lower().replace(" ", ""), status)
+                for kind in _STATUS_TYPES:  # administrativeStatus first, then usageStatus, normativeAuthorization
+                    val = next((v for k, v in info.items() if k.lower() == kind), None)
+                    if val and status is None:
+                        status = _STATUS_VALUES.get(val.strip().lower().replace(" ", ""))
                 if info.get("translationNote", "").strip().lower() in _DNT_VALUES:
                     concept.dnt = True
                 concept.add(Term(value, lang, status, _deliberate_case(value), info.get("partOfSpeech"),
