@@ -39,7 +39,7 @@ from typing import Any, Iterable, Iterator, Mapping
 from lxml import etree
 
 from tower_cat.document import CodeKind, Document, InlineCode, Issue, Part, Segment, Unit, UnitContext
-from tower_cat.errors import CodeMismatchError, FormatError, UnsafeXMLError
+from tower_cat.errors import CodeMismatchError, FormatError
 from tower_cat.formats import _xml
 
 FORMAT = "tmx"
