@@ -272,22 +272,24 @@ def namespace(el: etree._Element) -> str:
     return tag[1:].split("}", 1)[0] if isinstance(tag, str) and tag.startswith("{") else ""
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside the target and rename it into place: never a half-written file."""
+@contextlib.contextmanager
+def atomic_open(path: Path, mode: str = "wb", **kwargs):
+    """Open a temporary file beside ``path`` and rename it into place when the block ends without error:
+    never a half-written file, and nothing left behind on failure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp creates 0600; give the file the mode it had, or what the umask allows for a new file
         try:
-            mode = os.stat(path).st_mode & 0o7777
+            file_mode = os.stat(path).st_mode & 0o7777
         except FileNotFoundError:
             umask = os.umask(0)
             os.umask(umask)
-            mode = 0o666 & ~umask
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            file_mode = 0o666 & ~umask
+        os.fchmod(fd, file_mode)
+        with os.fdopen(fd, mode, **kwargs) as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -297,6 +299,12 @@ def atomic_write(path: Path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write the whole file at once through :func:`atomic_open`."""
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
 
 
 @contextlib.contextmanager

@@ -29,9 +29,7 @@ Streaming writer (``write_tmx``)
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -650,35 +648,23 @@ def write_tmx(path: str | Path, units: Iterable[Any], srclang: str, *, creationt
         import datetime
 
         creationdate = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            header = {"creationtool": creationtool, "creationtoolversion": creationtoolversion,
-                      "datatype": datatype, "segtype": segtype, "adminlang": adminlang, "srclang": srclang,
-                      "o-tmf": o_tmf, "creationdate": creationdate}
-            hp = list(header_props)
-            hn = list(header_notes)
-            fh.write('<?xml version="1.0" encoding="UTF-8"?>\n<tmx version="1.4">\n')
-            if hp or hn:
-                fh.write(f"  <header{_attrs(header)}>\n{_notes_xml(hn, '    ')}{_props_xml(hp, '    ')}  </header>\n")
-            else:
-                fh.write(f"  <header{_attrs(header)}/>\n")
-            fh.write("  <body>\n")
-            for unit in units:
-                fh.write(_tu_xml(unit, srclang))
-                count += 1
-            fh.write("  </body>\n</tmx>\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with _xml.atomic_open(path, "w", encoding="utf-8", newline="\n") as fh:
+        header = {"creationtool": creationtool, "creationtoolversion": creationtoolversion,
+                  "datatype": datatype, "segtype": segtype, "adminlang": adminlang, "srclang": srclang,
+                  "o-tmf": o_tmf, "creationdate": creationdate}
+        hp = list(header_props)
+        hn = list(header_notes)
+        fh.write('<?xml version="1.0" encoding="UTF-8"?>\n<tmx version="1.4">\n')
+        if hp or hn:
+            fh.write(f"  <header{_attrs(header)}>\n{_notes_xml(hn, '    ')}{_props_xml(hp, '    ')}  </header>\n")
+        else:
+            fh.write(f"  <header{_attrs(header)}/>\n")
+        fh.write("  <body>\n")
+        for unit in units:
+            fh.write(_tu_xml(unit, srclang))
+            count += 1
+        fh.write("  </body>\n</tmx>\n")
     return count
 
 
