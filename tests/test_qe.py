@@ -321,7 +321,7 @@ def _run_cli(args):
 def test_qe_cli_writes_scores_into_each_format(fmt, tiny_comet, tmp_path):
     if not _available(fmt):
         pytest.skip(f"tower_cat.formats.{fmt} is not written yet")
-    from tower_cat.metrics import load_document
+    from tower_cat.formats import load as load_document
 
     src = qe_files.write(fmt, tmp_path)
     before = src.read_bytes()

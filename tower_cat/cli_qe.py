@@ -111,7 +111,7 @@ def qe(files: tuple[Path, ...], backend: str, model: Path, encoder: Path | None,
     with -o or --in-place; units below --threshold become needs-review. Locked and approved units are skipped.
     """
     from tower_cat import formats, qe as qe_mod
-    from tower_cat.metrics import load_document
+    from tower_cat.formats import load as load_document
     from tower_cat.report import write_report
 
     if not files and fit_tsv is None:

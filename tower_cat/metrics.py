@@ -82,30 +82,13 @@ def evaluate(hyps: Sequence[str], refs: Sequence[str], srcs: Sequence[str] | Non
 def _try_load(path: Path):
     """A Document when some format module recognises the file; None for plain text."""
     from tower_cat import formats
-
-    head = formats.read_head(path)
-    for name in formats.FORMAT_MODULES:
-        try:
-            mod = formats.module(name)
-        except ImportError:  # a format module this installation lacks
-            continue
-        if mod.sniff(head):
-            return mod.load(path)
-    return None
-
-
-def load_document(path: str | Path):
-    """``formats.load``, but tolerant of a missing format module: the file's own module is all it needs."""
     from tower_cat.errors import UnsupportedFormatError
 
-    path = Path(path)
-    if not path.is_file():
-        raise FormatError("no such file", path=path)
-    doc = _try_load(path)
-    if doc is None:
-        raise UnsupportedFormatError(
-            "not a format tower-cat reads (XLIFF 1.2/2.x, SDLXLIFF, MQXLIFF, PO/POT, TMX)", path=path)
-    return doc
+    try:
+        name = formats.detect(path)
+    except UnsupportedFormatError:
+        return None
+    return formats.load(path, name)
 
 
 def read_plain(path: str | Path) -> list[str]:
