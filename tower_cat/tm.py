@@ -51,6 +51,7 @@ import json
 import os
 import re
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +130,8 @@ def lang_matches(query: str, stored: str, fallback: bool = True) -> bool:
 
 
 def segment_to_json(seg: Segment) -> str:
+    if len(seg.parts) == 1 and isinstance(seg.parts[0], str):  # plain text: the common case, fast
+        return json.dumps(seg.parts, ensure_ascii=False)
     parts: list[Any] = []
     for p in seg.parts:
         if isinstance(p, str):
@@ -330,6 +333,8 @@ class TranslationMemory:
             self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.execute("PRAGMA foreign_keys = ON")
         self.db.execute("PRAGMA cache_size = -65536")
+        # one connection shared by threads (a server): statements of one call never interleave with another's
+        self._lock = threading.RLock()
         self.index = self._setup(index, readonly)
         self._pairs_cache: list[tuple[str, str]] | None = None
 
@@ -428,22 +433,27 @@ class TranslationMemory:
         return self.db.execute("SELECT value FROM meta WHERE key = 'index'").fetchone()[0]
 
     class _Tx:
-        def __init__(self, db: sqlite3.Connection):
-            self.db = db
+        def __init__(self, db: sqlite3.Connection, lock: threading.RLock):
+            self.db, self.lock = db, lock
 
         def __enter__(self):
-            self.db.execute("BEGIN IMMEDIATE")
+            self.lock.acquire()
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self.lock.release()
+                raise
             return self.db
 
         def __exit__(self, exc_type, exc, tb):
-            if exc_type is None:
-                self.db.execute("COMMIT")
-            else:
-                self.db.execute("ROLLBACK")
+            try:
+                self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            finally:
+                self.lock.release()
             return False
 
     def _tx(self) -> "_Tx":
-        return self._Tx(self.db)
+        return self._Tx(self.db, self._lock)
 
     # ---------------------------------------------------------------- context manager
 
@@ -758,6 +768,10 @@ class TranslationMemory:
                context: UnitContext | dict | None = None, limit: int = 5, min_score: float = 70.0,
                fuzzy: bool = True) -> list[Match]:
         """Best matches for a source text, Segment or Unit (a Unit brings its own context), best first."""
+        with self._lock:
+            return self._lookup(query, src_lang, tgt_lang, context, limit, min_score, fuzzy)
+
+    def _lookup(self, query, src_lang, tgt_lang, context, limit, min_score, fuzzy) -> list[Match]:
         if isinstance(query, Unit):
             if context is None:
                 context = query.context
@@ -1027,6 +1041,7 @@ def _fingerprint(path: Path) -> str:
 _TMX_DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$")
 
 
+@functools.lru_cache(maxsize=4096)
 def _parse_tmx_date(value: str | None) -> float | None:
     if not value:
         return None
