@@ -60,7 +60,7 @@ from lxml import etree
 from rapidfuzz.distance import Levenshtein
 
 from tower_cat.document import Document, Segment, Unit
-from tower_cat.errors import FormatError, TowerCatError
+from tower_cat.errors import TowerCatError
 from tower_cat.formats import _xml
 from tower_cat.tm import lang_base, lang_matches, normalize_lang
 

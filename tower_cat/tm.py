@@ -60,7 +60,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from rapidfuzz.distance import Levenshtein
 
 from tower_cat.document import CodeKind, InlineCode, Segment, Unit, UnitContext
-from tower_cat.errors import FormatError, TowerCatError
+from tower_cat.errors import TowerCatError
 
 SCHEMA_VERSION = 1
 
