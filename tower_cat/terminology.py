@@ -585,6 +585,13 @@ def load_tbx(path: Path) -> list[Concept]:
     if _local(root) not in ("martif", "tbx"):
         raise GlossaryError(f"not a TBX file: the root element is <{_local(root)}>", path=path,
                             hint="expected <martif> (TBX v2) or <tbx> (TBX v3)")
+    if _local(root) == "tbx":
+        problems = validate_tbx3(root)
+        if problems:
+            line, message = problems[0]
+            more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+            raise GlossaryError(f"invalid TBX: {message}{more}", path=path, line=line,
+                                hint="fix the file or export it again from your terminology tool")
     default_lang = normalize_lang(_xml_lang(root))
     concepts: list[Concept] = []
     for n, entry in enumerate(el for el in root.iter() if isinstance(el.tag, str)
@@ -635,6 +642,53 @@ def load_tbx(path: Path) -> list[Concept]:
         if concept.terms:
             concepts.append(concept)
     return concepts
+
+
+# TBX v3 (ISO 30042:2019) structure rules that change meaning when broken, and the TBX-Min dialect's closed
+# list of data categories. Checked by hand rather than with the RELAX NG/Schematron files, which are not shipped.
+_TYPED = {"admin", "adminNote", "descrip", "descripNote", "termNote", "transac", "transacNote", "ref", "xref"}
+_MIN_TYPES = {"admin": {"customerSubset"}, "descrip": {"subjectField"},
+              "termNote": {"partOfSpeech", "usageStatus"}}
+_MIN_USAGE = {"preferred", "admitted", "notRecommended", "obsolete", "deprecated", "superseded"}
+_HEADER_TEXT = {"sourceDesc", "encodingDesc", "revisionDesc", "publicationStmt", "titleStmt"}
+
+
+def validate_tbx3(root: etree._Element) -> list[tuple[int | None, str]]:
+    """(line, problem) for each broken rule of the TBX v3 core structure and, for TBX-Min, its dialect."""
+    problems: list[tuple[int | None, str]] = []
+    tbx_ns = _xml.namespace(root)
+    dca = (root.get("style") or "dca").lower() == "dca"
+    minimal = (root.get("type") or "").lower() == "tbx-min"
+    for el in root.iter():
+        if not isinstance(el.tag, str) or _xml.namespace(el) != tbx_ns:
+            continue
+        name = _local(el)
+        children = [c for c in el if isinstance(c.tag, str)]
+        if name == "termSec":
+            terms = [c for c in children if _local(c) == "term"]
+            if not children or _local(children[0]) != "term":
+                problems.append((el.sourceline, "<term> must come first in <termSec>"))
+            if len(terms) > 1:
+                problems.append((terms[1].sourceline, "only one <term> is allowed per <termSec>"))
+        elif name == "descripGrp" and dca:  # DCT style writes dialect elements (basic:definition, basic:source)
+            if sum(_local(c) == "descrip" for c in children) != 1:
+                problems.append((el.sourceline, "a <descripGrp> holds exactly one <descrip>"))
+        elif name == "text":
+            for c in children:
+                if _local(c) not in ("body", "back"):
+                    problems.append((c.sourceline, f"<{_local(c)}> may not be a direct child of <text>"))
+        elif name in _HEADER_TEXT and (el.text or "").strip():
+            problems.append((el.sourceline, f"text in <{name}> must be wrapped in <p>"))
+        if dca and name in _TYPED and not el.get("type"):
+            problems.append((el.sourceline, f"<{name}> needs a type attribute"))
+        if minimal:
+            if name in ("ref", "xref"):
+                problems.append((el.sourceline, f"<{name}> is not allowed in TBX-Min"))
+            elif name in _MIN_TYPES and el.get("type") and el.get("type") not in _MIN_TYPES[name]:
+                problems.append((el.sourceline, f'<{name} type="{el.get("type")}"> is not a TBX-Min data category'))
+            if name == "termNote" and el.get("type") == "usageStatus" and _text(el) not in _MIN_USAGE:
+                problems.append((el.sourceline, f"usageStatus {_text(el)!r} is not one of {sorted(_MIN_USAGE)}"))
+    return problems
 
 
 # ----------------------------------------------------------------------------------------------------------------
