@@ -76,8 +76,10 @@ def _terms_line(terms: Sequence[Term | tuple[str, str]], tgt: str) -> str:
     return f"Use these {tgt} terms: {pairs}\n"
 
 
-def _context_lines(src: str, before: Sequence[str], after: Sequence[str]) -> str:
+def _context_lines(src: str, before: Sequence[str], after: Sequence[str], notes: Sequence[str] = ()) -> str:
     out = ""
+    if notes:
+        out += "Notes on the text, for context only: " + " ".join(notes) + "\n"
     if before:
         out += f"Preceding {src} text, for context only: " + " ".join(before) + "\n"
     if after:
@@ -87,14 +89,16 @@ def _context_lines(src: str, before: Sequence[str], after: Sequence[str]) -> str
 
 def translate_prompt(text: str, source_lang: str, target_lang: str, *, wording: str = "instruct",
                      examples: Sequence[Example | tuple[str, str]] = (), terms: Sequence[Term | tuple[str, str]] = (),
-                     context_before: Sequence[str] = (), context_after: Sequence[str] = ()) -> str:
+                     context_before: Sequence[str] = (), context_after: Sequence[str] = (),
+                     notes: Sequence[str] = ()) -> str:
     """The user-turn text asking for a translation of `text`.
 
     Without extras it is exactly the model card's prompt. Extras go between the instruction line and the
-    query: context and terms first, then the few-shot examples, so the examples lead straight into the query.
+    query: context (notes such as a resource key or a developer comment, then neighbouring text) and terms
+    first, then the few-shot examples, so the examples lead straight into the query.
     """
     src, tgt = _names(source_lang, target_lang, _check_wording(wording))
-    extras = _context_lines(src, context_before, context_after) + _terms_line(terms, tgt)
+    extras = _context_lines(src, context_before, context_after, notes) + _terms_line(terms, tgt)
     shots = _pairs(src, tgt, examples)
     if wording == "plus":
         return (f"Translate the following {src} source text to {tgt}:\n" + extras + shots
@@ -106,11 +110,12 @@ def translate_prompt(text: str, source_lang: str, target_lang: str, *, wording: 
 
 def translate_messages(text: str, source_lang: str, target_lang: str, *, wording: str = "instruct",
                        examples: Sequence[Example | tuple[str, str]] = (), terms: Sequence[Term | tuple[str, str]] = (),
-                       context_before: Sequence[str] = (), context_after: Sequence[str] = ()) -> list[Message]:
+                       context_before: Sequence[str] = (), context_after: Sequence[str] = (),
+                       notes: Sequence[str] = ()) -> list[Message]:
     """Chat messages for a translation: one user turn, no system prompt (as TowerInstruct was trained)."""
     return [{"role": "user", "content": translate_prompt(
         text, source_lang, target_lang, wording=wording, examples=examples, terms=terms,
-        context_before=context_before, context_after=context_after)}]
+        context_before=context_before, context_after=context_after, notes=notes)}]
 
 
 def post_edit_prompt(source: str, translation: str, source_lang: str, target_lang: str, *,
@@ -175,7 +180,10 @@ _NUMBER = r"[-+]?\d+(?:[.,]\d+)?"
 
 
 def parse_score(text: str) -> float | None:
-    """A quality score in the model's reply -> 0..1 ('87', 'Score: 87/100', '0.87', '4/5'); None if absent."""
+    """A quality score in the model's reply -> 0..1 ('87', 'Score: 87/100', '0.87', '4/5'); None if absent.
+
+    Integers are on the prompt's 0-100 scale ('1' is 0.01); a decimal up to 1 is already a fraction.
+    """
     match = re.search(rf"({_NUMBER})\s*(?:/\s*({_NUMBER}))?\s*(%)?", text)
     if not match:
         return None
@@ -183,8 +191,8 @@ def parse_score(text: str) -> float | None:
     if match.group(2):
         scale = float(match.group(2).replace(",", "."))
         value = value / scale if scale > 0 else value
-    elif match.group(3) or value > 1:
-        value /= 100
+    elif match.group(3) or value > 1 or not re.search(r"[.,]", match.group(1)):
+        value /= 100  # our prompt asks for 0-100; only a decimal like 0.87 is read as a fraction
     if value < 0:
         return None
     return min(value, 1.0)
@@ -243,3 +251,86 @@ def clean_translation(text: str, target_lang: str | None = None) -> str:
                 out = out[len(label):]
                 break
     return out.strip()
+
+
+# -------------------------------------------------------------------------------------------------------
+# Instructions from the translator (instruction-following translation, interactive revision)
+
+def instructions_block(instructions: Sequence[str]) -> str:
+    """The translator's instructions as lines of the translation request ('' when there are none)."""
+    items = [" ".join(i.split()) for i in instructions if i and i.strip()]
+    if not items:
+        return ""
+    if len(items) == 1:
+        return f"Follow this instruction: {items[0]}\n"
+    return "Follow these instructions:\n" + "".join(f"- {i}\n" for i in items)
+
+
+def add_instructions(messages: Sequence[Message], instructions: Sequence[str], *,
+                     wording: str = "instruct") -> list[Message]:
+    """Translation messages with the translator's instructions in the request.
+
+    The block goes right after the task line ("Translate the following text from …") of the last user turn,
+    before context, terms, examples and the query; for the base (completion) wording, at the start. Without
+    instructions the messages are returned unchanged.
+    """
+    out = [dict(m) for m in messages]
+    block = instructions_block(instructions)
+    if not block:
+        return out
+    for m in reversed(out):
+        if m.get("role") == "user":
+            content = m["content"]
+            if _check_wording(wording) == "base" or "\n" not in content:
+                m["content"] = block + content
+            else:
+                head, rest = content.split("\n", 1)
+                m["content"] = head + "\n" + block + rest
+            break
+    return out
+
+
+def revision_request(instruction: str, *, has_tags: bool = False) -> str:
+    """A translator's revision instruction as the next user turn; with inline tags, a reminder to keep them."""
+    text = instruction.strip()
+    if not text:
+        raise ValueError("an empty revision instruction")
+    if has_tags:
+        text += ("\nKeep the numbered tags (such as <1>…</1> and <2/>) around the same words, and reply with "
+                 "the revised translation only.")
+    else:
+        text += "\nReply with the revised translation only."
+    return text
+
+
+CASE_STYLES = {"title": "title case", "upper": "all capital letters", "sentence": "sentence case",
+               "lower": "lower case"}
+
+
+def check_failure_text(kind: str, **detail) -> str:
+    """One failed instruction check, in words the model (and the translator) read."""
+    if kind == "max_length":
+        return (f"it is {detail['length']} characters long, but it must be at most {detail['limit']} characters")
+    if kind == "required":
+        return f"it does not use \"{detail['word']}\""
+    if kind == "forbidden":
+        return f"it uses \"{detail['found'] or detail['word']}\", which must not be used"
+    if kind == "keep":
+        return f"\"{detail['word']}\" must appear exactly as written, untranslated"
+    if kind == "case":
+        return f"it must be written in {CASE_STYLES.get(detail['style'], detail['style'])}"
+    if kind == "no_trailing_punctuation":
+        return f"it must not end with punctuation (it ends with \"{detail['found']}\")"
+    raise ValueError(f"unknown check kind {kind!r}")
+
+
+def instruction_feedback(failures: Sequence[str]) -> str:
+    """The user turn asking for another try after instruction checks failed (fed back once)."""
+    if not failures:
+        raise ValueError("no failed checks to report")
+    if len(failures) == 1:
+        problems = f"The translation does not follow the instructions: {failures[0]}."
+    else:
+        problems = "The translation does not follow the instructions:\n" + "".join(f"- {f}\n" for f in failures)
+        problems = problems.rstrip("\n")
+    return problems + "\nRevise the translation so that it does, and reply with the revised translation only."

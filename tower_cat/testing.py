@@ -159,10 +159,12 @@ def make_config(arch: str, vocab_size: int, tokenizer=None, *, hidden_size: int 
 
 def build_tiny_hf_model(out_dir: str | Path, arch: str = "llama", *, texts: Sequence[str] | None = None,
                         vocab_size: int = 512, seed: int = 0, bias_token: str | None = None,
-                        tokenizer=None, **config_kwargs) -> Path:
+                        tokenizer=None, model_vocab_size: int | None = None, **config_kwargs) -> Path:
     """Save a seeded random model + tokenizer as a Hugging Face folder; returns its path.
 
     bias_token: make the model predict this token after any input (to test stopping on end tokens).
+    model_vocab_size: embedding rows beyond the tokenizer's (as real checkpoints pad theirs; the benchmark
+    uses it to get a 32k-row, Llama-sized output layer).
     """
     import torch
     import transformers
@@ -170,7 +172,7 @@ def build_tiny_hf_model(out_dir: str | Path, arch: str = "llama", *, texts: Sequ
     _check_arch(arch)
     out_dir = Path(out_dir)
     tokenizer = tokenizer if tokenizer is not None else train_tokenizer(arch, texts, vocab_size)
-    config = make_config(arch, len(tokenizer), tokenizer, **config_kwargs)
+    config = make_config(arch, max(model_vocab_size or 0, len(tokenizer)), tokenizer, **config_kwargs)
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     if bias_token is not None:
@@ -210,11 +212,12 @@ def _bias_towards(model, token_id: int, arch: str) -> None:
 def build_tiny_model(out_dir: str | Path, arch: str = "llama", *, quantization: str | None = None,
                      texts: Sequence[str] | None = None, vocab_size: int = 512, seed: int = 0,
                      bias_token: str | None = None, tokenizer=None, convert: bool = True,
-                     **config_kwargs) -> TinyModel:
+                     model_vocab_size: int | None = None, **config_kwargs) -> TinyModel:
     """Build `out_dir/hf` (Hugging Face) and convert it into `out_dir/ct2` (tower-cat model folder)."""
     out_dir = Path(out_dir)
     hf = build_tiny_hf_model(out_dir / "hf", arch, texts=texts, vocab_size=vocab_size, seed=seed,
-                             bias_token=bias_token, tokenizer=tokenizer, **config_kwargs)
+                             bias_token=bias_token, tokenizer=tokenizer, model_vocab_size=model_vocab_size,
+                             **config_kwargs)
     if not convert:
         return TinyModel(arch, hf, None, None)
     info = convert_model(hf, out_dir / "ct2", quantization=quantization, force=True)
