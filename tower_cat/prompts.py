@@ -334,3 +334,86 @@ def instruction_feedback(failures: Sequence[str]) -> str:
         problems = "The translation does not follow the instructions:\n" + "".join(f"- {f}\n" for f in failures)
         problems = problems.rstrip("\n")
     return problems + "\nRevise the translation so that it does, and reply with the revised translation only."
+
+
+# -------------------------------------------------------------------------------------------------------
+# Instructions from the translator (instruction-following translation, interactive revision)
+
+def instructions_block(instructions: Sequence[str]) -> str:
+    """The translator's instructions as lines of the translation request ('' when there are none)."""
+    items = [" ".join(i.split()) for i in instructions if i and i.strip()]
+    if not items:
+        return ""
+    if len(items) == 1:
+        return f"Follow this instruction: {items[0]}\n"
+    return "Follow these instructions:\n" + "".join(f"- {i}\n" for i in items)
+
+
+def add_instructions(messages: Sequence[Message], instructions: Sequence[str], *,
+                     wording: str = "instruct") -> list[Message]:
+    """Translation messages with the translator's instructions in the request.
+
+    The block goes right after the task line ("Translate the following text from …") of the last user turn,
+    before context, terms, examples and the query; for the base (completion) wording, at the start. Without
+    instructions the messages are returned unchanged.
+    """
+    out = [dict(m) for m in messages]
+    block = instructions_block(instructions)
+    if not block:
+        return out
+    for m in reversed(out):
+        if m.get("role") == "user":
+            content = m["content"]
+            if _check_wording(wording) == "base" or "\n" not in content:
+                m["content"] = block + content
+            else:
+                head, rest = content.split("\n", 1)
+                m["content"] = head + "\n" + block + rest
+            break
+    return out
+
+
+def revision_request(instruction: str, *, has_tags: bool = False) -> str:
+    """A translator's revision instruction as the next user turn; with inline tags, a reminder to keep them."""
+    text = instruction.strip()
+    if not text:
+        raise ValueError("an empty revision instruction")
+    if has_tags:
+        text += ("\nKeep the numbered tags (such as <1>…</1> and <2/>) around the same words, and reply with "
+                 "the revised translation only.")
+    else:
+        text += "\nReply with the revised translation only."
+    return text
+
+
+CASE_STYLES = {"title": "title case", "upper": "all capital letters", "sentence": "sentence case",
+               "lower": "lower case"}
+
+
+def check_failure_text(kind: str, **detail) -> str:
+    """One failed instruction check, in words the model (and the translator) read."""
+    if kind == "max_length":
+        return (f"it is {detail['length']} characters long, but it must be at most {detail['limit']} characters")
+    if kind == "required":
+        return f"it does not use \"{detail['word']}\""
+    if kind == "forbidden":
+        return f"it uses \"{detail['found'] or detail['word']}\", which must not be used"
+    if kind == "keep":
+        return f"\"{detail['word']}\" must appear exactly as written, untranslated"
+    if kind == "case":
+        return f"it must be written in {CASE_STYLES.get(detail['style'], detail['style'])}"
+    if kind == "no_trailing_punctuation":
+        return f"it must not end with punctuation (it ends with \"{detail['found']}\")"
+    raise ValueError(f"unknown check kind {kind!r}")
+
+
+def instruction_feedback(failures: Sequence[str]) -> str:
+    """The user turn asking for another try after instruction checks failed (fed back once)."""
+    if not failures:
+        raise ValueError("no failed checks to report")
+    if len(failures) == 1:
+        problems = f"The translation does not follow the instructions: {failures[0]}."
+    else:
+        problems = "The translation does not follow the instructions:\n" + "".join(f"- {f}\n" for f in failures)
+        problems = problems.rstrip("\n")
+    return problems + "\nRevise the translation so that it does, and reply with the revised translation only."
