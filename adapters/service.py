@@ -1,0 +1,764 @@
+"""The server's core, shared by every protocol: one engine owned by one worker thread, requests coalesced into
+engine batches, translation with inline codes, TM few-shot examples, glossaries, usage counts.
+
+Concurrency
+    CTranslate2's ``generate_batch`` blocks, so the engine never runs on the event loop. One worker thread owns
+    it. A request hands its prompts to :class:`Batcher` and awaits a future; the worker takes the first job off
+    the queue, keeps collecting for a short window (``batch_window``, 15 ms by default, or until
+    ``max_batch_prompts``), and sends everything with the same decoding options to **one**
+    ``Engine.generate`` call — which deduplicates identical prompts and cuts length-sorted batches itself.
+    The queue is bounded in prompts (``max_pending``): past it a request is refused at once
+    (:class:`Overloaded`; HTTP 429/503), so memory stays bounded under any load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import csv
+import io
+import logging
+import queue
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tower_cat import codes, prompts
+from tower_cat.document import CodeKind, Segment
+from tower_cat.errors import TowerCatError
+from tower_cat.terminology import PREFERRED, Concept, Glossary, Term
+
+from .catalog import Catalog, LanguageError
+from .langdetect import Detection, LanguageDetector
+from .tags import Markup, parse_markup
+
+log = logging.getLogger("tower_cat.server")
+_JUNK = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# errors every protocol maps to its own wire shape
+
+
+class ServiceError(Exception):
+    status = 400
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class Overloaded(ServiceError):
+    status = 429
+
+
+class QuotaExceeded(ServiceError):
+    status = 456
+
+
+class NotFound(ServiceError):
+    status = 404
+
+
+class Unauthorized(ServiceError):
+    status = 403
+
+
+# ----------------------------------------------------------------------------------------------------------
+# configuration
+
+
+@dataclass
+class ServerConfig:
+    model: str | None = None
+    tm: str | None = None
+    glossaries: list[str] = field(default_factory=list)
+    api_keys: list[str] = field(default_factory=list)       # empty: no authentication (loopback use)
+    languages: list[str] | None = None
+    device: str = "auto"
+    compute_type: str = "auto"
+    threads: int | None = None
+    cache: str | None = None                                # SQLite generation cache
+    batch_window: float = 0.015                             # seconds the worker waits to fill a batch
+    max_batch_prompts: int = 64
+    max_pending: int = 1024                                 # prompts queued or running; then 429/503
+    max_request_bytes: int = 128 * 1024                     # DeepL's own limit
+    max_file_bytes: int = 50 * 1024 * 1024
+    max_texts: int = 50                                     # DeepL: text[] per request
+    max_chars: int = 30_000                                 # characters per request
+    character_limit: int | None = None                      # per key, for /v2/usage and 456
+    max_new_tokens: int = 512
+    tm_min_score: float = 75.0
+    tm_examples: int = 3
+    jobs_dir: str | None = None
+    preload: bool = True
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the worker
+
+
+@dataclass
+class _Job:
+    prompts: list
+    sources: list
+    options: Any
+    future: concurrent.futures.Future
+    fn: Callable[[], Any] | None = None   # an exclusive call (scoring, QE) instead of prompts
+
+    @property
+    def size(self) -> int:
+        return len(self.prompts) if self.fn is None else 1
+
+
+@dataclass
+class BatcherStats:
+    jobs: int = 0                 # submissions (one per request that needed the model)
+    prompts: int = 0
+    generate_calls: int = 0       # Engine.generate calls made by the worker
+    calls: int = 0                # exclusive calls (QE, scoring)
+    rejected: int = 0
+    max_coalesced_jobs: int = 0
+    max_coalesced_prompts: int = 0
+
+
+class Batcher:
+    """One thread that owns the engine; see the module docstring."""
+
+    def __init__(self, engine, *, window: float = 0.015, max_batch_prompts: int = 64, max_pending: int = 1024):
+        self.engine = engine
+        self.window = window
+        self.max_batch_prompts = max_batch_prompts
+        self.max_pending = max_pending
+        self.stats = BatcherStats()
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="tower-cat-engine", daemon=True)
+        self._thread.start()
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def _admit(self, n: int) -> None:
+        with self._lock:
+            if self._pending + n > self.max_pending:
+                self.stats.rejected += 1
+                raise Overloaded(f"the server is busy ({self._pending} segments queued); retry shortly")
+            self._pending += n
+
+    def submit(self, prompts_: list, sources: list, options) -> concurrent.futures.Future:
+        if not prompts_:
+            fut: concurrent.futures.Future = concurrent.futures.Future()
+            fut.set_result([])
+            return fut
+        self._admit(len(prompts_))
+        job = _Job(list(prompts_), list(sources), options, concurrent.futures.Future())
+        self._queue.put(job)
+        return job.future
+
+    def call(self, fn: Callable[[], Any]) -> concurrent.futures.Future:
+        """Run ``fn`` on the engine thread (between batches)."""
+        self._admit(1)
+        job = _Job([], [], None, concurrent.futures.Future(), fn)
+        self._queue.put(job)
+        return job.future
+
+    async def generate(self, prompts_: list, sources: list, options) -> list:
+        return await asyncio.wrap_future(self.submit(prompts_, sources, options))
+
+    async def run(self, fn: Callable[[], Any]) -> Any:
+        return await asyncio.wrap_future(self.call(fn))
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    # -- worker side ------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            jobs = [job]
+            if job.fn is None:
+                size = job.size
+                deadline = time.monotonic() + self.window
+                while size < self.max_batch_prompts:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    try:
+                        nxt = self._queue.get(timeout=left)
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        self._queue.put(None)
+                        break
+                    jobs.append(nxt)
+                    size += nxt.size
+            self._process(jobs)
+
+    def _process(self, jobs: list[_Job]) -> None:
+        calls = [j for j in jobs if j.fn is not None]
+        groups: dict[Any, list[_Job]] = {}
+        for j in jobs:
+            if j.fn is None:
+                groups.setdefault(j.options, []).append(j)
+        self.stats.max_coalesced_jobs = max(self.stats.max_coalesced_jobs, len(jobs) - len(calls))
+        for options, group in groups.items():
+            prompts_ = [p for j in group for p in j.prompts]
+            sources = [s for j in group for s in j.sources]
+            self.stats.jobs += len(group)
+            self.stats.prompts += len(prompts_)
+            self.stats.generate_calls += 1
+            self.stats.max_coalesced_prompts = max(self.stats.max_coalesced_prompts, len(prompts_))
+            try:
+                results = self.engine.generate(prompts_, options, sources=sources)
+            except BaseException as exc:  # noqa: BLE001 - handed to every waiting request
+                for j in group:
+                    self._finish(j, exc=exc)
+                continue
+            start = 0
+            for j in group:
+                self._finish(j, result=results[start:start + len(j.prompts)])
+                start += len(j.prompts)
+        for j in calls:
+            self.stats.calls += 1
+            try:
+                result = j.fn()
+            except BaseException as exc:  # noqa: BLE001
+                self._finish(j, exc=exc)
+            else:
+                self._finish(j, result=result)
+
+    def _finish(self, job: _Job, result: Any = None, exc: BaseException | None = None) -> None:
+        with self._lock:
+            self._pending -= job.size
+        if job.future.cancelled():
+            return
+        if exc is not None:
+            job.future.set_exception(exc)
+        else:
+            job.future.set_result(result)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# glossaries (DeepL v2/v3 and /v1 share them)
+
+
+def _now_iso() -> str:
+    # DeepL clients parse %Y-%m-%dT%H:%M:%S.%f%z: fractional seconds are required
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+
+
+def parse_entries(entries: str, entries_format: str = "tsv") -> list[tuple[str, str]]:
+    """DeepL glossary entries: TSV ``source\\ttarget`` lines or CSV ``source,target[,src_lang,tgt_lang]``."""
+    fmt = (entries_format or "tsv").lower()
+    if fmt not in ("tsv", "csv"):
+        raise ServiceError(f"unsupported entries_format {entries_format!r}; use tsv or csv")
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    if fmt == "tsv":
+        rows = [line.split("\t") for line in entries.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    else:
+        rows = list(csv.reader(io.StringIO(entries)))
+    for n, row in enumerate(rows, 1):
+        if not row or not any(c.strip() for c in row):
+            continue
+        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+            raise ServiceError(f"glossary entry on line {n} needs a source and a target term")
+        if fmt == "tsv" and len(row) > 2:
+            raise ServiceError(f"glossary entry on line {n} has more than one tab")
+        s, t = row[0].strip(), row[1].strip()
+        if len(s.encode()) > 1024 or len(t.encode()) > 1024:
+            raise ServiceError(f"glossary entry on line {n} is longer than 1024 bytes")
+        if s in seen:
+            raise ServiceError(f"glossary entry on line {n} duplicates the source term {s!r}")
+        seen.add(s)
+        out.append((s, t))
+    if not out:
+        raise ServiceError("the glossary has no entries")
+    return out
+
+
+def entries_tsv(entries: Sequence[tuple[str, str]]) -> str:
+    return "\n".join(f"{s}\t{t}" for s, t in entries)
+
+
+@dataclass
+class Dictionary:
+    source_lang: str   # base code, lower case
+    target_lang: str
+    entries: list[tuple[str, str]]
+    _glossary: Glossary | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def glossary(self) -> Glossary:
+        if self._glossary is None:
+            concepts = []
+            for i, (s, t) in enumerate(self.entries):
+                c = Concept(id=f"e{i}", dnt=(s == t))
+                c.add(Term(s, self.source_lang, None))
+                c.add(Term(t, self.target_lang, PREFERRED))
+                concepts.append(c)
+            self._glossary = Glossary(concepts, src_lang=self.source_lang, tgt_lang=self.target_lang)
+        return self._glossary
+
+
+@dataclass
+class StoredGlossary:
+    glossary_id: str
+    name: str
+    creation_time: str
+    dictionaries: list[Dictionary]
+    owner: str | None = None
+    builtin: Glossary | None = None     # loaded from --glossary (TBX/CSV): serves any pair it has
+
+    def v2(self) -> dict:
+        d = self.dictionaries[0] if self.dictionaries else Dictionary("", "", [])
+        return {"glossary_id": self.glossary_id, "name": self.name, "ready": True, "source_lang": d.source_lang,
+                "target_lang": d.target_lang, "creation_time": self.creation_time, "entry_count": len(d.entries)}
+
+    def v3(self) -> dict:
+        return {"glossary_id": self.glossary_id, "name": self.name, "creation_time": self.creation_time,
+                "dictionaries": [{"source_lang": d.source_lang, "target_lang": d.target_lang,
+                                  "entry_count": len(d.entries)} for d in self.dictionaries]}
+
+    def dictionary(self, source_lang: str, target_lang: str) -> Dictionary | None:
+        s, t = source_lang.split("-")[0].lower(), target_lang.split("-")[0].lower()
+        return next((d for d in self.dictionaries if d.source_lang == s and d.target_lang == t), None)
+
+    def prompt_terms(self, text: str, source_lang: str, target_lang: str) -> list[tuple[str, str]]:
+        if self.builtin is not None:
+            return self.builtin.prompt_terms(text, source_lang, target_lang)
+        d = self.dictionary(source_lang, target_lang)
+        return d.glossary.prompt_terms(text, d.source_lang, d.target_lang) if d else []
+
+
+class GlossaryStore:
+    MAX_GLOSSARIES = 1000
+
+    def __init__(self):
+        self._items: dict[str, StoredGlossary] = {}
+        self._lock = threading.Lock()
+
+    def create(self, name: str, dictionaries: list[Dictionary], owner: str | None = None) -> StoredGlossary:
+        if not name or not name.strip():
+            raise ServiceError("glossary name must not be empty")
+        with self._lock:
+            if len(self._items) >= self.MAX_GLOSSARIES:
+                raise ServiceError("too many glossaries", status=456)
+            g = StoredGlossary(str(uuid.uuid4()), name, _now_iso(), dictionaries, owner)
+            self._items[g.glossary_id] = g
+        return g
+
+    def add_builtin(self, path: str) -> StoredGlossary:
+        glossary = Glossary.load(path)
+        gid = "file-" + Path(path).stem.replace(".", "-")
+        g = StoredGlossary(gid, Path(path).name, _now_iso(), [], None, glossary)
+        self._items[gid] = g
+        return g
+
+    def get(self, glossary_id: str) -> StoredGlossary:
+        g = self._items.get(glossary_id)
+        if g is None:
+            raise NotFound("glossary not found")
+        return g
+
+    def list(self) -> list[StoredGlossary]:
+        return list(self._items.values())
+
+    def delete(self, glossary_id: str) -> None:
+        with self._lock:
+            g = self._items.get(glossary_id)
+            if g is None:
+                raise NotFound("glossary not found")
+            if g.builtin is not None:
+                raise ServiceError("glossaries loaded with --glossary cannot be deleted", status=403)
+            del self._items[glossary_id]
+
+    def builtins(self) -> list[StoredGlossary]:
+        return [g for g in self._items.values() if g.builtin is not None]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# usage
+
+
+@dataclass
+class KeyUsage:
+    characters: int = 0
+    requests: int = 0
+    segments: int = 0
+
+
+class UsageCounter:
+    def __init__(self, limit: int | None = None):
+        self.limit = limit
+        self._by_key: dict[str, KeyUsage] = {}
+        self._lock = threading.Lock()
+
+    def check(self, key: str | None, characters: int) -> None:
+        if self.limit is None:
+            return
+        u = self._by_key.get(key or "", KeyUsage())
+        if u.characters + characters > self.limit:
+            raise QuotaExceeded("Quota Exceeded")
+
+    def add(self, key: str | None, characters: int, segments: int) -> None:
+        with self._lock:
+            u = self._by_key.setdefault(key or "", KeyUsage())
+            u.characters += characters
+            u.requests += 1
+            u.segments += segments
+
+    def get(self, key: str | None) -> KeyUsage:
+        return self._by_key.get(key or "", KeyUsage())
+
+    def all(self) -> dict[str, KeyUsage]:
+        return dict(self._by_key)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# translation
+
+
+@dataclass
+class SegmentIn:
+    """One string to translate: the parsed segment, how to write it back, and its own context."""
+
+    markup: Markup
+    id: str | None = None
+    context_before: list[str] = field(default_factory=list)
+    context_after: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, text: str, mode: str = "text", ignore_tags=frozenset(), **kw) -> "SegmentIn":
+        return cls(parse_markup(text, mode, ignore_tags), **kw)
+
+    @property
+    def segment(self) -> Segment:
+        return self.markup.segment
+
+
+@dataclass
+class SegmentOut:
+    text: str                          # in the request's markup
+    segment: Segment
+    source_lang: str
+    detected: Detection | None = None
+    origin: str = "mt"                 # mt | tm-exact | tm-context | copy
+    tm_score: float | None = None
+    examples: int = 0
+    terms: list[tuple[str, str]] = field(default_factory=list)
+    tags_ok: bool = True
+    tag_problems: list[str] = field(default_factory=list)
+    truncated: bool = False
+    alternatives: list[str] = field(default_factory=list)
+    id: str | None = None
+
+    def as_dict(self) -> dict:
+        d = {"text": self.text, "source_lang": self.source_lang, "origin": self.origin, "tm_score": self.tm_score,
+             "examples": self.examples, "terms": [{"source": s, "target": t} for s, t in self.terms],
+             "tags_ok": self.tags_ok, "tag_problems": self.tag_problems, "truncated": self.truncated}
+        if self.id is not None:
+            d["id"] = self.id
+        if self.detected is not None:
+            d["detected_source_lang"] = {"language": self.detected.language, "confidence": self.detected.confidence}
+        if self.alternatives:
+            d["alternatives"] = self.alternatives
+        return d
+
+
+def render_like(rendered: codes.Rendered, segment: Segment) -> str:
+    """``segment`` (a translation of the rendered source) as numbered-tag markup with the source's numbers;
+    codes the source does not have are dropped (codes compare by value: tags.py derives ids from markup)."""
+    numbers = {c: n for n, c in rendered.codes.items()}
+    closers = {c: n for n, c in rendered.closers.items()}
+    tokens: list = []
+    for p in segment.parts:
+        if isinstance(p, str):
+            tokens.append(p)
+        elif p.kind is CodeKind.CLOSE and p in closers:
+            tokens.append(codes.Tag(closers[p], "close"))
+        elif p in numbers:
+            n = numbers[p]
+            tokens.append(codes.Tag(n, "open" if rendered.paired(n) else "single"))
+    return codes.join_tokens(tokens)
+
+
+class Service:
+    """Everything the protocol adapters call. Build with :meth:`from_config` or hand in an engine (tests)."""
+
+    def __init__(self, engine, config: ServerConfig | None = None, *, tm=None):
+        self.config = config or ServerConfig()
+        self.engine = engine
+        self.wording = engine.info.wording if engine is not None else "instruct"
+        self.catalog = Catalog.for_model(self.wording, self.config.languages)
+        self.detector = LanguageDetector(self.catalog.bases)
+        self.batcher = Batcher(engine, window=self.config.batch_window,
+                               max_batch_prompts=self.config.max_batch_prompts, max_pending=self.config.max_pending)
+        self.tm = tm
+        self._tm_lock = threading.Lock()
+        self.glossaries = GlossaryStore()
+        for path in self.config.glossaries:
+            self.glossaries.add_builtin(path)
+        self.usage = UsageCounter(self.config.character_limit)
+        self.started = time.time()
+        self.jobs = None  # set by the app (files endpoints)
+
+    @classmethod
+    def from_config(cls, config: ServerConfig) -> "Service":
+        from tower_cat.engine import Engine
+
+        if not config.model:
+            raise TowerCatError("no model given", hint="pass --model DIR (a folder made by `tower-cat convert`)")
+        engine = Engine.load(config.model, device=config.device, compute_type=config.compute_type,
+                             threads=config.threads, cache=config.cache)
+        tm = None
+        if config.tm:
+            from tower_cat.tm import TranslationMemory
+
+            tm = TranslationMemory(config.tm)
+        service = cls(engine, config, tm=tm)
+        if config.preload:
+            service.batcher.call(lambda: engine.backend).result()
+        return service
+
+    def close(self) -> None:
+        if self.jobs is not None:
+            self.jobs.close()
+        self.batcher.close()
+        if self.tm is not None:
+            self.tm.close()
+
+    # -- authentication ---------------------------------------------------------------------------------
+
+    def check_key(self, key: str | None) -> str | None:
+        """The key a request is counted under; Unauthorized when keys are configured and this one is not."""
+        if self.config.api_keys:
+            if not key or key not in self.config.api_keys:
+                raise Unauthorized("Invalid or missing API key")
+        return key
+
+    # -- languages --------------------------------------------------------------------------------------
+
+    def resolve(self, code: str | None, role: str = "target") -> str:
+        try:
+            return self.catalog.resolve(code, role=role)
+        except LanguageError as exc:
+            raise ServiceError(str(exc)) from None
+
+    def detect(self, text: str) -> Detection:
+        return self.detector.detect(text)
+
+    # -- TM ---------------------------------------------------------------------------------------------
+
+    def _tm_lookup_many(self, texts: list[Segment], src: str, tgt: str, limit: int, min_score: float) -> list:
+        with self._tm_lock:
+            return [self.tm.lookup(t, src, tgt, limit=limit, min_score=min_score) for t in texts]
+
+    async def tm_lookup(self, text: str, src: str, tgt: str, limit: int = 5, min_score: float = 70.0) -> list:
+        if self.tm is None:
+            raise NotFound("no translation memory is configured (start the server with --tm DB)")
+        return (await asyncio.to_thread(self._tm_lookup_many, [Segment.from_text(text)], src, tgt, limit,
+                                        min_score))[0]
+
+    async def tm_add(self, source: str, target: str, src: str, tgt: str, context: dict | None = None) -> int:
+        if self.tm is None:
+            raise NotFound("no translation memory is configured (start the server with --tm DB)")
+
+        def add():
+            with self._tm_lock:
+                return self.tm.add(source, target, src, tgt, context=context, origin="human")
+
+        return await asyncio.to_thread(add)
+
+    # -- translation ------------------------------------------------------------------------------------
+
+    def options(self, **overrides):
+        from tower_cat.engine import GenerationOptions
+
+        return GenerationOptions(max_new_tokens=self.config.max_new_tokens, **overrides)
+
+    def _terms(self, text: str, src: str, tgt: str, glossary_ids: Sequence[str],
+               extra: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        sources = list(self.glossaries.builtins())
+        for gid in glossary_ids:
+            g = self.glossaries.get(gid)
+            if g not in sources:
+                sources.append(g)
+        for g in sources:
+            for pair in g.prompt_terms(text, src, tgt):
+                if pair not in out:
+                    out.append(pair)
+        for pair in extra:
+            if pair[0] and pair[0].lower() in text.lower() and tuple(pair) not in out:
+                out.append(tuple(pair))
+        return out
+
+    async def translate(self, items: list[SegmentIn], source_lang: str | None, target_lang: str, *,
+                        key: str | None = None, glossary_ids: Sequence[str] = (),
+                        terms: Sequence[tuple[str, str]] = (), context: str | None = None, use_tm: bool = True,
+                        tm_min_score: float | None = None, examples: int | None = None,
+                        alternatives: int = 0, count_usage: bool = True) -> list[SegmentOut]:
+        tgt = self.resolve(target_lang, "target")
+        src_fixed = self.resolve(source_lang, "source") if source_lang and source_lang != "auto" else None
+        for gid in glossary_ids:
+            self.glossaries.get(gid)  # 404 before any work
+        chars = sum(len(it.segment.text) for it in items)
+        if chars > self.config.max_chars:
+            raise ServiceError(f"request too large: {chars} characters (limit {self.config.max_chars})", status=413)
+        self.usage.check(key, chars)
+        min_score = self.config.tm_min_score if tm_min_score is None else tm_min_score
+        n_examples = self.config.tm_examples if examples is None else examples
+
+        detections: list[Detection | None] = []
+        srcs: list[str] = []
+        for it in items:
+            if src_fixed:
+                detections.append(None)
+                srcs.append(src_fixed)
+            else:
+                d = self.detect(it.segment.text)
+                detections.append(d)
+                srcs.append(d.language)
+
+        matches: list[list] = [[] for _ in items]
+        if self.tm is not None and use_tm:
+            by_pair: dict[str, list[int]] = {}
+            for i, s in enumerate(srcs):
+                by_pair.setdefault(s, []).append(i)
+            for s, idx in by_pair.items():
+                found = await asyncio.to_thread(self._tm_lookup_many, [items[i].segment for i in idx], s, tgt,
+                                                max(n_examples, 1), min_score)
+                for i, m in zip(idx, found):
+                    matches[i] = m
+
+        results: list[SegmentOut | None] = [None] * len(items)
+        todo: list[tuple[int, codes.Rendered, list, str]] = []
+        for i, it in enumerate(items):
+            seg = it.segment
+            src = srcs[i]
+            if not seg.text.strip():  # only tags / blanks: nothing for the model
+                results[i] = SegmentOut(it.markup.render(seg), seg, src, detections[i], origin="copy", id=it.id)
+                continue
+            best = matches[i][0] if matches[i] else None
+            if best is not None and best.kind in ("exact", "context") and not seg.codes and not best.target.codes:
+                results[i] = SegmentOut(it.markup.render(best.target), best.target, src, detections[i],
+                                        origin=f"tm-{best.kind}", tm_score=best.score, id=it.id)
+                continue
+            rendered = codes.render(seg)
+            shots = [prompts.Example(m.source_text, m.target_text) for m in matches[i][:n_examples]
+                     if m.source_text.strip() and m.target_text.strip()]
+            shots.reverse()  # best match last, right before the query
+            pair_terms = self._terms(seg.text, src, tgt, glossary_ids, terms)
+            before = list(it.context_before) + ([context] if context else [])
+            messages = prompts.translate_messages(rendered.text, src, tgt, wording=self.wording, examples=shots,
+                                                  terms=pair_terms, context_before=before,
+                                                  context_after=list(it.context_after))
+            out = SegmentOut("", seg, src, detections[i], examples=len(shots), terms=pair_terms, id=it.id,
+                             tm_score=best.score if best else None)
+            results[i] = out
+            todo.append((i, rendered, messages, src))
+
+        if todo:
+            opts = self.options()
+            gens = await self.batcher.generate([t[2] for t in todo], [t[1].text for t in todo], opts)
+            alt_gens = None
+            if alternatives > 0:
+                alt_opts = self.options(beam_size=alternatives + 1, num_hypotheses=alternatives + 1)
+                alt_gens = await self.batcher.generate([t[2] for t in todo], [t[1].text for t in todo], alt_opts)
+            for k, ((i, rendered, _, _), gen) in enumerate(zip(todo, gens)):
+                out = results[i]
+                restored = self._restore(rendered, gen.text, tgt)
+                out.segment = restored.segment
+                out.text = items[i].markup.render(restored.segment)
+                out.tags_ok = restored.ok
+                out.tag_problems = list(restored.problems) if rendered.codes else []
+                out.truncated = gen.truncated
+                if alt_gens is not None:
+                    alts = []
+                    for h in alt_gens[k].hypotheses:
+                        text = items[i].markup.render(self._restore(rendered, h.text, tgt).segment)
+                        if text != out.text and text not in alts:
+                            alts.append(text)
+                    out.alternatives = alts[:alternatives]
+        if count_usage:
+            self.usage.add(key, chars, len(items))
+        return results  # type: ignore[return-value]
+
+    @staticmethod
+    def _restore(rendered: codes.Rendered, model_text: str, tgt: str) -> codes.Restored:
+        text = prompts.clean_translation(model_text, tgt)
+        if _JUNK.search(text):  # control characters are not allowed in XML 1.0; U+FFFD is half a character
+            keep = set(_JUNK.findall(rendered.text))
+            text = _JUNK.sub(lambda m: m.group(0) if m.group(0) in keep else "", text)
+        return codes.parse(rendered, text)
+
+    async def post_edit(self, pairs: list[tuple[SegmentIn, SegmentIn]], source_lang: str, target_lang: str, *,
+                        key: str | None = None, glossary_ids: Sequence[str] = (),
+                        terms: Sequence[tuple[str, str]] = ()) -> list[SegmentOut]:
+        src = self.resolve(source_lang, "source")
+        tgt = self.resolve(target_lang, "target")
+        chars = sum(len(s.segment.text) + len(t.segment.text) for s, t in pairs)
+        if chars > self.config.max_chars:
+            raise ServiceError(f"request too large: {chars} characters (limit {self.config.max_chars})", status=413)
+        self.usage.check(key, chars)
+        msgs, rendereds, outs = [], [], []
+        for source, translation in pairs:
+            rendered = codes.render(source.segment)
+            mt = render_like(rendered, translation.segment)
+            pair_terms = self._terms(source.segment.text, src, tgt, glossary_ids, terms)
+            msgs.append(prompts.post_edit_messages(rendered.text, mt, src, tgt, terms=pair_terms,
+                                                   wording=self.wording))
+            rendereds.append(rendered)
+            outs.append(SegmentOut("", source.segment, src, origin="post-edit", terms=pair_terms, id=source.id))
+        gens = await self.batcher.generate(msgs, [r.text for r in rendereds], self.options())
+        for (source, _), rendered, out, gen in zip(pairs, rendereds, outs, gens):
+            restored = self._restore(rendered, gen.text, tgt)
+            out.segment = restored.segment
+            out.text = source.markup.render(restored.segment)
+            out.tags_ok = restored.ok
+            out.tag_problems = list(restored.problems) if rendered.codes else []
+            out.truncated = gen.truncated
+        self.usage.add(key, chars, len(pairs))
+        return outs
+
+    async def qe(self, items: list[tuple[str, str]], source_lang: str, target_lang: str, *,
+                 backend: str = "logprob", spans: bool = False) -> list[dict]:
+        from tower_cat import qe
+
+        src = self.resolve(source_lang, "source")
+        tgt = self.resolve(target_lang, "target")
+        qitems = [qe.QEItem(s, t, source_lang=src, target_lang=tgt) for s, t in items]
+        if backend == "logprob":
+            scorer = qe.LogprobBackend(self.engine)
+        elif backend == "llm":
+            scorer = qe.LLMJudgeBackend(self.engine, spans=spans)
+        else:
+            raise ServiceError(f"unknown QE backend {backend!r}; use logprob or llm")
+        results = await self.batcher.run(lambda: scorer.score(qitems))
+        return [{**r.to_dict(), "backend": scorer.describe()} for r in results]
+
+    # -- info -------------------------------------------------------------------------------------------
+
+    def model_info(self) -> dict:
+        e = self.engine
+        info = {"path": str(e.path), "family": e.info.family, "architecture": e.info.architecture,
+                "wording": self.wording, "backend": e.backend_name, "device": e.device,
+                "compute_type": e.compute_type, "loaded": e.is_loaded, "languages": self.catalog.all_codes(),
+                "engine_stats": vars(e.stats).copy(), "batcher": vars(self.batcher.stats).copy(),
+                "pending": self.batcher.pending}
+        return info
