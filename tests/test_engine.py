@@ -14,7 +14,8 @@ import transformers
 from tests.conftest_engine import END_TOKEN_CASES
 from tower_cat import prompts
 from tower_cat.convert import SIDECAR, ModelInfo, convert_model
-from tower_cat.engine import Engine, GenerationCache, GenerationOptions, auto_compute_type, resolve_device
+from tower_cat.engine import (Engine, GenerationCache, GenerationOptions, SourceText, auto_compute_type,
+                              resolve_device)
 from tower_cat.errors import ModelError, TowerCatError
 
 SENTENCES = [
@@ -444,3 +445,46 @@ def test_cli_convert_and_translate_text(tiny_llama, tmp_path, monkeypatch):
     streamed = runner.invoke(cli, args + ["--stream", "--no-cache"])
     assert streamed.exit_code == 0 and streamed.stdout.strip() == expected.text.strip()
     assert math.isfinite(len(res.stdout))
+
+
+# -- seq2seq (Marian on ctranslate2.Translator) ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_marian(tmp_path_factory):
+    from tower_cat.testing import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("marian"), "marian")
+
+
+def test_marian_translator_equals_hf_generate(tiny_marian):
+    assert tiny_marian.info.family == "seq2seq" and tiny_marian.info.seq2seq_kind == "marian"
+    engine = Engine.load(tiny_marian.ct2_path, device="cpu", compute_type="float32", threads=1)
+    hf = transformers.MarianMTModel.from_pretrained(tiny_marian.hf_path).eval()
+    sources = SENTENCES[:5]
+    gens = engine.generate([engine.translation_prompt(s, "en", "de") for s in sources],
+                           GenerationOptions(max_new_tokens=NEW_TOKENS))
+    for text, gen in zip(sources, gens):
+        rendered = engine.render(text)
+        assert rendered.tokens[-1] == "</s>" and rendered.target_prefix == ()
+        with torch.inference_mode():
+            out = hf.generate(torch.tensor([rendered.ids]), max_new_tokens=NEW_TOKENS, do_sample=False, num_beams=1)
+        new = out[0, 1:].tolist()  # drop the decoder start token
+        if new and new[-1] == engine.tokenizer.eos_token_id:
+            new = new[:-1]
+        assert list(gen.tokens) == engine.tokenizer.convert_ids_to_tokens(new)
+    streamed = [e.token for e in engine.generate_tokens(SourceText(sources[0]), GenerationOptions(max_new_tokens=NEW_TOKENS))]
+    assert tuple(streamed) == gens[0].tokens
+    with pytest.raises(ModelError, match="not chat messages"):
+        engine.render(prompts.translate_messages("Hi", "en", "de"))
+    with pytest.raises(ModelError, match="transformers backend"):
+        Engine.load(tiny_marian.ct2_path, backend="transformers")
+
+
+def test_nllb_and_m2m_language_codes():
+    from tower_cat.languages import m2m_code, nllb_code
+
+    assert nllb_code("de") == "deu_Latn" and nllb_code("zh-TW") == "zho_Hant" and nllb_code("pt-BR") == "por_Latn"
+    assert nllb_code("deu_Latn") == "deu_Latn" and m2m_code("pt-BR") == "__pt__"
+    with pytest.raises(ValueError):
+        nllb_code("xx")

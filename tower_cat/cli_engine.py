@@ -58,14 +58,13 @@ def translate_text(text: str, model_dir: Path, source: str, target: str, backend
     from tower_cat import prompts
     from tower_cat.engine import Engine, GenerationOptions, translate_text as run
 
-    device_arg: str | list[int] = device
-    engine = Engine.load(model_dir, device=device_arg, compute_type=compute_type, threads=threads,
+    engine = Engine.load(model_dir, device=device, compute_type=compute_type, threads=threads,
                          backend=backend, hf_model=hf_model, cache=None if no_cache else default_cache_path())
     options = GenerationOptions(max_new_tokens=max_new_tokens)
     try:
         if stream:
-            messages = prompts.translate_messages(text, source, target, wording=engine.info.wording)
-            with contextlib.closing(engine.generate_tokens(messages, options, source=text)) as events:
+            prompt = engine.translation_prompt(text, source, target)
+            with contextlib.closing(engine.generate_tokens(prompt, options, source=text)) as events:
                 for event in events:
                     click.echo(event.text, nl=False)
             click.echo()

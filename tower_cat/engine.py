@@ -28,7 +28,18 @@ from tower_cat.errors import ModelError
 log = logging.getLogger(__name__)
 
 Message = Mapping[str, str]
-Prompt = Union[str, Sequence[Message]]  # raw text (base models) or chat messages
+
+
+@dataclass(frozen=True)
+class SourceText:
+    """Input of a seq2seq model (NLLB, M2M-100, Marian): the text and, where the model needs them, languages."""
+
+    text: str
+    source_lang: str | None = None
+    target_lang: str | None = None
+
+
+Prompt = Union[str, Sequence[Message], SourceText]  # raw text, chat messages, or a seq2seq source
 
 BACKENDS = ("ct2", "transformers")
 
@@ -102,6 +113,7 @@ class RenderedPrompt:
     text: str
     tokens: tuple[str, ...]
     ids: tuple[int, ...]
+    target_prefix: tuple[str, ...] = ()  # seq2seq: forced first target tokens (NLLB/M2M language code)
 
 
 @dataclass(frozen=True)
@@ -291,7 +303,7 @@ class _CT2Backend:
         for i in range(len(batches)):
             while submitted < len(batches) and submitted < i + window:
                 pending.append(self.generator.generate_batch(
-                    batches[submitted], asynchronous=True, include_prompt_in_result=False, return_scores=True,
+                    [list(r.tokens) for r in batches[submitted]], asynchronous=True, include_prompt_in_result=False, return_scores=True,
                     return_end_token=True, max_batch_size=max_batch_tokens, batch_type="tokens",
                     **self._kwargs(opts, max_news[submitted], end_tokens)))
                 submitted += 1
@@ -314,6 +326,65 @@ class _CT2Backend:
                 yield step.token, step.token_id, step.log_prob
         finally:
             steps.close()  # stops the decoding thread; breaking out of the loop alone does not
+
+
+class _CT2TranslatorBackend:
+    """Seq2seq models (NLLB, M2M-100, Marian) on ctranslate2.Translator."""
+
+    name = "ct2"
+
+    def __init__(self, path: Path, device: str, device_index: list[int], compute_type: str, threads: int,
+                 replicas: int, seed: int | None):
+        import ctranslate2
+
+        if seed is not None:
+            ctranslate2.set_random_seed(seed)
+        self.translator = ctranslate2.Translator(str(path), device=device, device_index=device_index,
+                                                 compute_type=compute_type, intra_threads=threads,
+                                                 inter_threads=replicas)
+        self.parallel = max(1, len(device_index) * replicas)
+
+    @staticmethod
+    def _kwargs(opts: GenerationOptions, max_new: int, end_tokens: list[str], prefix_len: int) -> dict[str, Any]:
+        # Translator defaults bite (beam 2, 256 tokens): set everything explicitly.
+        return dict(beam_size=opts.beam_size, num_hypotheses=opts.num_hypotheses,
+                    length_penalty=opts.length_penalty, repetition_penalty=opts.repetition_penalty,
+                    no_repeat_ngram_size=opts.no_repeat_ngram_size, sampling_topk=opts.sampling_topk,
+                    sampling_topp=opts.sampling_topp, sampling_temperature=opts.sampling_temperature,
+                    end_token=end_tokens, max_decoding_length=max_new + prefix_len,
+                    min_decoding_length=min(opts.min_new_tokens, max_new) + prefix_len, max_input_length=0)
+
+    def generate(self, batches, opts: GenerationOptions, max_news: list[int], end_tokens: list[str],
+                 max_batch_tokens: int) -> Iterator[list[list[_RawHyp]]]:
+        for batch, max_new in zip(batches, max_news):
+            prefixes = [list(r.target_prefix) or None for r in batch]
+            width = max(len(r.target_prefix) for r in batch)
+            results = self.translator.translate_batch(
+                [list(r.tokens) for r in batch], prefixes, return_scores=True, return_end_token=True,
+                **self._kwargs(opts, max_new, end_tokens, width))
+            yield [[_RawHyp(list(h)[len(r.target_prefix):], s)
+                    for h, s in zip(res.hypotheses, res.scores or [None] * len(res.hypotheses))]
+                   for r, res in zip(batch, results)]
+
+    def score(self, batch):
+        raise ModelError("scoring continuations is not available for seq2seq models",
+                         hint="use a decoder-only (Tower) model for reranking and log-prob QE")
+
+    def stream(self, rendered: "RenderedPrompt", opts: GenerationOptions, max_new: int,
+               end_tokens: list[str]) -> Iterator[tuple[str, int, float | None]]:
+        kwargs = self._kwargs(opts, max_new, end_tokens, len(rendered.target_prefix))
+        for key in ("beam_size", "num_hypotheses", "length_penalty"):
+            kwargs.pop(key)
+        steps = self.translator.generate_tokens(list(rendered.tokens), list(rendered.target_prefix) or None,
+                                                **kwargs)
+        try:
+            skip = len(rendered.target_prefix)
+            for step in steps:
+                if step.step < skip:
+                    continue
+                yield step.token, step.token_id, step.log_prob
+        finally:
+            steps.close()
 
 
 class _HFBackend:
@@ -355,7 +426,7 @@ class _HFBackend:
 
         end_ids = self._ids(end_tokens)
         for batch, max_new in zip(batches, max_news):
-            ids = [self._ids(t) for t in batch]
+            ids = [list(r.ids) for r in batch]
             width = max(map(len, ids))
             input_ids = torch.tensor([[self.pad_id] * (width - len(x)) + x for x in ids], device=self.device)
             mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
@@ -507,10 +578,9 @@ class Engine:
         else:
             raise ModelError("no model here: expected model.bin (converted) or config.json (Hugging Face)",
                              path=path, hint="convert a model with `tower-cat convert SRC OUT`")
-        if info.family == SEQ2SEQ:
-            raise ModelError(f"{info.seq2seq_kind or 'seq2seq'} models are converted but not served yet; "
-                             "tower-cat generates with decoder-only (Tower-family) models", path=path,
-                             hint="use a TowerInstruct or Tower+ model")
+        if info.family == SEQ2SEQ and backend != "ct2":
+            raise ModelError(f"the transformers backend serves decoder-only models; this is a "
+                             f"{info.seq2seq_kind or 'seq2seq'} model", path=path, hint="use --backend ct2")
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
         except (OSError, ValueError) as exc:
@@ -567,6 +637,9 @@ class Engine:
 
     def _load_backend(self):
         try:
+            if self.backend_name == "ct2" and self.family == SEQ2SEQ:
+                return _CT2TranslatorBackend(self.path, self.device, self.device_index, self.compute_type,
+                                             self.threads, self.replicas, self.seed)
             if self.backend_name == "ct2":
                 return _CT2Backend(self.path, self.device, self.device_index, self.compute_type, self.threads,
                                    self.replicas, self.seed)
@@ -598,6 +671,8 @@ class Engine:
     def render(self, prompt: Prompt) -> RenderedPrompt:
         """Prompt -> exact token list: chat template for messages, raw text for base models; one BOS."""
         tok = self.tokenizer
+        if self.family == SEQ2SEQ or isinstance(prompt, SourceText):
+            return self._render_source(prompt)
         if isinstance(prompt, str):
             text = prompt
         else:
@@ -617,6 +692,40 @@ class Engine:
                                  "second start-of-sequence token", hint="remove or escape it in the source")
         tokens = tuple(_ids_to_tokens(tok, ids))
         return RenderedPrompt(text=text, tokens=tokens, ids=tuple(ids))
+
+    def translation_prompt(self, text: str, source_lang: str, target_lang: str, **extras) -> Prompt:
+        """The family's translate prompt (extras: examples, terms, context_before/after), or a SourceText
+        for seq2seq models (which take no extras)."""
+        if self.family == SEQ2SEQ:
+            return SourceText(text, source_lang, target_lang)
+        from tower_cat import prompts
+
+        return prompts.translate_messages(text, source_lang, target_lang, wording=self.info.wording, **extras)
+
+    def _render_source(self, prompt: Prompt) -> RenderedPrompt:
+        """Seq2seq input: source tokens with the tokenizer's own specials, target language as prefix."""
+        from tower_cat.languages import m2m_code, nllb_code
+
+        if self.family != SEQ2SEQ:
+            raise ModelError("a SourceText prompt needs a seq2seq model; this one takes chat messages",
+                             path=self.path, hint="build the prompt with tower_cat.prompts.translate_messages")
+        if isinstance(prompt, str):
+            prompt = SourceText(prompt)
+        if not isinstance(prompt, SourceText):
+            raise ModelError("seq2seq models translate source text, not chat messages", path=self.path,
+                             hint="pass SourceText(text, source_lang, target_lang)")
+        tok, kind = self.tokenizer, self.info.seq2seq_kind
+        prefix: tuple[str, ...] = ()
+        if kind in ("nllb", "m2m100"):
+            if not (prompt.source_lang and prompt.target_lang):
+                raise ModelError(f"{kind} models need the source and target language", path=self.path,
+                                 hint="pass SourceText(text, source_lang, target_lang)")
+            code = nllb_code if kind == "nllb" else (lambda c: m2m_code(c).strip("_"))
+            tok.src_lang = code(prompt.source_lang)
+            prefix = (nllb_code(prompt.target_lang),) if kind == "nllb" else (m2m_code(prompt.target_lang),)
+        ids = tok(prompt.text)["input_ids"]
+        return RenderedPrompt(text=prompt.text, tokens=tuple(_ids_to_tokens(tok, ids)), ids=tuple(ids),
+                              target_prefix=prefix)
 
     def _decode(self, tokens: Sequence[str]) -> str:
         ids = [i for i in _tokens_to_ids(self.tokenizer, tokens) if i is not None and i < len(self.tokenizer)]
@@ -650,9 +759,10 @@ class Engine:
             raise ValueError("sources must have one entry per prompt")
         ends = list(opts.end_tokens) if opts.end_tokens is not None else self.end_tokens
         self.stats.prompts_requested += len(prompts)
-        rendered = [self.render(p).tokens for p in prompts]
+        full = [self.render(p) for p in prompts]
+        rendered = [r.tokens for r in full]
         budgets = [self.budget(sources[i] if sources else None, opts) for i in range(len(prompts))]
-        keys = [self._key(t, b, opts, ends) for t, b in zip(rendered, budgets)]
+        keys = [self._key(r.tokens + ("\x00",) + r.target_prefix, b, opts, ends) for r, b in zip(full, budgets)]
 
         unique: dict[str, int] = {}
         for i, key in enumerate(keys):
@@ -668,7 +778,7 @@ class Engine:
         if todo:
             batches = self._cut_batches(todo, rendered, budgets, opts)
             backend = self.backend
-            results = backend.generate([[list(rendered[i]) for i in b] for b in batches], opts,
+            results = backend.generate([[full[i] for i in b] for b in batches], opts,
                                        [max(budgets[i] for i in b) for b in batches], ends, opts.max_batch_tokens)
             for batch, raw in zip(batches, results):
                 self.stats.batches += 1
@@ -711,8 +821,9 @@ class Engine:
         """Stream one prompt token by token. Close the iterator (or exhaust it) to stop the model."""
         opts = options or GenerationOptions()
         ends = list(opts.end_tokens) if opts.end_tokens is not None else self.end_tokens
-        tokens = list(self.render(prompt).tokens)
-        steps = self.backend.stream(tokens, opts, self.budget(source, opts), ends)
+        rendered = self.render(prompt)
+        steps = self.backend.stream(rendered if self.family == SEQ2SEQ else list(rendered.tokens), opts,
+                                    self.budget(source, opts), ends)
         ids: list[int] = []
         emitted = ""
         try:
@@ -769,7 +880,5 @@ class Engine:
 def translate_text(engine: Engine, text: str, source_lang: str, target_lang: str,
                    options: GenerationOptions | None = None) -> Generation:
     """One text, the family's translate prompt: the quick check behind `tower-cat translate-text`."""
-    from tower_cat import prompts
-
-    messages = prompts.translate_messages(text, source_lang, target_lang, wording=engine.info.wording)
-    return engine.generate([messages], options, sources=[text])[0]
+    return engine.generate([engine.translation_prompt(text, source_lang, target_lang)], options,
+                           sources=[text])[0]

@@ -79,3 +79,39 @@ def language_name(code: str, *, variant: bool = True) -> str:
     if primary == "nn" or (primary == "no" and "nn" in tags):
         return "Norwegian (Nynorsk)"
     return base
+
+
+# NLLB-200 (FLORES-200) codes for the languages above; a code already in that form passes through.
+_NLLB = {
+    "af": "afr_Latn", "am": "amh_Ethi", "ar": "arb_Arab", "az": "azj_Latn", "be": "bel_Cyrl", "bg": "bul_Cyrl",
+    "bn": "ben_Beng", "bs": "bos_Latn", "ca": "cat_Latn", "cs": "ces_Latn", "cy": "cym_Latn", "da": "dan_Latn",
+    "de": "deu_Latn", "el": "ell_Grek", "en": "eng_Latn", "eo": "epo_Latn", "es": "spa_Latn", "et": "est_Latn",
+    "eu": "eus_Latn", "fa": "pes_Arab", "fi": "fin_Latn", "fil": "tgl_Latn", "fr": "fra_Latn", "ga": "gle_Latn",
+    "gl": "glg_Latn", "gu": "guj_Gujr", "he": "heb_Hebr", "hi": "hin_Deva", "hr": "hrv_Latn", "hu": "hun_Latn",
+    "hy": "hye_Armn", "id": "ind_Latn", "is": "isl_Latn", "it": "ita_Latn", "ja": "jpn_Jpan", "ka": "kat_Geor",
+    "kk": "kaz_Cyrl", "km": "khm_Khmr", "kn": "kan_Knda", "ko": "kor_Hang", "lb": "ltz_Latn", "lt": "lit_Latn",
+    "lv": "lvs_Latn", "mk": "mkd_Cyrl", "ml": "mal_Mlym", "mn": "khk_Cyrl", "mr": "mar_Deva", "ms": "zsm_Latn",
+    "mt": "mlt_Latn", "my": "mya_Mymr", "nb": "nob_Latn", "ne": "npi_Deva", "nl": "nld_Latn", "nn": "nno_Latn",
+    "no": "nob_Latn", "pa": "pan_Guru", "ps": "pbt_Arab", "pl": "pol_Latn", "pt": "por_Latn", "ro": "ron_Latn",
+    "ru": "rus_Cyrl", "si": "sin_Sinh", "sk": "slk_Latn", "sl": "slv_Latn", "sq": "als_Latn", "sr": "srp_Cyrl",
+    "sv": "swe_Latn", "sw": "swh_Latn", "ta": "tam_Taml", "te": "tel_Telu", "th": "tha_Thai", "tl": "tgl_Latn",
+    "tr": "tur_Latn", "uk": "ukr_Cyrl", "ur": "urd_Arab", "uz": "uzn_Latn", "vi": "vie_Latn", "zh": "zho_Hans",
+    "zu": "zul_Latn",
+}
+
+
+def nllb_code(code: str) -> str:
+    """'de' -> 'deu_Latn', 'zh-TW' -> 'zho_Hant'; 'deu_Latn' stays."""
+    if re.match(r"^[a-z]{3}_[A-Z][a-z]{3}$", code):
+        return code
+    primary, subtags = split_code(code)
+    if primary == "zh" and set(subtags) & _ZH_TRADITIONAL:
+        return "zho_Hant"
+    if primary not in _NLLB:
+        raise ValueError(f"no NLLB code known for {code!r}; pass one such as 'deu_Latn'")
+    return _NLLB[primary]
+
+
+def m2m_code(code: str) -> str:
+    """M2M-100 language token: 'pt-BR' -> '__pt__'."""
+    return f"__{split_code(code)[0]}__"

@@ -15,7 +15,8 @@ from typing import Iterable, Sequence
 
 from tower_cat.convert import ModelInfo, convert_model
 
-ARCHITECTURES = ("llama", "qwen2", "gemma2")
+ARCHITECTURES = ("llama", "qwen2", "gemma2")  # decoder-only (Tower families)
+SEQ2SEQ_ARCHITECTURES = ("marian",)            # encoder-decoder, served by ctranslate2.Translator
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"
 
 # ChatML as TowerInstruct uses it: no system prompt, BOS added by the tokenizer (not by the template).
@@ -127,9 +128,43 @@ def train_tokenizer(arch: str = "llama", texts: Iterable[str] | None = None, voc
 
 
 def _check_arch(arch: str) -> str:
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    if arch not in ARCHITECTURES + SEQ2SEQ_ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of "
+                         f"{', '.join(ARCHITECTURES + SEQ2SEQ_ARCHITECTURES)}")
     return arch
+
+
+def train_marian_tokenizer(texts: Iterable[str] | None = None, vocab_size: int = 512):
+    """Marian-style tokenizer: `</s>` appended to every source, `<pad>` as the last id (CT2 drops it)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = list(texts) if texts is not None else (sample_texts() + DEFAULT_TEXTS)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["</s>", "<unk>"], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus, trainer)
+    tok.add_special_tokens(["<pad>"])
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A $B </s>",
+                                                       special_tokens=[("</s>", tok.token_to_id("</s>"))])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+                                   clean_up_tokenization_spaces=False)
+
+
+def _marian_model(tokenizer, hidden_size: int = 64, layers: int = 2, heads: int = 4, init_range: float = 0.1,
+                  **_ignored):
+    import transformers
+
+    pad = tokenizer.pad_token_id
+    config = transformers.MarianConfig(
+        vocab_size=len(tokenizer), d_model=hidden_size, encoder_layers=layers, decoder_layers=layers,
+        encoder_attention_heads=heads, decoder_attention_heads=heads, encoder_ffn_dim=2 * hidden_size,
+        decoder_ffn_dim=2 * hidden_size, max_position_embeddings=512, pad_token_id=pad,
+        eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=pad, forced_eos_token_id=None,
+        init_std=init_range, share_encoder_decoder_embeddings=True, scale_embedding=True)
+    return transformers.MarianMTModel(config)
 
 
 def make_config(arch: str, vocab_size: int, tokenizer=None, *, hidden_size: int = 64, layers: int = 2,
@@ -171,15 +206,23 @@ def build_tiny_hf_model(out_dir: str | Path, arch: str = "llama", *, texts: Sequ
 
     _check_arch(arch)
     out_dir = Path(out_dir)
-    tokenizer = tokenizer if tokenizer is not None else train_tokenizer(arch, texts, vocab_size)
-    config = make_config(arch, max(model_vocab_size or 0, len(tokenizer)), tokenizer, **config_kwargs)
-    torch.manual_seed(seed)
-    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    if bias_token is not None:
-        _bias_towards(model, tokenizer.convert_tokens_to_ids(bias_token), arch)
-    model.generation_config = transformers.GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id)
+    if arch in SEQ2SEQ_ARCHITECTURES:
+        tokenizer = tokenizer if tokenizer is not None else train_marian_tokenizer(texts, vocab_size)
+        torch.manual_seed(seed)
+        model = _marian_model(tokenizer, **config_kwargs)
+        model.generation_config = transformers.GenerationConfig(
+            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+            decoder_start_token_id=tokenizer.pad_token_id)
+    else:
+        tokenizer = tokenizer if tokenizer is not None else train_tokenizer(arch, texts, vocab_size)
+        config = make_config(arch, max(model_vocab_size or 0, len(tokenizer)), tokenizer, **config_kwargs)
+        torch.manual_seed(seed)
+        model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        if bias_token is not None:
+            _bias_towards(model, tokenizer.convert_tokens_to_ids(bias_token), arch)
+        model.generation_config = transformers.GenerationConfig(
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
