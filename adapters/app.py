@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any, Callable
 from urllib.parse import parse_qs
 
@@ -158,6 +159,8 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if "//" in scope.get("path", ""):  # "http://host:8000/" + "/translate" (OmegaT appends "/translate")
+            scope = dict(scope, path=re.sub("/{2,}", "/", scope["path"]))
         limit = self.limit_for(scope)
         proto = protocol_of(scope.get("path", ""), scope.get("query_string", b""))
         for name, value in scope.get("headers", []):

@@ -76,6 +76,8 @@ def router() -> APIRouter:
         except ServiceError as exc:
             if exc.status == 413:  # LibreTranslate reports its character limit as a 400
                 raise ServiceError(f"Invalid request: {exc.message}") from None
+            if exc.status == 429:
+                raise ServiceError(f"Slowdown: {exc.message}", status=429) from None
             raise
         body: dict = {"translatedText": [o.text for o in outs] if batch else outs[0].text}
         if auto:

@@ -313,6 +313,9 @@ def test_apertium_omegat_request_shape(server, http):
     assert r["responseStatus"] == 200 and isinstance(r["responseData"]["translatedText"], str)
     r = http.post("/translate", data={"q": "Hello", "langpair": "en|es"}).json()
     assert r["responseStatus"] == 200
+    # a "Server URL" typed with a trailing slash: OmegaT then asks for //translate
+    slash = http.get(f"{server.url}//translate?q=Hi&markUnknown=no&langpair=en|de&key=").json()
+    assert slash["responseStatus"] == 200
     bad = http.get("/translate", params={"q": "Hello", "langpair": "en|tlh"}).json()
     assert bad["responseStatus"] == 400 and bad["responseDetails"] and bad["responseData"]["translatedText"] is None
 
