@@ -207,7 +207,7 @@ class BodyLimit:
 
 
 def create_app(service: Service) -> FastAPI:
-    from . import apertium, deepl, libretranslate, v1
+    from . import apertium, deepl, libretranslate, sessions_api, v1
 
     app = FastAPI(title="tower-cat", version="0.1.0",
                   description="Tower-family LLM translation for CAT tools: our /v1 API and DeepL-, "
@@ -246,6 +246,7 @@ def create_app(service: Service) -> FastAPI:
                               f"internal error: {type(exc).__name__}")
 
     app.include_router(v1.router())
+    app.include_router(sessions_api.router())
     app.include_router(deepl.router())
     app.include_router(libretranslate.router())
     app.include_router(apertium.router())
