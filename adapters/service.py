@@ -206,9 +206,23 @@ class Batcher:
                         break
                     jobs.append(nxt)
                     size += nxt.size
-            self._process(jobs)
+            try:
+                self._process(jobs)
+            except BaseException:  # noqa: BLE001 - the worker must outlive any one batch
+                log.exception("engine worker: a batch failed")
+                for j in jobs:
+                    if not j.future.done():
+                        self._finish(j, exc=ServiceError("internal error in the engine worker", status=500))
 
     def _process(self, jobs: list[_Job]) -> None:
+        live = []
+        for j in jobs:  # a request whose client went away is not generated
+            if j.future.set_running_or_notify_cancel():
+                live.append(j)
+            else:
+                with self._lock:
+                    self._pending -= j.size
+        jobs = live
         calls = [j for j in jobs if j.fn is not None]
         groups: dict[Any, list[_Job]] = {}
         for j in jobs:
@@ -224,9 +238,16 @@ class Batcher:
             self.stats.max_coalesced_prompts = max(self.stats.max_coalesced_prompts, len(prompts_))
             try:
                 results = self.engine.generate(prompts_, options, sources=sources)
-            except BaseException as exc:  # noqa: BLE001 - handed to every waiting request
-                for j in group:
-                    self._finish(j, exc=exc)
+            except Exception as exc:  # noqa: BLE001
+                if len(group) == 1:
+                    self._finish(group[0], exc=exc)
+                    continue
+                for j in group:  # one bad request must not fail the others it was batched with
+                    self.stats.generate_calls += 1
+                    try:
+                        self._finish(j, result=self.engine.generate(j.prompts, options, sources=j.sources))
+                    except Exception as exc2:  # noqa: BLE001
+                        self._finish(j, exc=exc2)
                 continue
             start = 0
             for j in group:
@@ -244,12 +265,13 @@ class Batcher:
     def _finish(self, job: _Job, result: Any = None, exc: BaseException | None = None) -> None:
         with self._lock:
             self._pending -= job.size
-        if job.future.cancelled():
-            return
-        if exc is not None:
-            job.future.set_exception(exc)
-        else:
-            job.future.set_result(result)
+        try:
+            if exc is not None:
+                job.future.set_exception(exc)
+            else:
+                job.future.set_result(result)
+        except concurrent.futures.InvalidStateError:  # cancelled meanwhile
+            pass
 
 
 # ----------------------------------------------------------------------------------------------------------

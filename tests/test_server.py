@@ -556,3 +556,46 @@ def test_cli_serve_subprocess(tiny, tmp_path):
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_batcher_isolates_failures_and_skips_cancelled():
+    import threading
+
+    from tower_cat.adapters.service import Batcher, Overloaded
+
+    seen: list[list[str]] = []
+    gate = threading.Event()
+
+    class FakeEngine:
+        def generate(self, prompts, options=None, *, sources=None):
+            seen.append(list(prompts))
+            if prompts and prompts[0] == "slow":
+                gate.wait(10)
+            if "bad" in prompts:
+                raise ValueError("bad prompt")
+            return [p.upper() for p in prompts]
+
+    b = Batcher(FakeEngine(), window=0.05, max_pending=8)
+    try:
+        slow = b.submit(["slow"], [None], "opts")
+        time.sleep(0.1)  # the worker is now inside generate(["slow"])
+        good = b.submit(["a", "b"], [None, None], "opts")
+        bad = b.submit(["bad"], [None], "opts")
+        dropped = b.submit(["never"], [None], "opts")
+        assert dropped.cancel()  # the client went away before the worker took it
+        with pytest.raises(Overloaded):
+            b.submit(["x"] * 6, [None] * 6, "opts")  # 1 + 2 + 1 + 1 + 6 > 8
+        gate.set()
+        assert slow.result(10) == ["SLOW"]
+        assert good.result(10) == ["A", "B"]
+        with pytest.raises(ValueError):
+            bad.result(10)
+        assert not any("never" in call for call in seen)
+        assert b.call(lambda: 42).result(10) == 42
+        deadline = time.monotonic() + 5
+        while b.pending and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert b.pending == 0
+    finally:
+        gate.set()
+        b.close()
