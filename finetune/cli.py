@@ -1,0 +1,233 @@
+"""``tower-cat finetune``: tune a Tower-family model on a client's translation memories.
+
+    tower-cat finetune --tm client.tmx [--tm more.xlf] [--mono texts/] --base HF_DIR --out DIR
+                       [--lora] [--stage cpt|sft|both] [--epochs N] [--source en --target de]
+    tower-cat finetune data --tm client.tmx [--source en --target de] [--out DIR] [--json]
+    tower-cat finetune evaluate --model OUT/ct2 --heldout OUT/data/heldout.jsonl [--baseline DIR]
+    tower-cat finetune dpo --model HF_DIR --heldout pairs.jsonl --out DIR   (preference stage, optional)
+
+Group options (``--tm``, ``--base``, ...) come before a subcommand name; ``--tm``, ``--mono`` and
+``--target`` repeat (``--mono`` also takes a folder of .txt files).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+import click
+
+from tower_cat.finetune.recipe import STAGE_CHOICES
+
+
+def _data_options(func: Callable) -> Callable:
+    options = [
+        click.option("--tm", "tm_paths", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="Translation memory: TMX, XLIFF or PO (repeat for several)."),
+        click.option("--mono", "mono_paths", multiple=True, type=click.Path(exists=True, path_type=Path),
+                     help="Monolingual text for CPT: a .txt file or a folder of them (repeatable)."),
+        click.option("--glossary", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                     help="TBX or CSV/TSV glossary: terminology-aware examples."),
+        click.option("--source", "source_lang", default=None, help="Source language (default: the TM's)."),
+        click.option("--target", "target_langs", multiple=True,
+                     help="Target language (repeatable; default: every other language in the TM)."),
+        click.option("--wording", type=click.Choice(["auto", "instruct", "plus", "base"]), default="auto",
+                     show_default=True, help="Prompt wording; auto: from the model's family."),
+        click.option("--heldout", type=float, default=0.05, show_default=True,
+                     help="Held-out sources: a share (<1) or a number (>=1)."),
+        click.option("--parallel-share", type=float, default=1 / 3, show_default=True,
+                     help="Share of parallel documents in the CPT corpus."),
+        click.option("--post-edit-rate", type=float, default=0.3, show_default=True,
+                     help="Post-editing examples per training pair."),
+        click.option("--draft-model", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+                     help="A tower-cat model whose translations become the post-editing drafts "
+                          "(default: seeded synthetic errors)."),
+        click.option("--seed", type=int, default=0, show_default=True),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _data_config(source_lang, target_langs, wording, heldout, parallel_share, post_edit_rate, seed):
+    from tower_cat.finetune.data import DataConfig
+
+    return DataConfig(source=source_lang, targets=tuple(target_langs), wording=wording, heldout=heldout,
+                      parallel_share=parallel_share, post_edit_rate=post_edit_rate, seed=seed)
+
+
+def _wording(wording: str, model_dir: Path | None) -> str:
+    if wording != "auto":
+        return wording
+    if model_dir is None:
+        return "instruct"
+    from tower_cat.convert import ModelInfo, inspect_model
+
+    try:
+        return ModelInfo.load(model_dir).wording if (model_dir / "tower_cat.json").is_file() \
+            else inspect_model(model_dir).wording
+    except Exception:  # noqa: BLE001 - an unreadable folder fails later with a clear message
+        return "instruct"
+
+
+def _draft_fn(draft_model: Path | None, device: str, threads: int | None):
+    if draft_model is None:
+        return None, None
+    from tower_cat.engine import Engine
+    from tower_cat.finetune.data import model_drafts
+
+    engine = Engine.load(draft_model, device=device, threads=threads, cache=None)
+    return model_drafts(engine), engine
+
+
+@click.group("finetune", invoke_without_command=True)
+@_data_options
+@click.option("--base", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="The Hugging Face model folder to start from (e.g. TowerInstruct-7B-v0.2).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder: data/, stages/, hf/, ct2/, eval.json.")
+@click.option("--stage", type=click.Choice(STAGE_CHOICES), default="both", show_default=True)
+@click.option("--lora/--full", default=False, show_default=True, help="LoRA adapters or all weights.")
+@click.option("--lora-r", type=int, default=16, show_default=True)
+@click.option("--lora-alpha", type=int, default=32, show_default=True)
+@click.option("--epochs", type=float, default=None, help="Epochs for both stages (default: CPT 1, SFT 2).")
+@click.option("--max-steps", type=int, default=None, help="Optimizer steps per stage (overrides --epochs).")
+@click.option("--lr", type=float, default=None, help="SFT learning rate (default 2e-5 full, 2e-4 LoRA).")
+@click.option("--cpt-lr", type=float, default=None, help="CPT learning rate (default 1e-5 full, 1e-4 LoRA).")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Sequences per micro-batch.")
+@click.option("--grad-accum", type=int, default=4, show_default=True, help="Micro-batches per step.")
+@click.option("--seq-len", type=int, default=1024, show_default=True, help="CPT block / longest SFT example.")
+@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True)
+@click.option("--gradient-checkpointing", is_flag=True, help="Trade compute for memory (large models).")
+@click.option("--save-every", type=int, default=200, show_default=True, help="Checkpoint every N steps (0: off).")
+@click.option("--quantization", default="int8", show_default=True, help="CT2 weights: int8, bfloat16, ...")
+@click.option("--no-eval", is_flag=True, help="Skip the held-out evaluation.")
+@click.option("--no-baseline", is_flag=True, help="Do not score the base model (saves a conversion).")
+@click.option("--comet", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="COMET checkpoint folder: add COMET to the evaluation.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--threads", type=int, default=None, help="CPU threads.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+@click.pass_context
+def finetune(ctx, tm_paths, mono_paths, glossary, source_lang, target_langs, wording, heldout, parallel_share,
+             post_edit_rate, draft_model, seed, base, out_dir, stage, lora, lora_r, lora_alpha, epochs, max_steps,
+             lr, cpt_lr, batch_size, grad_accum, seq_len, precision, gradient_checkpointing, save_every,
+             quantization, no_eval, no_baseline, comet, device, threads, as_json) -> int | None:
+    """Continued pretraining + instruction tuning on translation memories, exported for tower-cat."""
+    if ctx.invoked_subcommand is not None:
+        return None
+    missing = [name for name, v in (("--tm", tm_paths), ("--base", base), ("--out", out_dir)) if not v]
+    if missing:
+        raise click.UsageError(f"missing {', '.join(missing)} (or use a subcommand: data, evaluate, dpo)")
+    from rich.console import Console
+
+    from tower_cat.finetune.recipe import FinetuneConfig, run_finetune
+    from tower_cat.finetune.train import TrainConfig
+
+    console = Console(stderr=as_json)
+    common = dict(batch_size=batch_size, grad_accum=grad_accum, seq_len=seq_len, lora=lora, lora_r=lora_r,
+                  lora_alpha=lora_alpha, precision=precision, gradient_checkpointing=gradient_checkpointing,
+                  device=device, threads=threads, seed=seed, save_every=save_every, max_steps=max_steps,
+                  progress=sys.stderr.isatty())
+    cfg = FinetuneConfig(
+        stage=stage,
+        data=_data_config(source_lang, target_langs, _wording(wording, base), heldout, parallel_share,
+                          post_edit_rate, seed),
+        cpt=TrainConfig(epochs=epochs or 1.0, lr=cpt_lr or (1e-4 if lora else 1e-5), **common),
+        sft=TrainConfig(epochs=epochs or 2.0, lr=lr or (2e-4 if lora else 2e-5), **common),
+        quantization=None if quantization in ("none", "") else quantization, evaluate=not no_eval,
+        baseline=not no_baseline, comet=str(comet) if comet else None, device=device, threads=threads)
+    draft, engine = _draft_fn(draft_model, device, threads)
+    try:
+        result = run_finetune(tm_paths, base, out_dir, mono_paths=mono_paths, glossary=glossary, config=cfg,
+                              draft_fn=draft, console=console)
+    finally:
+        if engine is not None:
+            engine.close()
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        console.print(f"tuned model: {result.ct2_dir}  (translate with: tower-cat translate FILE --model "
+                      f"{result.ct2_dir})")
+    return 0
+
+
+@finetune.command("data")
+@_data_options
+@click.option("--tokenizer", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="HF model folder whose tokenizer counts tokens (and whose family picks the wording).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write train/heldout/cpt/sft .jsonl and stats.json here.")
+@click.option("--show", type=int, default=0, help="Print N SFT examples.")
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
+def data_cmd(tm_paths, mono_paths, glossary, source_lang, target_langs, wording, heldout, parallel_share,
+             post_edit_rate, draft_model, seed, tokenizer, out_dir, show, as_json) -> int:
+    """Only build the datasets: statistics, and JSONL files with --out."""
+    from rich.console import Console
+
+    from tower_cat.finetune.data import build_datasets, save_datasets, stats_table
+
+    if not tm_paths:
+        raise click.UsageError("give at least one --tm file")
+    tok = None
+    if tokenizer is not None:
+        import transformers
+
+        tok = transformers.AutoTokenizer.from_pretrained(str(tokenizer))
+    cfg = _data_config(source_lang, target_langs, _wording(wording, tokenizer), heldout, parallel_share,
+                       post_edit_rate, seed)
+    draft, engine = _draft_fn(draft_model, "auto", None)
+    try:
+        ds = build_datasets(tm_paths, mono_paths, cfg, glossary=glossary, draft_fn=draft, tokenizer=tok)
+    finally:
+        if engine is not None:
+            engine.close()
+    paths = save_datasets(ds, out_dir) if out_dir else {}
+    if as_json:
+        click.echo(json.dumps({"stats": ds.stats.to_dict(), "config": cfg.to_dict(),
+                               "files": {k: str(v) for k, v in paths.items()}}, indent=2, ensure_ascii=False))
+        return 0
+    console = Console()
+    console.print(stats_table(ds.stats))
+    for ex in ds.sft[:show]:
+        console.rule(ex.task)
+        console.print(ex.messages[-1]["content"], markup=False, highlight=False)
+        console.print("→ " + ex.response, markup=False, highlight=False)
+    if paths:
+        console.print(f"written: {', '.join(str(p) for p in paths.values())}", markup=False)
+    return 0
+
+
+@finetune.command("evaluate")
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The tuned model (tower-cat folder).")
+@click.option("--heldout", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="heldout.jsonl written by `finetune data --out` or a finetune run.")
+@click.option("--baseline", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="A model to compare with (e.g. OUT/baseline).")
+@click.option("--comet", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
+@click.option("--max", "limit", type=int, default=500, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--threads", type=int, default=None)
+@click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write JSON here.")
+@click.option("--json", "as_json", is_flag=True)
+def evaluate_cmd(model_dir, heldout, baseline, comet, limit, device, threads, save, as_json) -> int:
+    """Score a model (and optionally a baseline) on held-out pairs: chrF, BLEU, COMET."""
+    from rich.console import Console
+
+    from tower_cat.finetune.data import load_pairs
+    from tower_cat.finetune.export import compare, evaluate_model
+
+    pairs = load_pairs(heldout)[:limit]
+    kw = dict(comet=str(comet) if comet else None, device=device, threads=threads)
+    before = evaluate_model(baseline, pairs, **kw) if baseline else None
+    after = evaluate_model(model_dir, pairs, **kw)
+    table = compare(before, after, save)
+    if as_json:
+        click.echo(json.dumps({"before": before.to_dict() if before else None, "after": after.to_dict()},
+                              indent=2, ensure_ascii=False))
+    else:
+        Console().print(table)
+    return 0
