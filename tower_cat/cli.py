@@ -24,6 +24,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "terms": "tower_cat.cli_tm:terms",
     "convert": "tower_cat.cli_engine:convert",
     "translate-text": "tower_cat.cli_engine:translate_text",
+    "refine": "tower_cat.cli_refine:refine",
     "finetune": "tower_cat.finetune.cli:finetune",
     "serve": "tower_cat.adapters.cli:serve",
 }
