@@ -34,7 +34,8 @@ listed as ``unverifiable``.
 
 A result that fails a check is retried once: the model gets its output back with the failed checks as a
 further instruction (``prompts.instruction_feedback``), and the better of the two results is kept (fewer
-failed checks; the retry on a tie). :class:`InstructionReport` records the checks per unit.
+failed checks, then less over a length limit; the retry on a full tie). :class:`InstructionReport` records the
+checks per unit.
 """
 
 from __future__ import annotations
