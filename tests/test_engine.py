@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 
 import ctranslate2
 import pytest
@@ -127,8 +126,7 @@ def test_tower_instruct_prompt_renders_exactly(ct2_engines):
     assert rendered.text == ("<|im_start|>user\nTranslate the following text from Portuguese into English.\n"
                              f"Portuguese: {text}\nEnglish:<|im_end|>\n<|im_start|>assistant\n")
     assert rendered.tokens[0] == "<s>" and rendered.tokens.count("<s>") == 1
-    assert rendered.tokens[-3:] == tuple(engine.tokenizer.tokenize("assistant\n"))[-3:] or \
-        engine.tokenizer.decode(rendered.ids[-4:]).endswith("assistant\n")
+    assert engine.tokenizer.decode(rendered.ids) == "<s>" + rendered.text  # the tokens are exactly that text
 
 
 @pytest.mark.parametrize("arch,bos", [("llama", "<s>"), ("gemma2", "<bos>"), ("qwen2", None)])
@@ -228,8 +226,10 @@ def test_repeated_prompts_are_generated_once(tiny_llama):
     spy = _Spy(engine)
     distinct = [_messages(engine, i) for i in range(3)]
     batch = [distinct[i % 3] for i in range(10)]
-    results = engine.generate(batch, GenerationOptions(max_new_tokens=8))
+    seen = []
+    results = engine.generate(batch, GenerationOptions(max_new_tokens=8), progress=lambda d, t: seen.append((d, t)))
     assert spy.prompts == 3
+    assert seen and seen[-1] == (3, 3)
     assert engine.stats.prompts_generated == 3 and engine.stats.prompts_requested == 10
     for i, r in enumerate(results):
         assert r.tokens == results[i % 3].tokens
@@ -444,7 +444,6 @@ def test_cli_convert_and_translate_text(tiny_llama, tmp_path, monkeypatch):
     assert (tmp_path / "cache.sqlite").is_file()
     streamed = runner.invoke(cli, args + ["--stream", "--no-cache"])
     assert streamed.exit_code == 0 and streamed.stdout.strip() == expected.text.strip()
-    assert math.isfinite(len(res.stdout))
 
 
 # -- seq2seq (Marian on ctranslate2.Translator) ---------------------------------------------------------------

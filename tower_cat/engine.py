@@ -5,6 +5,11 @@ raw text) into token lists with the tokenizer's own chat template — exactly on
 family's end tokens. Work is deduplicated, batched by length under a token budget, and results are kept in a
 SQLite cache keyed by model fingerprint + prompt, so a re-run or an interrupted job only generates what is
 missing. The CTranslate2 generator is loaded lazily: a fully cached run never loads the weights.
+
+Llama/Mistral (TowerInstruct) and Qwen2 (Tower+ 72B) on CT2 reproduce Hugging Face exactly in float32 (tested).
+Gemma 2 (Tower+ 2B/9B) does not: CT2 implements neither its logit soft-capping nor its sliding window, so
+greedy output can drift (above all past 4096 tokens) and scores are approximate; loading one warns, and
+backend="transformers" runs the exact model. Seq2seq models (Marian, NLLB, M2M-100) run on ct2.Translator.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence, Union
+from typing import Any, Callable, Iterator, Mapping, Sequence, Union
 
 from tower_cat.convert import BASE, SEQ2SEQ, ModelInfo, inspect_model
 from tower_cat.errors import ModelError
@@ -294,7 +299,7 @@ class _CT2Backend:
                     sampling_topp=opts.sampling_topp, sampling_temperature=opts.sampling_temperature,
                     end_token=end_tokens, max_length=max_new, min_length=min(opts.min_new_tokens, max_new))
 
-    def generate(self, batches: list[list[list[str]]], opts: GenerationOptions, max_news: list[int],
+    def generate(self, batches: list[list[RenderedPrompt]], opts: GenerationOptions, max_news: list[int],
                  end_tokens: list[str], max_batch_tokens: int) -> Iterator[list[list[_RawHyp]]]:
         """Submit batches asynchronously (so every replica works) and yield their results in order."""
         window = 2 * self.parallel
@@ -749,10 +754,12 @@ class Engine:
         return max(min(n, opts.max_new_tokens), opts.min_new_tokens, 1)
 
     def generate(self, prompts: Sequence[Prompt], options: GenerationOptions | None = None, *,
-                 sources: Sequence[str | None] | None = None) -> list[Generation]:
+                 sources: Sequence[str | None] | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> list[Generation]:
         """Generate for every prompt; identical prompts run once, cached ones not at all.
 
-        `sources` (the texts being translated) set each prompt's new-token budget.
+        `sources` (the texts being translated) set each prompt's new-token budget. `progress(done, total)` is
+        called after each batch, counting distinct prompts.
         """
         opts = options or GenerationOptions()
         if sources is not None and len(sources) != len(prompts):
@@ -788,6 +795,8 @@ class Engine:
                 if use_cache:
                     self.cache.put_many(new)
                 done.update({k: Generation(v, cached=False) for k, v in new.items()})
+                if progress is not None:
+                    progress(len(done), len(unique))
         return [done[k] for k in keys]
 
     def _cut_batches(self, order: list[int], rendered, budgets, opts: GenerationOptions) -> list[list[int]]:
