@@ -294,6 +294,24 @@ def test_glossary_terms_and_tm_examples_go_into_the_first_request(engines, tmp_p
     assert session.current.terms["ok"] is True
 
 
+def test_a_unit_brings_its_limit_notes_and_context_key(engines):
+    from tower_cat.document import Unit, UnitContext
+
+    tm = TranslationMemory(":memory:")
+    unit = Unit("u1", Segment(["Save"]), max_length=10, notes=["Button label"],
+                context=UnitContext(resname="btn.save", next_source="Cancel"))
+    manager = SessionManager(engines["llama"], SessionStore(":memory:"), tm=tm, options=OPTIONS)
+    sent = scripted(manager, ["Abspeichern der Daten", "Speichern"])
+    session = manager.start(unit, "en", "de", instructions=["fit the maxwidth"])
+    assert session.max_length == 10 and [(c.kind, c.value) for c in session.checks] == [("max_length", 10)]
+    assert session.instructions == ["fit the maxwidth"]
+    assert "Button label" in sent[0][0]["content"] and "Cancel" in sent[0][0]["content"]
+    assert session.current.report.retried and session.current.text == "Speichern"
+    manager.accept(session)
+    match = tm.lookup(unit, "en", "de")[0]
+    assert match.kind == "context" and match.target_text == "Speichern"
+
+
 # ------------------------------------------------------------------------------------------------ HTTP API
 
 def test_sessions_api(engines, tmp_path):

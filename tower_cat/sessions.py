@@ -37,7 +37,7 @@ from typing import Any, Sequence
 
 from tower_cat import codes, prompts
 from tower_cat.codes import Tag
-from tower_cat.document import CodeKind, InlineCode, Segment
+from tower_cat.document import CodeKind, InlineCode, Segment, Unit
 from tower_cat.errors import TowerCatError
 from tower_cat.instructions import Check, CheckResult, InstructionReport, InstructionSet, choose, merge_checks
 
@@ -197,6 +197,7 @@ class Session:
     wording: str = "instruct"
     turns: list[Turn] = field(default_factory=list)
     max_length: int | None = None      # the unit's length limit (for "fit the maxwidth")
+    first_instructions: list[str] = field(default_factory=list)  # those given with the first request
     accepted: Accepted | None = None
     meta: dict[str, Any] = field(default_factory=dict)  # caller's data: unit id, file, user ...
     created: float = field(default_factory=time.time)
@@ -223,9 +224,7 @@ class Session:
     @property
     def instructions(self) -> list[str]:
         """Every instruction given so far, in order (those of the first request included)."""
-        out: list[str] = []
-        if self.turns:
-            out.extend(self.turns[0].report.unverifiable)
+        out: list[str] = list(self.first_instructions)
         for t in self.turns:
             if t.instruction:
                 out.append(t.instruction)
@@ -251,7 +250,8 @@ class Session:
                        "tags": self.rendered.text},
             "turns": [t.as_dict(i) for i, t in enumerate(self.turns)],
             "current": self.turns[-1].as_dict(len(self.turns) - 1) if self.turns else None,
-            "checks": [c.as_dict() for c in self.checks], "max_length": self.max_length,
+            "checks": [c.as_dict() for c in self.checks], "instructions": self.instructions,
+            "max_length": self.max_length,
             "accepted": self.accepted.as_dict() if self.accepted else None,
             "meta": self.meta, "created": self.created, "updated": self.updated,
         }
@@ -261,6 +261,7 @@ class Session:
         return {"format": SESSION_FORMAT, "id": self.id, "source": _seg_dump(self.source),
                 "source_lang": self.source_lang, "target_lang": self.target_lang, "wording": self.wording,
                 "turns": [t.dump() for t in self.turns], "max_length": self.max_length,
+                "first_instructions": self.first_instructions,
                 "accepted": None if self.accepted is None else {
                     "turn": self.accepted.turn, "segment": _seg_dump(self.accepted.segment),
                     "tm_entry": self.accepted.tm_entry, "at": self.accepted.at},
@@ -271,6 +272,7 @@ class Session:
         acc = d.get("accepted")
         return cls(d["id"], _seg_load(d["source"]), d["source_lang"], d["target_lang"], d.get("wording", "instruct"),
                    [Turn.load(t) for t in d.get("turns", [])], d.get("max_length"),
+                   list(d.get("first_instructions", [])),
                    None if not acc else Accepted(acc["turn"], _seg_load(acc["segment"]), acc.get("tm_entry"),
                                                  acc.get("at", time.time())),
                    dict(d.get("meta") or {}), d.get("created", time.time()), d.get("updated", time.time()))
@@ -395,17 +397,35 @@ class SessionManager:
 
     # -- public API ---------------------------------------------------------------------------------------
 
-    def start(self, source: str | Segment, source_lang: str, target_lang: str, *, instructions: Sequence[str] = (),
+    def start(self, source: str | Segment | Unit, source_lang: str, target_lang: str, *, instructions: Sequence[str] = (),
               terms: Sequence[tuple[str, str]] | None = None, examples: Sequence[tuple[str, str]] | None = None,
               notes: Sequence[str] = (), context_before: Sequence[str] = (), context_after: Sequence[str] = (),
               max_length: int | None = None, meta: dict | None = None, markup: bool = False,
               session_id: str | None = None) -> Session:
         """Translate a segment and open a session on it.
 
-        ``source``: a Segment (with inline codes) or text (with ``markup=True``, numbered tags in it become
-        codes — see :func:`segment_from_markup`). ``terms``/``examples`` default to what the manager's glossary and
-        TM give for the source. ``instructions`` go into the first request (and become checks where verifiable).
+        ``source``: a Segment (with inline codes), a document Unit (its source, character length limit, notes and
+        context key come along; the key and neighbours go with an accepted result into the TM) or text (with
+        ``markup=True``, numbered tags in it become codes — see :func:`segment_from_markup`). ``terms`` /
+        ``examples`` default to what the manager's glossary and TM give for the source. ``instructions`` go into
+        the first request (and become checks where verifiable).
         """
+        meta = dict(meta or {})
+        if isinstance(source, Unit):
+            unit = source
+            source = unit.source
+            if max_length is None and unit.max_length and (unit.size_unit or "char") in ("char", "character"):
+                max_length = unit.max_length
+            notes = list(notes) or [n for n in unit.notes[:2] if n.strip()]
+            ctx = unit.context
+            for k in ("resname", "msgctxt", "previous_source", "next_source", "file"):
+                if getattr(ctx, k, None) and k not in meta:
+                    meta[k] = getattr(ctx, k)
+            meta.setdefault("unit", unit.id)
+            if not context_before and ctx.previous_source:
+                context_before = [ctx.previous_source]
+            if not context_after and ctx.next_source:
+                context_after = [ctx.next_source]
         if isinstance(source, Segment):
             segment = source
         else:
@@ -424,7 +444,7 @@ class SessionManager:
                                               **({"notes": list(notes)} if notes else {}))
         messages = iset.apply(messages, self.wording)
         session = Session(session_id or uuid.uuid4().hex, segment, source_lang, target_lang, self.wording,
-                          max_length=max_length, meta=dict(meta or {}))
+                          max_length=max_length, first_instructions=list(iset.instructions), meta=meta)
         turn = Turn(None, messages[-1]["content"], "", segment, new_checks=list(iset.checks))
         turn.report.unverifiable = list(iset.unverifiable)
         with self._lock:
@@ -485,7 +505,8 @@ class SessionManager:
             memory = tm if tm is not None else self.tm
             entry = None
             if memory is not None:
-                context = {k: session.meta[k] for k in ("resname", "msgctxt", "file") if session.meta.get(k)}
+                context = {k: session.meta[k] for k in ("resname", "msgctxt", "key", "previous_source",
+                                                        "next_source") if session.meta.get(k)}
                 entry = memory.add(session.source, chosen.segment, session.source_lang, session.target_lang,
                                    context=context or None, origin=ORIGIN)
             session.accepted = Accepted(index, chosen.segment, entry)
