@@ -27,6 +27,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "refine": "tower_cat.cli_refine:refine",
     "finetune": "tower_cat.finetune.cli:finetune",
     "serve": "tower_cat.adapters.cli:serve",
+    "translate": "tower_cat.cli_translate:translate",
+    "post-edit": "tower_cat.cli_translate:post_edit",
 }
 
 

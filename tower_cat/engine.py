@@ -733,7 +733,8 @@ class Engine:
                               target_prefix=prefix)
 
     def _decode(self, tokens: Sequence[str]) -> str:
-        ids = [i for i in _tokens_to_ids(self.tokenizer, tokens) if i is not None and i < len(self.tokenizer)]
+        n = len(self.tokenizer)  # not per token: len() of a fast tokenizer recounts its vocabulary
+        ids = [i for i in _tokens_to_ids(self.tokenizer, tokens) if i is not None and i < n]
         return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
     def count_tokens(self, text: str) -> int:

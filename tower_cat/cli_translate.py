@@ -1,0 +1,232 @@
+"""``tower-cat translate`` and ``tower-cat post-edit``: whole files through the pipeline (``tower_cat.pipeline``).
+
+    tower-cat translate FILE... -o OUT --model DIR [--tm tm.sqlite|memory.tmx] [--glossary glossary.tbx]
+                        [--source en] [--target de] [--few-shot 3] [--overwrite] [--in-place] [--json]
+    tower-cat post-edit FILE... -o OUT --model DIR [--glossary ...] [--json]
+
+OUT is a file for one input and a folder for several. Generations are cached (``--cache``, default
+``$TOWER_CAT_CACHE`` or ``~/.cache/tower-cat/generations.sqlite``): after Ctrl-C or a crash, the same command
+continues where it stopped. Exit status: 0 when every file was written (units left for review are not
+failures), 1 when a file could not be read or written, 2 for a usage or model error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from tower_cat.document import STATUSES
+
+
+def _common(func: Callable) -> Callable:
+    options = [
+        click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)),
+        click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+                     help="Output file (one input) or folder (several inputs)."),
+        click.option("--in-place", is_flag=True, help="Write the results into the input files."),
+        click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path),
+                     help="A model folder made by `tower-cat convert`."),
+        click.option("--glossary", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                     help="TBX or CSV/TSV glossary: terms go into the prompts and are checked."),
+        click.option("--source", "source_lang", default=None, help="Source language when a file does not say."),
+        click.option("--target", "target_lang", default=None, help="Target language when a file does not say."),
+        click.option("--cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Generation cache (SQLite). Default: $TOWER_CAT_CACHE or ~/.cache/tower-cat/."),
+        click.option("--no-cache", is_flag=True, help="Neither read nor write the generation cache."),
+        click.option("--max-new-tokens", type=int, default=256, show_default=True),
+        click.option("--chunk-size", type=int, default=128, show_default=True,
+                     help="Prompts per engine call (progress and resume granularity)."),
+        click.option("--translated-above", type=float, default=None,
+                     help="Write clean MT with model confidence (0-100) at or above this as 'translated' "
+                          "instead of 'needs-review'."),
+        click.option("--backend", type=click.Choice(["ct2", "transformers"]), default="ct2", show_default=True),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 or 0,1."),
+        click.option("--compute-type", default="auto", show_default=True),
+        click.option("--threads", type=int, default=None, help="CPU threads (default: all available)."),
+        click.option("--hf-model", default=None, help="Original HF folder for --backend transformers."),
+        click.option("--json", "as_json", is_flag=True, help="Print the summary (with every unit) as JSON."),
+        click.option("--no-progress", is_flag=True, help="No progress bar."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.command("translate")
+@_common
+@click.option("--tm", "tm_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Translation memory: a tower-cat TM database, or a TMX file (imported for this run).")
+@click.option("--few-shot", type=click.IntRange(0, 20), default=3, show_default=True,
+              help="Fuzzy TM matches shown to the model as examples.")
+@click.option("--fuzzy-min", type=float, default=70.0, show_default=True, help="Lowest TM score used as example.")
+@click.option("--overwrite", is_flag=True, help="Translate units that already have a target too.")
+@click.option("--exact-status", type=click.Choice(STATUSES), default="needs-review", show_default=True,
+              help="Status of targets filled from a 100 % TM match (101 % context matches: translated).")
+@click.option("--context", "context_window", type=click.IntRange(0, 5), default=1, show_default=True,
+              help="Neighbouring source segments on each side given to the model as context.")
+@click.option("--term-repair", type=click.IntRange(0, 16), default=4, show_default=True,
+              help="n-best width when a translation misses a glossary term (0: off).")
+def translate(files, output, in_place, model_dir, glossary, source_lang, target_lang, cache, no_cache,
+              max_new_tokens, chunk_size, translated_above, backend, device, compute_type, threads, hf_model,
+              as_json, no_progress, tm_path, few_shot, fuzzy_min, overwrite, exact_status, context_window,
+              term_repair) -> int:
+    """Translate XLIFF/SDLXLIFF/MQXLIFF/PO files: TM leverage, glossary, document context, codes kept."""
+    from tower_cat.pipeline import PipelineOptions
+
+    opts = PipelineOptions(source_lang=source_lang, target_lang=target_lang, overwrite=overwrite,
+                           few_shot=few_shot, fuzzy_min=fuzzy_min, exact_status=exact_status,
+                           context_window=context_window, term_repair=term_repair, chunk_size=chunk_size,
+                           max_new_tokens=max_new_tokens, translated_above=translated_above)
+    return _run("translate", files, output, in_place, model_dir, glossary, tm_path, cache, no_cache, opts,
+                dict(backend=backend, device=device, compute_type=compute_type, threads=threads, hf_model=hf_model),
+                as_json, no_progress)
+
+
+@click.command("post-edit")
+@_common
+def post_edit(files, output, in_place, model_dir, glossary, source_lang, target_lang, cache, no_cache,
+              max_new_tokens, chunk_size, translated_above, backend, device, compute_type, threads, hf_model,
+              as_json, no_progress) -> int:
+    """Post-edit the existing targets (e.g. vendor MT) of bilingual files; codes kept, changes measured (TER)."""
+    from tower_cat.pipeline import PipelineOptions
+
+    opts = PipelineOptions(source_lang=source_lang, target_lang=target_lang, chunk_size=chunk_size,
+                           max_new_tokens=max_new_tokens, translated_above=translated_above)
+    return _run("post-edit", files, output, in_place, model_dir, glossary, None, cache, no_cache, opts,
+                dict(backend=backend, device=device, compute_type=compute_type, threads=threads, hf_model=hf_model),
+                as_json, no_progress)
+
+
+def _open_tm(path: Path | None, console):
+    if path is None:
+        return None
+    from tower_cat import formats
+    from tower_cat.tm import TranslationMemory
+
+    if formats.detect(path) == "tmx":
+        memory = TranslationMemory(":memory:")
+        stats = memory.import_file(path)
+        console.print(f"{path}: {stats.units:,} units imported for this run "
+                      f"(`tower-cat tm import` keeps them in a database)")
+        return memory
+    return TranslationMemory(path, readonly=True)
+
+
+def _run(task: str, files, output, in_place, model_dir, glossary_path, tm_path, cache, no_cache, opts,
+         engine_kwargs: dict[str, Any], as_json: bool, no_progress: bool) -> int:
+    from rich.console import Console
+
+    from tower_cat.cli_engine import default_cache_path
+    from tower_cat.engine import Engine
+    from tower_cat.pipeline import plan_outputs, run_files
+    from tower_cat.terminology import Glossary
+
+    console = Console(stderr=True, highlight=False)
+    outputs = plan_outputs(files, output, in_place)
+    if output is not None and len(files) > 1:
+        output.mkdir(parents=True, exist_ok=True)
+    for out in outputs:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    glossary = Glossary.load(glossary_path) if glossary_path else None
+    memory = _open_tm(tm_path, console)
+    cache_path = None if no_cache else (cache or default_cache_path())
+    engine = Engine.load(model_dir, cache=cache_path, **engine_kwargs)
+    try:
+        with _progress(console, task, disable=no_progress or as_json) as report:
+            summary = run_files(task, files, outputs, engine, tm=memory, glossary=glossary, options=opts,
+                                progress=report)
+    finally:
+        engine.close()
+        if memory is not None:
+            memory.close()
+    if as_json:
+        click.echo(summary.to_json())
+    else:
+        print_summary(summary, console)
+    return 1 if summary.failed else 0
+
+
+class _progress:
+    """A rich progress bar (units, units/s, ETA) on stderr; silent when not a terminal or disabled."""
+
+    def __init__(self, console, task: str, disable: bool):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self.bar = Progress(TextColumn(f"[bold]{task}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[rate]} units/s"), TimeElapsedColumn(), TimeRemainingColumn(),
+                            console=console, transient=True, disable=disable or not console.is_terminal)
+        self.task = None
+
+    def __enter__(self):
+        self.bar.__enter__()
+        self.task = self.bar.add_task("units", total=None, rate="")
+
+        def report(done: int, total: int) -> None:
+            elapsed = self.bar.tasks[0].elapsed or 0.0
+            rate = f"{done / elapsed:,.1f}" if elapsed > 0 else "–"
+            self.bar.update(self.task, completed=done, total=total, rate=rate)
+
+        return report
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+
+def summary_table(summary):
+    """The end-of-job table: one row per file, one column per outcome."""
+    from rich.table import Table
+
+    post = summary.task == "post-edit"
+    table = Table(title=f"tower-cat {summary.task}: {summary.seconds:.1f}s "
+                        f"(model {summary.model_seconds:.1f}s, {summary.prompts} prompts)")
+    cols = ["file", "units"] + (["post-edited", "unchanged"] if post else ["TM", "MT"]) + \
+           ["skipped", "not written", "needs review", "tag errors", "terms ok"]
+    for c in cols:
+        table.add_column(c, justify="left" if c == "file" else "right")
+    for f in summary.files:
+        if f.error:
+            table.add_row(Path(f.path).name, "–", *(["–"] * (len(cols) - 3)), f"[red]failed[/red]")
+            continue
+        rs = f.results
+        written = [r for r in rs if r.action in ("tm", "mt", "post-edit") and r.status]
+        checked = [r for r in rs if r.terms_ok is not None]
+        terms = f"{100 * sum(r.terms_ok for r in checked) / len(checked):.0f} %" if checked else "–"
+        tag_errors = sum(1 for r in rs if r.action == "not-written" and (r.reason or "").startswith("codes"))
+        if post:
+            middle = [sum(1 for r in rs if r.action == "post-edit" and r.status),
+                      sum(1 for r in rs if r.action == "post-edit" and not r.status)]
+        else:
+            middle = [sum(1 for r in rs if r.action == "tm"), sum(1 for r in rs if r.action == "mt")]
+        table.add_row(Path(f.path).name, str(len(rs)), *map(str, middle),
+                      str(sum(1 for r in rs if r.action == "skipped")),
+                      str(sum(1 for r in rs if r.action == "not-written")),
+                      str(sum(1 for r in written if r.status == "needs-review")), str(tag_errors), terms)
+    return table
+
+
+def print_summary(summary, console) -> None:
+    t = summary.totals()
+    console.print(summary_table(summary))
+    terms = f"{t['term_compliance']} % of {t['terms_checked']} glossary terms" if t["terms_checked"] else "no glossary terms"
+    line = (f"{t['units']} units: {t['tm_leveraged']} from the TM, {t['translated']} machine-translated, "
+            f"{t['skipped']} skipped, {t['not_written']} not written, {t['needs_review']} need review; "
+            f"{t['tag_repaired']} tag repairs, {t['tag_errors']} tag errors; term compliance: {terms}")
+    if summary.task == "post-edit":
+        line = (f"{t['units']} units: {t['post_edited']} post-edited, {t['unchanged']} unchanged, "
+                f"{t['skipped']} skipped, {t['not_written']} not written; mean TER {t.get('mean_ter')}; "
+                f"term compliance: {terms}")
+    console.print(line)
+    for f in summary.files:
+        if f.error:
+            console.print(f"[red]{f.path}: {f.error}[/red]")
+        elif f.output:
+            console.print(f"{f.path} -> {f.output}")
+    not_written = [(f.path, r) for f in summary.files for r in f.results if r.action == "not-written"]
+    for path, r in not_written[:20]:
+        console.print(f"[yellow]{path}: unit {r.unit!r} not written: {r.reason}[/yellow]")
+    if len(not_written) > 20:
+        console.print(f"[yellow]… and {len(not_written) - 20} more (see --json)[/yellow]")

@@ -1,0 +1,823 @@
+"""Jobs over Documents: translate and post-edit, from loaded files to targets written with states and provenance.
+
+The translate job, unit by unit (DESIGN.md, "The job in one picture")::
+
+    skip protected / empty / already translated  ->  TM exact or context hit? fill it, no model
+      -> group identical sources (one prompt per distinct source)  ->  prompt: task wording + notes/key for short
+         strings + neighbouring source text + glossary terms found in the source + up to N fuzzy TM matches
+      -> engine.generate in length-sorted chunks (dedup + SQLite cache: a re-run resumes where it stopped)
+      -> clean the output, restore inline codes (codes.parse), terminology repair (n-best, keep a compliant one)
+      -> QA (qa.py)  ->  unit.set_target(status, origin, match_score)   or a recorded reason why not
+
+Decisions (see docs/translate.md):
+
+* **TM leverage.** A 101 % (context) match is written with status ``translated`` and origin ``tm-context``; a
+  100 % (exact) match with ``needs-review`` and origin ``tm-exact`` — the same text in another context can
+  need another translation ("Open" a file vs an "Open" task), so a person confirms it (``exact_status``
+  changes this). A match is used only when its codes map onto the unit's codes (same code signature) and
+  the file can store its text; otherwise the unit goes to the model with the match as an example. A TM
+  target with a QA error is written ``needs-review``.
+* **Machine translation** is written ``needs-review`` with origin ``mt``. With ``translated_above`` set, a unit
+  whose confidence (``100 * exp(mean token log-prob)``) reaches it, whose codes needed no repair and whose QA
+  has no error is written ``translated``.
+* **Identical sources** (same rendered text and codes, same language pair, same ``msgctxt``) are translated
+  once: the prompt is built from the first occurrence (its neighbours, notes and TM examples). Units whose
+  ``msgctxt`` differs are different messages on purpose and get their own prompt.
+* **Codes.** Output is parsed with ``codes.parse`` against each unit's own codes. Safe repairs are written
+  (and listed); a flagged result is **not written**: the target stays as it was and the reason is recorded.
+* **Not written, with a reason:** text the file's charset cannot store, a source too long for the model's
+  context window, output the model truncated with nothing usable, empty output.
+* **Post-edit** renders the source and the existing target with the same tag numbering, asks the model to
+  correct the target (``prompts.post_edit_messages``), restores the codes and writes the result with
+  ``needs-review`` / origin ``post-edit`` when it differs; the change is measured with TER (sacrebleu,
+  edits from the original to the post-edited text). The format modules cannot yet write the original as an
+  ``alt-trans`` / ``mtc:match`` candidate, so the original target is kept in the job's JSON summary.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from tower_cat import codes, prompts, qa
+from tower_cat.codes import Rendered, Tag
+from tower_cat.document import Document, InlineCode, Segment, Unit
+from tower_cat.errors import TowerCatError
+
+__all__ = [
+    "PipelineOptions", "UnitResult", "FileSummary", "JobSummary", "translate_documents", "post_edit_documents",
+    "run_files", "plan_outputs", "render_like", "model_context_length",
+]
+
+ProgressCallback = Callable[[int, int], None]  # (units done, units total)
+
+# Reasons a unit is skipped or not written (UnitResult.reason); the summary counts them.
+LOCKED, FINAL, NOT_TRANSLATABLE, OBSOLETE = "locked", "final (approved)", 'translate="no"', "obsolete entry (#~)"
+HAS_TARGET, NO_TARGET, NO_TEXT = "has a target (use --overwrite)", "no target to post-edit", "no text to translate"
+TOO_LONG = "too long for the model's context window"
+
+
+@dataclass
+class PipelineOptions:
+    """How a job runs. Languages here fill in what a file lacks (a file's own languages win)."""
+
+    source_lang: str | None = None
+    target_lang: str | None = None
+    overwrite: bool = False            # translate units that already have a target
+    few_shot: int = 3                  # fuzzy TM matches shown as examples
+    fuzzy_min: float = 70.0            # lowest TM score used as an example
+    exact_status: str = "needs-review"  # status of a 100 % TM match
+    context_status: str = "translated"  # status of a 101 % (context) TM match
+    context_window: int = 1            # neighbouring source segments on each side given as context
+    notes: bool = True                 # resource key / notes / msgctxt as context for short strings
+    short_words: int = 8               # "short string": at most this many words
+    term_repair: int = 4               # n-best width for terminology repair (0: off)
+    chunk_size: int = 128              # prompts per engine call (progress and resume granularity)
+    max_new_tokens: int = 256
+    generation: Any = None             # engine.GenerationOptions; None: greedy with max_new_tokens
+    translated_above: float | None = None  # confidence (0-100) at which clean MT is written "translated"
+    max_context_tokens: int | None = None  # the model's context length (None: read from the model)
+
+    def generation_options(self):
+        from tower_cat.engine import GenerationOptions
+
+        return self.generation or GenerationOptions(max_new_tokens=self.max_new_tokens)
+
+
+@dataclass
+class UnitResult:
+    """What happened to one unit. ``action``: tm | mt | post-edit | skipped | not-written."""
+
+    unit: str
+    action: str
+    status: str | None = None
+    origin: str | None = None
+    reason: str | None = None
+    score: float | None = None          # TM score or MT confidence (0-100)
+    qa: list[dict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # code repairs / flags from codes.parse
+    terms_ok: bool | None = None
+    ter: float | None = None            # post-edit: TER from the original target to the new one
+    before: str | None = None           # post-edit: the original target (plain text)
+    after: str | None = None
+
+
+@dataclass
+class FileSummary:
+    path: str
+    output: str | None
+    format: str | None = None
+    source_lang: str | None = None
+    target_lang: str | None = None
+    units: int = 0
+    error: str | None = None            # a hard failure: the file was not written
+    results: list[UnitResult] = field(default_factory=list)
+
+    def count(self, action: str | None = None, **where) -> int:
+        return sum(1 for r in self.results if (action is None or r.action == action)
+                   and all(getattr(r, k) == v for k, v in where.items()))
+
+    @property
+    def written(self) -> int:
+        return sum(1 for r in self.results if r.action in ("tm", "mt", "post-edit") and r.status)
+
+
+@dataclass
+class JobSummary:
+    task: str                           # translate | post-edit
+    files: list[FileSummary] = field(default_factory=list)
+    seconds: float = 0.0
+    model_seconds: float = 0.0          # inside engine.generate
+    prompts: int = 0                    # distinct prompts of the job
+    engine: dict[str, int] = field(default_factory=dict)
+    terms_checked: int = 0
+    terms_ok: int = 0
+
+    @property
+    def results(self) -> list[UnitResult]:
+        return [r for f in self.files for r in f.results]
+
+    @property
+    def failed(self) -> bool:
+        return any(f.error for f in self.files)
+
+    def totals(self) -> dict[str, Any]:
+        rs = self.results
+        written = [r for r in rs if r.action in ("tm", "mt", "post-edit") and r.status]
+        tag_repaired = sum(1 for r in written if r.problems)
+        tag_flagged = sum(1 for r in rs if r.action == "not-written" and r.reason and r.reason.startswith("codes"))
+        skipped: dict[str, int] = {}
+        for r in rs:
+            if r.action in ("skipped", "not-written"):
+                key = r.reason.split(":")[0] if r.reason else "?"
+                skipped[key] = skipped.get(key, 0) + 1
+        out = {
+            "units": len(rs),
+            "tm_leveraged": sum(1 for r in rs if r.action == "tm"),
+            "translated": sum(1 for r in rs if r.action == "mt"),
+            "post_edited": sum(1 for r in rs if r.action == "post-edit" and r.status),
+            "unchanged": sum(1 for r in rs if r.action == "post-edit" and not r.status),
+            "skipped": sum(1 for r in rs if r.action == "skipped"),
+            "not_written": sum(1 for r in rs if r.action == "not-written"),
+            "needs_review": sum(1 for r in written if r.status == "needs-review"),
+            "qa_errors": sum(1 for r in written if any(i["severity"] == "error" for i in r.qa)),
+            "tag_repaired": tag_repaired,
+            "tag_errors": tag_flagged,
+            "term_compliance": round(100.0 * self.terms_ok / self.terms_checked, 1) if self.terms_checked else None,
+            "terms_checked": self.terms_checked,
+            "reasons": skipped,
+            "files_failed": sum(1 for f in self.files if f.error),
+        }
+        if self.task == "post-edit":
+            ters = [r.ter for r in rs if r.ter is not None]
+            out["mean_ter"] = round(sum(ters) / len(ters), 2) if ters else None
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "totals": self.totals(), "seconds": round(self.seconds, 3),
+                "model_seconds": round(self.model_seconds, 3), "prompts": self.prompts, "engine": self.engine,
+                "files": [{**{k: v for k, v in asdict(f).items() if k != "results"},
+                           "units": f.units, "results": [asdict(r) for r in f.results]} for f in self.files]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), ensure_ascii=False, indent=2)
+
+
+# --------------------------------------------------------------------------------------------------- codes
+
+def render_like(rendered: Rendered, target: Segment) -> tuple[str, list[str]]:
+    """Markup for ``target`` with the tag numbers of the rendered source (post-editing, TM targets).
+
+    A target code equal to the source's ``<n>`` / ``</n>`` / ``<n/>`` code gets that tag; a code the source
+    lacks is dropped (reported). Equal codes that occur twice are numbered in order of appearance.
+    """
+    slots: dict[InlineCode, list[Tag]] = {}
+    for n, code in rendered.codes.items():
+        slots.setdefault(code, []).append(Tag(n, "open" if rendered.paired(n) else "single"))
+    for n, code in rendered.closers.items():
+        slots.setdefault(code, []).append(Tag(n, "close"))
+    tokens: list[Any] = []
+    problems: list[str] = []
+    for part in target.parts:
+        if isinstance(part, str):
+            tokens.append(part)
+            continue
+        queue = slots.get(part)
+        if not queue:
+            problems.append(f"target code {codes.describe(part)!r} is not in the source: left out")
+            continue
+        tokens.append(queue.pop(0))
+    return codes.join_tokens(tokens), problems
+
+
+_JUNK = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd]")
+
+
+def clean_output(text: str, target_lang: str | None, source_markup: str) -> str:
+    """Model output -> markup to parse: ``prompts.clean_translation``, then control characters and U+FFFD
+    (broken byte sequences) the source does not have removed, then the source's leading/trailing blanks."""
+    out = prompts.clean_translation(text, target_lang)
+    if _JUNK.search(out):
+        keep = set(_JUNK.findall(source_markup))
+        out = _JUNK.sub(lambda m: m.group(0) if m.group(0) in keep else "", out)
+    return _with_source_whitespace(source_markup, out)
+
+
+def _with_source_whitespace(markup: str, output: str) -> str:
+    """Models drop leading/trailing blanks: give the output those of the source markup."""
+    stripped = markup.strip()
+    if not stripped:
+        return output
+    lead = markup[:len(markup) - len(markup.lstrip())]
+    trail = markup[len(markup.rstrip()):]
+    return lead + output.strip() + trail
+
+
+def resolve_languages(doc: Document, opts: PipelineOptions) -> tuple[str, str]:
+    """(source, target) of a document: its own, else the options' (PO sources default to English, as
+    gettext msgids are). A target language the file lacks is set on the document (the format writes it)."""
+    src = doc.source_lang or opts.source_lang or ("en" if doc.format == "po" else None)
+    tgt = doc.target_lang or opts.target_lang
+    if not src:
+        raise TowerCatError("the file does not name its source language", path=doc.path,
+                            hint="pass --source, e.g. --source en")
+    if not tgt:
+        raise TowerCatError("the file does not name its target language", path=doc.path,
+                            hint="pass --target, e.g. --target de")
+    if not doc.target_lang:
+        doc.target_lang = tgt
+    return src, tgt
+
+
+# --------------------------------------------------------------------------------------------------- model
+
+def model_context_length(engine, default: int = 4096) -> int:
+    """The model's context window: the original config's max_position_embeddings when reachable, else the
+    tokenizer's model_max_length when it is a real number, else ``default``."""
+    candidates = [Path(engine.path)]
+    if engine.hf_model:
+        candidates.append(Path(engine.hf_model))
+    for folder in candidates:
+        cfg = folder / "config.json"
+        try:
+            data = json.loads(cfg.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+            value = data.get(key) or (data.get("text_config") or {}).get(key)
+            if isinstance(value, int) and value > 0:
+                return value
+    n = getattr(engine.tokenizer, "model_max_length", None)
+    if isinstance(n, int) and 0 < n < 1_000_000:
+        return n
+    return default
+
+
+# --------------------------------------------------------------------------------------------------- job data
+
+@dataclass
+class _Task:
+    doc: int                 # index into the job's documents
+    unit: Unit
+    rendered: Rendered
+    result: UnitResult
+    before_markup: str | None = None  # post-edit: the original target, numbered like the source
+
+
+@dataclass
+class _Prompt:
+    key: tuple
+    messages: list[dict]
+    source: str              # rendered source markup: sets the new-token budget
+    src_lang: str
+    tgt_lang: str
+    terms: list[tuple[str, str]]
+    tasks: list[_Task] = field(default_factory=list)
+    repaired: bool = False
+
+
+class _Job:
+    """Shared machinery of translate and post-edit: skip rules, prompt grouping, chunked generation, writing."""
+
+    def __init__(self, task: str, docs: Sequence[Document], engine, *, glossary=None, options: PipelineOptions,
+                 progress: ProgressCallback | None = None, summaries: Sequence[FileSummary] | None = None):
+        self.task = task
+        self.docs = list(docs)
+        self.engine = engine
+        self.glossary = glossary
+        self.opts = options
+        self.progress = progress
+        self.gen = options.generation_options()
+        self.summary = JobSummary(task=task)
+        self.files = list(summaries) if summaries is not None else [
+            FileSummary(path=str(d.path), output=None) for d in self.docs]
+        self.prompts: dict[tuple, _Prompt] = {}
+        self.langs: list[tuple[str, str]] = []
+        self.total = 0
+        self.done = 0
+        self.wording = engine.info.wording if engine is not None else "instruct"
+        self._ctx_len: int | None = None
+        self._overhead: int | None = None
+
+    # -- set-up ---------------------------------------------------------------------------------------
+
+    def _languages(self, doc: Document) -> tuple[str, str]:
+        return resolve_languages(doc, self.opts)
+
+    def _skip_reason(self, unit: Unit) -> str | None:
+        if unit.locked:
+            return LOCKED
+        if unit.final:
+            return FINAL
+        if not unit.translatable:
+            return OBSOLETE if unit.id.startswith("#~") else NOT_TRANSLATABLE
+        if not unit.source.text.strip():
+            return NO_TEXT
+        return None
+
+    def _tick(self, n: int = 1) -> None:
+        self.done += n
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    # -- prompt fitting -------------------------------------------------------------------------------
+
+    def context_length(self) -> int:
+        if self._ctx_len is None:
+            self._ctx_len = self.opts.max_context_tokens or model_context_length(self.engine)
+        return self._ctx_len
+
+    def _prompt_tokens(self, messages: list[dict], exact: bool) -> int:
+        content = "".join(m["content"] for m in messages)
+        if self._overhead is None:
+            self._overhead = len(self.engine.render([{"role": "user", "content": ""}]).tokens) + 8
+        if not exact:  # byte-level BPE and SentencePiece never make more tokens than UTF-8 bytes (+ a few)
+            return len(content.encode("utf-8")) + self._overhead
+        return self.engine.count_tokens(content) + self._overhead
+
+    def fits(self, messages: list[dict], source: str) -> bool:
+        limit = self.context_length() - self.engine.budget(source, self.gen)
+        return self._prompt_tokens(messages, False) <= limit or self._prompt_tokens(messages, True) <= limit
+
+    # -- generation -----------------------------------------------------------------------------------
+
+    def _generate(self, batch: list[_Prompt], options) -> list:
+        t0 = time.perf_counter()
+        try:
+            return self.engine.generate([p.messages for p in batch], options, sources=[p.source for p in batch])
+        finally:
+            self.summary.model_seconds += time.perf_counter() - t0
+
+    def run_prompts(self) -> None:
+        """Generate every prompt in length-sorted chunks and finish its units after each chunk."""
+        order = sorted(self.prompts.values(), key=lambda p: -len(p.messages[-1]["content"]))
+        self.summary.prompts = len(order)
+        size = max(1, self.opts.chunk_size)
+        for start in range(0, len(order), size):
+            chunk = order[start:start + size]
+            gens = self._generate(chunk, self.gen)
+            self.finish_chunk(chunk, gens)
+            self._tick(sum(len(p.tasks) for p in chunk))
+
+    # -- writing --------------------------------------------------------------------------------------
+
+    def write(self, task: _Task, segment: Segment, *, origin: str, status: str, score: float | None,
+              problems: list[str], confident: bool = False, terms=None) -> None:
+        doc = self.docs[task.doc]
+        unit = task.unit
+        src_lang, tgt_lang = self.langs[task.doc]
+        r = task.result
+        r.problems = list(problems)
+        if not doc.can_store(segment.text):
+            bad = "".join(sorted({c for c in segment.text if not doc.can_store(c)}))[:20]
+            r.action, r.reason = "not-written", f"charset: {doc.charset} cannot store {bad!r}"
+            r.status = None
+            return
+        if terms is None and self.glossary is not None:
+            terms = self.glossary.check(unit.source, segment, src_lang, tgt_lang, unit_id=unit.id)
+        issues = qa.check_unit(unit.source, segment, max_length=unit.max_length, size_unit=unit.size_unit,
+                               doc=doc, terms=terms)
+        if terms is not None:
+            self.summary.terms_checked += len(terms.hits)
+            self.summary.terms_ok += terms.ok_hits
+            r.terms_ok = terms.ok if terms.hits else None
+        if qa.has_errors(issues) and status != "needs-review":
+            status = "needs-review"
+        if origin in ("mt", "post-edit") and status == "translated" and (problems or not confident):
+            status = "needs-review"
+        unit.set_target(segment, status=status, origin=origin, match_score=score if origin.startswith("tm") else None)
+        unit.qa_issues = issues
+        r.status, r.origin, r.score = status, origin, score
+        r.qa = [i.as_dict() for i in issues]
+        r.after = segment.text if self.task == "post-edit" else None
+
+    def not_written(self, task: _Task, reason: str, problems: Sequence[str] = ()) -> None:
+        r = task.result
+        r.action, r.reason, r.status = "not-written", reason, None
+        r.problems = list(problems)
+
+    def confidence(self, gen) -> float | None:
+        return None if gen.log_prob is None else 100.0 * math.exp(min(0.0, gen.log_prob))
+
+    def is_confident(self, gen) -> bool:
+        c = self.confidence(gen)
+        return (self.opts.translated_above is not None and c is not None and not gen.truncated
+                and c >= self.opts.translated_above)
+
+    def finish_chunk(self, chunk: list[_Prompt], gens: list) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def finish(self) -> JobSummary:
+        self.summary.engine = asdict(self.engine.stats) if self.engine is not None else {}
+        self.summary.files = self.files
+        return self.summary
+
+
+# --------------------------------------------------------------------------------------------------- translate
+
+class _TranslateJob(_Job):
+    def __init__(self, docs, engine, *, tm=None, glossary=None, options: PipelineOptions, progress=None,
+                 summaries=None):
+        super().__init__("translate", docs, engine, glossary=glossary, options=options, progress=progress,
+                         summaries=summaries)
+        self.tm = tm
+
+    def prepare(self) -> None:
+        for di, doc in enumerate(self.docs):
+            fs = self.files[di]
+            src, tgt = self._languages(doc)
+            self.langs.append((src, tgt))
+            fs.format, fs.source_lang, fs.target_lang, fs.units = doc.format, src, tgt, len(doc.units)
+            neighbours = self._neighbours(doc)
+            for ui, unit in enumerate(doc.units):
+                result = UnitResult(unit=unit.id, action="skipped")
+                fs.results.append(result)
+                reason = self._skip_reason(unit)
+                if reason is None and unit.has_target and not self.opts.overwrite:
+                    reason = HAS_TARGET
+                if reason is not None:
+                    result.reason = reason
+                    continue
+                self.total += 1
+                task = _Task(di, unit, codes.render(unit.source), result)
+                matches = []
+                if self.tm is not None:
+                    matches = self.tm.lookup(unit, src, tgt, limit=max(self.opts.few_shot, 1),
+                                             min_score=self.opts.fuzzy_min)
+                if matches and matches[0].score >= 100 and self._use_tm(task, matches[0]):
+                    self._tick()
+                    continue
+                self._add_prompt(task, matches, neighbours[ui])
+
+    def _neighbours(self, doc: Document) -> list[tuple[list[str], list[str]]]:
+        k = self.opts.context_window
+        out = []
+        units = doc.units
+        for i, unit in enumerate(units):
+            if k <= 0 or self.wording == "base":
+                out.append(([], []))
+                continue
+            f = unit.context.file
+            before = [u.source.text.strip() for u in units[max(0, i - k):i]
+                      if u.context.file == f and u.source.text.strip()]
+            after = [u.source.text.strip() for u in units[i + 1:i + 1 + k]
+                     if u.context.file == f and u.source.text.strip()]
+            out.append((before, after))
+        return out
+
+    def _notes(self, unit: Unit) -> list[str]:
+        if not self.opts.notes or self.wording == "base" or unit.source.words() > self.opts.short_words:
+            return []
+        out = []
+        ctx = unit.context
+        if ctx.msgctxt:
+            out.append(f"Context: {ctx.msgctxt}.")
+        if ctx.resname and not ctx.resname.isdigit():
+            out.append(f"Key: {ctx.resname}.")
+        for note in unit.notes[:2]:
+            note = " ".join(note.split())
+            if note:
+                out.append(note if len(note) <= 200 else note[:199] + "…")
+        return out
+
+    def _use_tm(self, task: _Task, match) -> bool:
+        """Fill a unit from a 100/101 % TM match when its codes map onto the unit's; True when written."""
+        src_markup, tgt_markup, problems = self._tm_markup(match)
+        if src_markup != task.rendered.text or problems:
+            return False  # the codes of the stored source do not line up with this unit's
+        restored = codes.parse(task.rendered, tgt_markup)
+        if not restored.ok or not self.docs[task.doc].can_store(restored.segment.text):
+            return False
+        context = match.kind == "context"
+        status = self.opts.context_status if context else self.opts.exact_status
+        task.result.action = "tm"
+        self.write(task, restored.segment, origin="tm-context" if context else "tm-exact", status=status,
+                   score=match.score, problems=restored.problems)
+        return task.result.action == "tm"
+
+    @staticmethod
+    def _tm_markup(match) -> tuple[str, str, list[str]]:
+        rendered = codes.render(match.source)
+        tgt, problems = render_like(rendered, match.target)
+        return rendered.text, tgt, problems
+
+    def _add_prompt(self, task: _Task, matches, neighbours: tuple[list[str], list[str]]) -> None:
+        src, tgt = self.langs[task.doc]
+        markup = task.rendered.text
+        msgctxt = task.unit.context.msgctxt
+        key = (src.lower(), tgt.lower(), markup, msgctxt)
+        prompt = self.prompts.get(key)
+        if prompt is None:
+            examples = []
+            for m in matches:
+                if len(examples) >= self.opts.few_shot:
+                    break
+                s, t, problems = self._tm_markup(m)
+                if not problems and t.strip():
+                    examples.append((s, t))
+            terms = self.glossary.prompt_terms(task.unit.source, src, tgt) if self.glossary is not None else []
+            before, after = neighbours
+            notes = self._notes(task.unit)
+            messages = self._fit(markup, src, tgt, examples, terms, list(before), list(after), notes)
+            if messages is None:
+                task.result.action, task.result.reason = "not-written", TOO_LONG
+                self._tick()
+                return
+            prompt = self.prompts[key] = _Prompt(key, messages, markup, src, tgt, terms)
+        prompt.tasks.append(task)
+
+    def _fit(self, markup, src, tgt, examples, terms, before, after, notes):
+        """Messages that fit the context window: drop the farthest context, then examples, then notes."""
+        while True:
+            messages = prompts.translate_messages(markup, src, tgt, wording=self.wording, examples=examples,
+                                                  terms=terms, context_before=before, context_after=after,
+                                                  notes=notes)
+            if self.fits(messages, markup):
+                return messages
+            if after:
+                after.pop()
+            elif before:
+                before.pop(0)
+            elif examples:
+                examples.pop()
+            elif notes:
+                notes.pop()
+            elif terms:
+                terms = []
+            else:
+                return None
+
+    def _restore(self, prompt: _Prompt, task: _Task, text: str) -> codes.Restored:
+        return codes.parse(task.rendered, clean_output(text, prompt.tgt_lang, task.rendered.text))
+
+    def finish_chunk(self, chunk: list[_Prompt], gens: list) -> None:
+        choice: dict[int, tuple[str, Any]] = {}  # prompt index -> (text, generation)
+        repair: list[int] = []
+        for i, (prompt, gen) in enumerate(zip(chunk, gens)):
+            choice[i] = (gen.text, gen)
+            if self.glossary is not None and prompt.terms and self.opts.term_repair > 1:
+                first = prompt.tasks[0]
+                restored = self._restore(prompt, first, gen.text)
+                comp = self.glossary.check(first.unit.source, restored.segment, prompt.src_lang, prompt.tgt_lang)
+                if not comp.ok:
+                    repair.append(i)
+        if repair:
+            k = self.opts.term_repair
+            opts = replace(self.gen, beam_size=k, num_hypotheses=k, sampling_topk=1)
+            alts = self._generate([chunk[i] for i in repair], opts)
+            for i, alt in zip(repair, alts):
+                prompt = chunk[i]
+                first = prompt.tasks[0]
+                for hyp in alt.hypotheses:
+                    restored = self._restore(prompt, first, hyp.text)
+                    if not restored.ok:
+                        continue
+                    comp = self.glossary.check(first.unit.source, restored.segment, prompt.src_lang,
+                                               prompt.tgt_lang)
+                    if comp.ok:
+                        choice[i] = (hyp.text, _HypGen(hyp))
+                        prompt.repaired = True
+                        break
+        for i, prompt in enumerate(chunk):
+            text, gen = choice[i]
+            for task in prompt.tasks:
+                restored = self._restore(prompt, task, text)
+                if not restored.segment.text.strip() and task.unit.source.text.strip():
+                    self.not_written(task, "empty output" + (" (truncated)" if gen.truncated else ""),
+                                     restored.problems)
+                    continue
+                if not restored.ok:
+                    self.not_written(task, "codes: " + "; ".join(p for p in restored.problems), restored.problems)
+                    continue
+                task.result.action = "mt"
+                self.write(task, restored.segment, origin="mt", status="translated", score=self.confidence(gen),
+                           problems=restored.problems, confident=self.is_confident(gen))
+                if task.result.status is None:
+                    continue
+                if gen.truncated:
+                    task.result.qa.append(qa.QAIssue("truncated", qa.WARNING,
+                                                     "the model stopped at the token limit").as_dict())
+                if prompt.repaired:
+                    task.result.problems.append("terminology repaired from the n-best list")
+
+
+@dataclass
+class _HypGen:
+    """A Hypothesis dressed as a Generation (text, log_prob, truncated)."""
+
+    hyp: Any
+
+    @property
+    def text(self) -> str:
+        return self.hyp.text
+
+    @property
+    def log_prob(self):
+        return self.hyp.log_prob
+
+    @property
+    def truncated(self) -> bool:
+        return self.hyp.truncated
+
+
+# --------------------------------------------------------------------------------------------------- post-edit
+
+class _PostEditJob(_Job):
+    def __init__(self, docs, engine, *, glossary=None, options: PipelineOptions, progress=None, summaries=None):
+        super().__init__("post-edit", docs, engine, glossary=glossary, options=options, progress=progress,
+                         summaries=summaries)
+
+    def prepare(self) -> None:
+        for di, doc in enumerate(self.docs):
+            fs = self.files[di]
+            src, tgt = self._languages(doc)
+            self.langs.append((src, tgt))
+            fs.format, fs.source_lang, fs.target_lang, fs.units = doc.format, src, tgt, len(doc.units)
+            for unit in doc.units:
+                result = UnitResult(unit=unit.id, action="skipped")
+                fs.results.append(result)
+                reason = self._skip_reason(unit)
+                if reason is None and not unit.has_target:
+                    reason = NO_TARGET
+                if reason is not None:
+                    result.reason = reason
+                    continue
+                self.total += 1
+                rendered = codes.render(unit.source)
+                before, problems = render_like(rendered, unit.target)
+                task = _Task(di, unit, rendered, result, before_markup=before)
+                result.before = unit.target.text
+                result.problems = problems
+                key = (src.lower(), tgt.lower(), rendered.text, before)
+                prompt = self.prompts.get(key)
+                if prompt is None:
+                    terms = self.glossary.prompt_terms(unit.source, src, tgt) if self.glossary is not None else []
+                    messages = prompts.post_edit_messages(rendered.text, before, src, tgt, terms=terms,
+                                                          wording=self.wording)
+                    if not self.fits(messages, rendered.text):
+                        result.action, result.reason = "not-written", TOO_LONG
+                        self._tick()
+                        continue
+                    prompt = self.prompts[key] = _Prompt(key, messages, rendered.text, src, tgt, terms)
+                prompt.tasks.append(task)
+
+    def finish_chunk(self, chunk: list[_Prompt], gens: list) -> None:
+        from sacrebleu.metrics import TER
+
+        ter = TER()
+        for prompt, gen in zip(chunk, gens):
+            for task in prompt.tasks:
+                restored = codes.parse(task.rendered, clean_output(gen.text, prompt.tgt_lang, task.rendered.text))
+                if not restored.segment.text.strip():
+                    self.not_written(task, "empty output" + (" (truncated)" if gen.truncated else ""),
+                                     restored.problems)
+                    continue
+                if not restored.ok:
+                    self.not_written(task, "codes: " + "; ".join(restored.problems), restored.problems)
+                    continue
+                before = task.unit.target.text
+                after = restored.segment.text
+                task.result.ter = round(ter.sentence_score(before, [after]).score, 2)
+                task.result.after = after
+                if render_like(task.rendered, restored.segment)[0] == task.before_markup:
+                    task.result.action, task.result.reason = "post-edit", "unchanged"
+                    continue
+                task.result.action = "post-edit"
+                self.write(task, restored.segment, origin="post-edit", status="translated",
+                           score=self.confidence(gen), problems=task.result.problems + restored.problems,
+                           confident=self.is_confident(gen))
+
+
+# --------------------------------------------------------------------------------------------------- public API
+
+def translate_documents(docs: Sequence[Document], engine, *, tm=None, glossary=None,
+                        options: PipelineOptions | None = None, progress: ProgressCallback | None = None,
+                        summaries: Sequence[FileSummary] | None = None) -> JobSummary:
+    """Translate every unit of the documents that may be translated; targets are set on the units (save the
+    documents to write them). One engine, one prompt per distinct source, generation in chunks."""
+    t0 = time.perf_counter()
+    job = _TranslateJob(docs, engine, tm=tm, glossary=glossary, options=options or PipelineOptions(),
+                        progress=progress, summaries=summaries)
+    job.prepare()
+    job.run_prompts()
+    summary = job.finish()
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def post_edit_documents(docs: Sequence[Document], engine, *, glossary=None, options: PipelineOptions | None = None,
+                        progress: ProgressCallback | None = None,
+                        summaries: Sequence[FileSummary] | None = None) -> JobSummary:
+    """Post-edit the existing targets (vendor MT) of every unit that may be changed."""
+    t0 = time.perf_counter()
+    job = _PostEditJob(docs, engine, glossary=glossary, options=options or PipelineOptions(), progress=progress,
+                       summaries=summaries)
+    job.prepare()
+    job.run_prompts()
+    summary = job.finish()
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def plan_outputs(inputs: Sequence[Path], output: Path | None, in_place: bool = False) -> list[Path]:
+    """Where each input is written: OUT itself for one input (OUT/name when OUT is a folder), OUT/name for
+    several, the input itself with ``in_place``. Refuses to overwrite an input otherwise."""
+    inputs = [Path(p) for p in inputs]
+    if in_place:
+        if output is not None:
+            raise TowerCatError("give either -o OUT or --in-place, not both")
+        return inputs
+    if output is None:
+        raise TowerCatError("no output given", hint="use -o OUT (a file for one input, a folder for several), "
+                                                    "or --in-place")
+    output = Path(output)
+    if len(inputs) == 1 and not output.is_dir() and not str(output).endswith(("/", "\\")):
+        outs = [output]
+    else:
+        if output.exists() and not output.is_dir():
+            raise TowerCatError("several inputs need an output folder, and this is a file", path=output)
+        names = [p.name for p in inputs]
+        if len(set(names)) != len(names):
+            raise TowerCatError("two inputs have the same file name; they would overwrite each other in the "
+                                "output folder", path=output, hint="translate them in separate runs")
+        outs = [output / p.name for p in inputs]
+    for i, o in zip(inputs, outs):
+        if o.exists() and i.exists() and o.resolve() == i.resolve():
+            raise TowerCatError("refusing to overwrite the input file", path=o,
+                                hint="choose another -o, or pass --in-place")
+    return outs
+
+
+def run_files(task: str, inputs: Sequence[Path], outputs: Sequence[Path], engine, *, tm=None, glossary=None,
+              options: PipelineOptions | None = None, progress: ProgressCallback | None = None) -> JobSummary:
+    """Load the files, run the job over all of them at once (one prompt set, one engine), write each output.
+
+    A file that cannot be read or written is recorded in its FileSummary (``error``) and the others go on.
+    """
+    from tower_cat import formats
+
+    t0 = time.perf_counter()
+    docs: list[Document] = []
+    summaries: list[FileSummary] = []
+    failed: list[FileSummary] = []
+    for path, out in zip(inputs, outputs):
+        fs = FileSummary(path=str(path), output=str(out))
+        try:
+            docs.append(formats.load(path))
+            summaries.append(fs)
+        except TowerCatError as exc:
+            fs.error = str(exc)
+            failed.append(fs)
+    opts = options or PipelineOptions()
+    good_docs, good = [], []
+    for doc, fs in zip(docs, summaries):  # language problems are per file, found before any model work
+        try:
+            resolve_languages(doc, opts)
+            good_docs.append(doc)
+            good.append(fs)
+        except TowerCatError as exc:
+            fs.error = str(exc)
+            failed.append(fs)
+    if task == "translate":
+        summary = translate_documents(good_docs, engine, tm=tm, glossary=glossary, options=opts, progress=progress,
+                                      summaries=good)
+    elif task == "post-edit":
+        summary = post_edit_documents(good_docs, engine, glossary=glossary, options=opts, progress=progress,
+                                      summaries=good)
+    else:
+        raise ValueError(f"unknown task {task!r}")
+    for doc, fs in zip(good_docs, good):
+        try:
+            doc.save(Path(fs.output))
+        except TowerCatError as exc:
+            fs.error = str(exc)
+    order = {str(p): i for i, p in enumerate(inputs)}
+    summary.files = sorted(good + failed, key=lambda f: order.get(f.path, 0))
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
