@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tower_cat import prompts
@@ -196,3 +198,93 @@ def test_report_as_dict():
     assert d["ok"] is False and d["retried"] and d["unverifiable"] == ["be nice"]
     assert d["checks"][0] == {"kind": "max_length", "value": 5, "instruction": "max 5 characters", "passed": False,
                               "message": prompts.check_failure_text("max_length", length=9, limit=5), "found": "9"}
+
+
+# ------------------------------------------------------------------------------------------------ pipeline
+
+XLIFF = """<?xml version="1.0" encoding="UTF-8"?>
+<xliff version="1.2" xmlns="urn:oasis:names:tc:xliff:document:1.2">
+  <file original="ui" source-language="en" target-language="de" datatype="plaintext">
+    <body>
+      <trans-unit id="new" maxwidth="14" size-unit="char"><source>Create a new note</source></trans-unit>
+      <trans-unit id="tag"><source>Click <g id="1">Save</g> now</source></trans-unit>
+    </body>
+  </file>
+</xliff>
+"""
+
+
+class ScriptedEngine:
+    """Answers a translation request with ``first[source]`` and a retry (feedback turn) with ``retry[source]``."""
+
+    def __init__(self, first: dict[str, str], retry: dict[str, str]):
+        from tower_cat.engine import EngineStats
+
+        self.first, self.retry = first, retry
+        self.calls: list[list] = []
+        self.info = type("Info", (), {"wording": "instruct"})()
+        self.stats = EngineStats()
+        self.path, self.hf_model = "/nonexistent", None
+        self.tokenizer = type("Tok", (), {"model_max_length": 4096})()
+
+    def render(self, messages):
+        return type("R", (), {"tokens": ["t"] * 4})()
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def budget(self, source, opts) -> int:
+        return 10
+
+    def generate(self, prompts_, options=None, *, sources=None):
+        from tower_cat.engine import Generation, Hypothesis
+
+        self.calls.append([list(p) for p in prompts_])
+        out = []
+        for messages, src in zip(prompts_, sources):
+            table = self.retry if messages[-1]["content"].startswith("The translation does not follow") else self.first
+            out.append(Generation((Hypothesis(table[src], (), -0.1, False),)))
+        return out
+
+
+def test_translate_pipeline_checks_instructions_and_retries_once(tmp_path):
+    from tower_cat import formats, pipeline
+
+    path = tmp_path / "ui.xlf"
+    path.write_text(XLIFF, encoding="utf-8")
+    doc = formats.load(path)
+    engine = ScriptedEngine(first={"Create a new note": "Neuen Vermerk anlegen",
+                                   "Click <1>Save</1> now": "Klicken Sie jetzt auf <1>Notiz</1>"},
+                            retry={"Create a new note": "Notiz anlegen", "Click <1>Save</1> now": "x"})
+    opts = pipeline.PipelineOptions(instructions=("fit the maxwidth", "use 'Notiz'", "be concise"), term_repair=0)
+    summary = pipeline.translate_documents([doc], engine, options=opts)
+    results = {r.unit: r for r in summary.files[0].results}
+
+    first_prompt = engine.calls[0][0][0]["content"]
+    assert ("Translate the following text from English into German.\nFollow these instructions:\n"
+            "- fit the maxwidth\n- use 'Notiz'\n- be concise\n") in first_prompt
+
+    new = results["new"].instructions
+    assert new["retried"] and new["ok"] and [c["kind"] for c in new["checks"]] == ["max_length", "required"]
+    assert new["checks"][0]["value"] == 14 and new["unverifiable"] == ["be concise"]
+    assert new["first_failed"] == [prompts.check_failure_text("max_length", length=21, limit=14),
+                                   prompts.check_failure_text("required", word="Notiz")]
+    assert doc.units[0].target.text == "Notiz anlegen"
+    # the retry is the model's own answer + the failed checks, as a further turn
+    retry_prompt = engine.calls[1][0]
+    assert [m["role"] for m in retry_prompt] == ["user", "assistant", "user"]
+    assert retry_prompt[1]["content"] == "Neuen Vermerk anlegen"
+
+    tag = results["tag"].instructions  # no maxwidth on this unit: only the word check, passed the first time
+    assert tag["ok"] and not tag["retried"] and [c["kind"] for c in tag["checks"]] == ["required"]
+    assert len(engine.calls) == 2 and len(engine.calls[1]) == 1
+    assert json.loads(summary.to_json())["files"][0]["results"][0]["instructions"]["retried"] is True
+
+
+def test_translate_command_has_the_instruction_option():
+    from click.testing import CliRunner
+
+    from tower_cat.cli import cli
+
+    out = CliRunner().invoke(cli, ["translate", "--help"]).output
+    assert "--instruction" in out

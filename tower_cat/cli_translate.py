@@ -69,17 +69,21 @@ def _common(func: Callable) -> Callable:
               help="Neighbouring source segments on each side given to the model as context.")
 @click.option("--term-repair", type=click.IntRange(0, 16), default=4, show_default=True,
               help="n-best width when a translation misses a glossary term (0: off).")
+@click.option("--instruction", "instructions", multiple=True,
+              help="An instruction for every unit (repeatable), e.g. \"max 40 characters\" or \"use 'Notiz'\": "
+                   "verifiable ones are checked and retried once (docs/refine.md).")
 def translate(files, output, in_place, model_dir, glossary, source_lang, target_lang, cache, no_cache,
               max_new_tokens, chunk_size, translated_above, backend, device, compute_type, threads, hf_model,
               as_json, no_progress, tm_path, few_shot, fuzzy_min, overwrite, exact_status, context_window,
-              term_repair) -> int:
+              term_repair, instructions) -> int:
     """Translate XLIFF/SDLXLIFF/MQXLIFF/PO files: TM leverage, glossary, document context, codes kept."""
     from tower_cat.pipeline import PipelineOptions
 
     opts = PipelineOptions(source_lang=source_lang, target_lang=target_lang, overwrite=overwrite,
                            few_shot=few_shot, fuzzy_min=fuzzy_min, exact_status=exact_status,
                            context_window=context_window, term_repair=term_repair, chunk_size=chunk_size,
-                           max_new_tokens=max_new_tokens, translated_above=translated_above)
+                           max_new_tokens=max_new_tokens, translated_above=translated_above,
+                           instructions=tuple(instructions))
     return _run("translate", files, output, in_place, model_dir, glossary, tm_path, cache, no_cache, opts,
                 dict(backend=backend, device=device, compute_type=compute_type, threads=threads, hf_model=hf_model),
                 as_json, no_progress)

@@ -82,6 +82,7 @@ class PipelineOptions:
     generation: Any = None             # engine.GenerationOptions; None: greedy with max_new_tokens
     translated_above: float | None = None  # confidence (0-100) at which clean MT is written "translated"
     max_context_tokens: int | None = None  # the model's context length (None: read from the model)
+    instructions: tuple[str, ...] = ()  # translator's instructions: in every prompt, checked, one retry
 
     def generation_options(self):
         from tower_cat.engine import GenerationOptions
@@ -105,6 +106,7 @@ class UnitResult:
     ter: float | None = None            # post-edit: TER from the original target to the new one
     before: str | None = None           # post-edit: the original target (plain text)
     after: str | None = None
+    instructions: dict | None = None    # instruction checks (instructions.InstructionReport.as_dict())
 
 
 @dataclass
@@ -299,6 +301,7 @@ class _Prompt:
     terms: list[tuple[str, str]]
     tasks: list[_Task] = field(default_factory=list)
     repaired: bool = False
+    instructions: Any = None  # instructions.InstructionReport of the kept output
 
 
 class _Job:
@@ -557,6 +560,8 @@ class _TranslateJob(_Job):
             messages = prompts.translate_messages(markup, src, tgt, wording=self.wording, examples=examples,
                                                   terms=terms, context_before=before, context_after=after,
                                                   notes=notes)
+            if self.opts.instructions:
+                messages = prompts.add_instructions(messages, self.opts.instructions, wording=self.wording)
             if self.fits(messages, markup):
                 return messages
             if after:
@@ -603,9 +608,13 @@ class _TranslateJob(_Job):
                         choice[i] = (hyp.text, _HypGen(hyp))
                         prompt.repaired = True
                         break
+        if self.opts.instructions:
+            self._check_instructions(chunk, choice)
         for i, prompt in enumerate(chunk):
             text, gen = choice[i]
             for task in prompt.tasks:
+                if prompt.instructions is not None:
+                    task.result.instructions = prompt.instructions.as_dict()
                 restored = self._restore(prompt, task, text)
                 if not restored.segment.text.strip() and task.unit.source.text.strip():
                     self.not_written(task, "empty output" + (" (truncated)" if gen.truncated else ""),
@@ -624,6 +633,38 @@ class _TranslateJob(_Job):
                                                      "the model stopped at the token limit").as_dict())
                 if prompt.repaired:
                     task.result.problems.append("terminology repaired from the n-best list")
+
+
+    def _check_instructions(self, chunk: list[_Prompt], choice: dict[int, tuple[str, Any]]) -> None:
+        """Check each output against the verifiable instructions; retry the failures once with the failed checks
+        fed back (instructions.py), keeping the better of the two outputs."""
+        from tower_cat.instructions import InstructionReport, InstructionSet, choose
+
+        retry: list[tuple[int, Any, list, _Prompt]] = []
+        for i, prompt in enumerate(chunk):
+            first = prompt.tasks[0]
+            unit = first.unit
+            limit = unit.max_length if (unit.size_unit or "char") in ("char", "character") else None
+            iset = InstructionSet.parse(self.opts.instructions, max_length=limit)
+            restored = self._restore(prompt, first, choice[i][0])
+            results = iset.verify(restored.segment.text, prompt.tgt_lang)
+            prompt.instructions = InstructionReport(results, iset.unverifiable)
+            messages = iset.retry_messages(prompt.messages, render_like(first.rendered, restored.segment)[0], results)
+            if messages is not None and self.fits(messages, prompt.source):
+                retry.append((i, iset, results, replace(prompt, messages=messages)))
+        if not retry:
+            return
+        gens = self._generate([r[3] for r in retry], self.gen)
+        for (i, iset, results, again), gen in zip(retry, gens):
+            prompt = chunk[i]
+            restored = self._restore(prompt, prompt.tasks[0], gen.text)
+            results2 = iset.verify(restored.segment.text, prompt.tgt_lang)
+            report = prompt.instructions
+            report.retried = True
+            report.first_failed = [r.message for r in results if not r.passed]
+            if restored.ok and restored.segment.text.strip() and choose(results, results2):
+                choice[i] = (gen.text, gen)
+                report.results = results2
 
 
 @dataclass

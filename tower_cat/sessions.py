@@ -397,7 +397,8 @@ class SessionManager:
 
     # -- public API ---------------------------------------------------------------------------------------
 
-    def start(self, source: str | Segment | Unit, source_lang: str, target_lang: str, *, instructions: Sequence[str] = (),
+    def start(self, source: str | Segment | Unit, source_lang: str, target_lang: str, *,
+              instructions: Sequence[str] = (),
               terms: Sequence[tuple[str, str]] | None = None, examples: Sequence[tuple[str, str]] | None = None,
               notes: Sequence[str] = (), context_before: Sequence[str] = (), context_after: Sequence[str] = (),
               max_length: int | None = None, meta: dict | None = None, markup: bool = False,
