@@ -328,7 +328,8 @@ def verify(check: Check, text: str, target_lang: str | None = None) -> CheckResu
         stripped = text.rstrip()
         last = stripped[-1:] if stripped else ""
         ok = last not in TRAILING_PUNCTUATION or not last
-        return CheckResult(check, ok, "" if ok else prompts.check_failure_text(kind, found=last), last or None)
+        return CheckResult(check, ok, "" if ok else prompts.check_failure_text(kind, found=last),
+                           None if ok else last)
     raise ValueError(f"unknown check kind {kind!r}")
 
 
