@@ -209,11 +209,13 @@ def data_cmd(tm_paths, mono_paths, glossary, source_lang, target_langs, wording,
               help="A model to compare with (e.g. OUT/baseline).")
 @click.option("--comet", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
 @click.option("--max", "limit", type=int, default=500, show_default=True)
+@click.option("--backend", type=click.Choice(["ct2", "transformers"]), default="ct2", show_default=True,
+              help="transformers: score a Hugging Face folder (e.g. OUT/hf) without converting it.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", type=int, default=None)
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write JSON here.")
 @click.option("--json", "as_json", is_flag=True)
-def evaluate_cmd(model_dir, heldout, baseline, comet, limit, device, threads, save, as_json) -> int:
+def evaluate_cmd(model_dir, heldout, baseline, comet, limit, backend, device, threads, save, as_json) -> int:
     """Score a model (and optionally a baseline) on held-out pairs: chrF, BLEU, COMET."""
     from rich.console import Console
 
@@ -221,7 +223,7 @@ def evaluate_cmd(model_dir, heldout, baseline, comet, limit, device, threads, sa
     from tower_cat.finetune.export import compare, evaluate_model
 
     pairs = load_pairs(heldout)[:limit]
-    kw = dict(comet=str(comet) if comet else None, device=device, threads=threads)
+    kw = dict(comet=str(comet) if comet else None, device=device, threads=threads, backend=backend)
     before = evaluate_model(baseline, pairs, **kw) if baseline else None
     after = evaluate_model(model_dir, pairs, **kw)
     table = compare(before, after, save)
