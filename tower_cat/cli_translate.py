@@ -187,10 +187,14 @@ def summary_table(summary):
     post = summary.task == "post-edit"
     table = Table(title=f"tower-cat {summary.task}: {summary.seconds:.1f}s "
                         f"(model {summary.model_seconds:.1f}s, {summary.prompts} prompts)")
-    cols = ["file", "units"] + (["post-edited", "unchanged"] if post else ["TM", "MT"]) + \
-           ["skipped", "not written", "needs review", "tag errors", "terms ok"]
+    cols = ["file", "units"] + (["post-\nedited", "un-\nchanged"] if post else ["TM", "MT"]) + \
+           ["skipped", "not\nwritten", "needs\nreview", "tag\nerrors", "terms\nok"]
+    names = [Path(f.path).name for f in summary.files]
     for c in cols:
-        table.add_column(c, justify="left" if c == "file" else "right")
+        if c == "file":
+            table.add_column(c, justify="left", no_wrap=True, min_width=min(40, max(map(len, names), default=4)))
+        else:
+            table.add_column(c, justify="right")
     for f in summary.files:
         if f.error:
             table.add_row(Path(f.path).name, "–", *(["–"] * (len(cols) - 3)), f"[red]failed[/red]")
