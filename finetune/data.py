@@ -55,6 +55,7 @@ class Pair:
     origin: str = ""                       # "file.tmx#12"
     context_before: tuple[str, ...] = ()   # neighbouring sources in the file (rendered), for context prompts
     context_after: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()            # what the pipeline adds for short strings: msgctxt, key, notes
 
     @property
     def direction(self) -> str:
@@ -63,6 +64,7 @@ class Pair:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["context_before"], d["context_after"] = list(self.context_before), list(self.context_after)
+        d["notes"] = list(self.notes)
         return d
 
 
@@ -109,7 +111,7 @@ class DataConfig:
 
     source: str | None = None              # source language (default: the memory's source language)
     targets: tuple[str, ...] = ()          # target languages (default: every other language in the memory)
-    wording: str = "instruct"              # prompts.py wording: instruct (TowerInstruct) | plus (Tower+) | base
+    wording: str = "instruct"              # prompts.py wording: instruct | plus | base | auto (recipe: from the model)
     heldout: float = 0.05                  # < 1: share of source groups; >= 1: number of source groups
     heldout_min_words: int = 1             # held-out sources have at least this many words
     heldout_max: int = 500                 # cap on held-out groups (evaluation cost)
@@ -126,6 +128,8 @@ class DataConfig:
     fewshot_min_score: float = 70.0        # the pipeline's default --fuzzy-min
     terms_rate: float = 1.0                # of the pairs with glossary terms in them
     context_rate: float = 0.15
+    notes_rate: float = 0.5                # translate examples of short strings that show their notes
+    short_words: int = 8                   # the pipeline's "short string" (notes are only shown for these)
     post_edit_rate: float = 0.3
     post_edit_keep_rate: float = 0.15      # share of post-edit examples whose draft is already right
     seed: int = 0
@@ -177,6 +181,7 @@ class RawPair:
     origin: str
     position: int   # order inside its file (context neighbours)
     file: str
+    notes: tuple[str, ...] = ()
 
 
 def _norm_lang(code: str | None) -> str | None:
@@ -233,7 +238,7 @@ def _tmx_pairs(path: Path, source: str | None, targets: Sequence[str]) -> Iterat
             if tkey is None:
                 continue
             yield RawPair(src_seg, unit.variants[tkey], _norm_lang(source or skey), _norm_lang(tgt if targets else tkey),
-                          f"{path.name}#{unit.tuid or unit.index}", unit.index, str(path))
+                          f"{path.name}#{unit.tuid or unit.index}", unit.index, str(path), _tmx_notes(unit))
 
 
 def _doc_pairs(path: Path, source: str | None, targets: Sequence[str]) -> Iterator[RawPair]:
@@ -252,7 +257,31 @@ def _doc_pairs(path: Path, source: str | None, targets: Sequence[str]) -> Iterat
         if not unit.has_target or state == "fuzzy" or unit.meta.get("fuzzy"):
             continue
         yield RawPair(unit.source, unit.target, _norm_lang(src), _norm_lang(tgt), f"{path.name}#{unit.id}", n,
-                      str(path))
+                      str(path), _unit_notes(unit))
+
+
+def _note(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _unit_notes(unit) -> tuple[str, ...]:
+    """The notes the pipeline shows for a short unit (tower_cat.pipeline: msgctxt, resource key, notes)."""
+    out = []
+    ctx = unit.context
+    if ctx.msgctxt:
+        out.append(f"Context: {ctx.msgctxt}.")
+    if ctx.resname and not ctx.resname.isdigit():
+        out.append(f"Key: {ctx.resname}.")
+    out += [_note(n) for n in unit.notes[:2] if n.strip()]
+    return tuple(out)
+
+
+def _tmx_notes(unit) -> tuple[str, ...]:
+    """A TMX tu's x-context prop reads like a msgctxt; its notes like unit notes."""
+    out = [f"Context: {v}." for k, v in unit.props if k.lower() in ("x-context", "x-msgctxt") and v.strip()][:1]
+    out += [_note(n) for n in unit.notes[:2] if n.strip()]
+    return tuple(out)
 
 
 def read_mono(paths: Iterable[str | Path]) -> list[str]:
@@ -383,7 +412,8 @@ def clean_pairs(raw: Iterable[RawPair], config: DataConfig, stats: DataStats) ->
         if bad_script:
             stats.dropped["wrong script for language tag"] += 1
             continue
-        out.append((Pair(src, tgt, rp.src_lang, rp.tgt_lang, rp.origin), rp))
+        notes = rp.notes if len(rp.source.text.split()) <= config.short_words else ()
+        out.append((Pair(src, tgt, rp.src_lang, rp.tgt_lang, rp.origin, notes=notes), rp))
     return out
 
 
@@ -398,7 +428,7 @@ def _add_context(items: list[tuple[Pair, RawPair]]) -> list[Pair]:
         before = sources.get(rp.position - 1)
         after = sources.get(rp.position + 1)
         out.append(Pair(pair.source, pair.target, pair.src_lang, pair.tgt_lang, pair.origin,
-                        (before,) if before else (), (after,) if after else ()))
+                        (before,) if before else (), (after,) if after else (), pair.notes))
     return out
 
 
@@ -557,8 +587,9 @@ def build_sft(pairs: Sequence[Pair], config: DataConfig, *, glossary=None, draft
         for p in pairs:
             terms = _glossary_terms(glossary, p)
             for _ in range(_chance(config.translate_rate, rng)):
+                notes = p.notes if p.notes and w != "base" and rng.random() < config.notes_rate else ()
                 out.append(SftExample("translate", prompts.translate_messages(p.source, p.src_lang, p.tgt_lang,
-                                                                              wording=w),
+                                                                              wording=w, notes=notes),
                                       p.target, p.src_lang, p.tgt_lang, p.source))
             if fewshot is not None and _chance(config.fewshot_rate, rng):
                 shots = fewshot.examples(p, rng.randint(1, max(1, config.fewshot_max)))
@@ -570,10 +601,10 @@ def build_sft(pairs: Sequence[Pair], config: DataConfig, *, glossary=None, draft
                 out.append(SftExample("terms", prompts.translate_messages(p.source, p.src_lang, p.tgt_lang, wording=w,
                                                                           terms=terms),
                                       p.target, p.src_lang, p.tgt_lang, p.source))
-            if (p.context_before or p.context_after) and _chance(config.context_rate, rng):
+            if (p.context_before or p.context_after) and w != "base" and _chance(config.context_rate, rng):
                 out.append(SftExample("context", prompts.translate_messages(
                     p.source, p.src_lang, p.tgt_lang, wording=w, context_before=p.context_before,
-                    context_after=p.context_after), p.target, p.src_lang, p.tgt_lang, p.source))
+                    context_after=p.context_after, notes=p.notes), p.target, p.src_lang, p.tgt_lang, p.source))
             if _chance(config.post_edit_rate, rng):
                 post_edit.append((p, terms if rng.random() < 0.5 else []))
     finally:
@@ -666,6 +697,10 @@ def build_datasets(tm_paths: Sequence[str | Path], mono_paths: Sequence[str | Pa
     tokenizer: count tokens for the statistics.
     """
     config = config or DataConfig()
+    if config.wording == "auto":
+        from dataclasses import replace
+
+        config = replace(config, wording="instruct")
     if config.source:
         _lang_ok(config.source)
     for t in config.targets:
@@ -730,7 +765,8 @@ def save_datasets(ds: Datasets, out_dir: str | Path) -> dict[str, Path]:
 def load_pairs(path: str | Path) -> list[Pair]:
     rows = read_jsonl(path)
     return [Pair(r["source"], r["target"], r["src_lang"], r["tgt_lang"], r.get("origin", ""),
-                 tuple(r.get("context_before", ())), tuple(r.get("context_after", ()))) for r in rows]
+                 tuple(r.get("context_before", ())), tuple(r.get("context_after", ())), tuple(r.get("notes", ())))
+            for r in rows]
 
 
 def stats_table(stats: DataStats, title: str = "fine-tuning data"):

@@ -59,10 +59,24 @@ PROFILES = {
 }
 
 
+# the code a demo model depends on: a change to any of these rebuilds it
+_CODE = ("finetune/data.py", "finetune/train.py", "finetune/recipe.py", "finetune/export.py", "finetune/demo.py",
+         "tower_cat/prompts.py", "tower_cat/testing.py", "tower_cat/convert.py")
+
+
 def _fingerprint(profile: DemoProfile, samples: Path) -> str:
+    import tower_cat
+    import tower_cat.finetune
+
     h = hashlib.sha256(json.dumps([DEMO_VERSION, asdict(profile)], sort_keys=True).encode())
     for name in (TM_FILE, GLOSSARY_FILE):
         path = samples / name
+        if path.is_file():
+            h.update(path.read_bytes())
+    roots = {"finetune": Path(tower_cat.finetune.__file__).parent, "tower_cat": Path(tower_cat.__file__).parent}
+    for rel in _CODE:
+        top, name = rel.split("/")
+        path = roots[top] / name
         if path.is_file():
             h.update(path.read_bytes())
     return h.hexdigest()[:12]

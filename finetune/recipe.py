@@ -110,6 +110,12 @@ def run_finetune(tm_paths: Sequence[str | Path], base: str | Path, out_dir: str 
     log = (lambda msg: console.print(msg)) if console is not None else (lambda msg: None)
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(base))
+    if config.data.wording == "auto":  # the wording the runtime will use for this model's family
+        from dataclasses import replace
+
+        from tower_cat.convert import inspect_model
+
+        config.data = replace(config.data, wording=inspect_model(base).wording)
     ds = build_datasets(tm_paths, mono_paths, config.data, glossary=glossary, draft_fn=draft_fn,
                         tokenizer=tokenizer)
     save_datasets(ds, out / "data")

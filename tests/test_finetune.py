@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest_comet import tiny_comet  # noqa: F401
 from tower_cat import prompts
 from tower_cat.document import CodeKind, InlineCode, Segment
 
@@ -82,12 +83,17 @@ def test_sft_examples_are_the_runtime_prompts(datasets):
 
     tasks = {e.task for e in datasets.sft}
     assert tasks == set(TASKS)
+    # short strings carry their TMX x-context as the pipeline's notes, in about half the translate examples
+    noted = [e for e in datasets.sft if e.task == "translate" and "Notes on the text, for context only: Context: "
+             in e.messages[0]["content"]]
+    assert noted and all(len(e.source.split()) <= 8 for e in noted)
     for e in datasets.sft[:200]:
         pair = next(p for p in datasets.train if p.source == e.source and p.tgt_lang == e.tgt_lang
                     and p.target == e.response)
         content = e.messages[0]["content"]
         if e.task == "translate":
-            assert e.messages == prompts.translate_messages(pair.source, "en", e.tgt_lang)
+            notes = pair.notes if "Notes on the text" in content else ()
+            assert e.messages == prompts.translate_messages(pair.source, "en", e.tgt_lang, notes=notes)
         elif e.task == "post_edit":
             assert content.startswith(prompts.post_edit_prompt(pair.source, "X", "en", e.tgt_lang).split("\n")[0])
         elif e.task == "fewshot":
@@ -342,6 +348,18 @@ def test_cli_evaluate(demo_run, tmp_path):
                                       "--max", "5", "--threads", "1", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["after"]["n"] == 5
+
+
+def test_evaluation_with_comet(demo_run, tiny_comet, tmp_path):  # noqa: F811
+    from tower_cat.finetune.data import load_pairs
+    from tower_cat.finetune.export import compare, evaluate_model
+
+    ct2 = demo_run[0]
+    pairs = load_pairs(ct2.parent / "data" / "heldout.jsonl")[:4]
+    result = evaluate_model(ct2, pairs, comet=str(tiny_comet("regression")), device="cpu", threads=1)
+    assert result.comet is not None and result.directions["en-de"]["comet"] == result.comet
+    compare(None, result, tmp_path / "eval.json")
+    assert json.loads((tmp_path / "eval.json").read_text())["after"]["comet"] == result.comet
 
 
 # ------------------------------------------------------------------------------------------------ LoRA, resume, DPO
