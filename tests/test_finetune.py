@@ -328,6 +328,30 @@ def test_cli_data(tmp_path):
     assert table.exit_code == 0 and "pairs read" in table.output and "→" in table.output
 
 
+def test_cli_full_run_with_lora_resumes(tiny_base, tmp_path):
+    from click.testing import CliRunner
+
+    from tower_cat.cli import cli
+    from tower_cat.convert import ModelInfo
+
+    args = ["finetune", "--tm", str(TMX), "--source", "en", "--target", "de", "--glossary",
+            str(SAMPLES / "glossary.de.csv"), "--base", str(tiny_base), "--out", str(tmp_path / "run"), "--lora",
+            "--lora-r", "4", "--max-steps", "2", "--batch-size", "4", "--grad-accum", "1", "--seq-len", "512",
+            "--heldout", "3", "--no-baseline", "--threads", "1", "--device", "cpu", "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output[result.output.index("{"):])
+    assert summary["stages"]["cpt"]["lora"] and summary["stages"]["sft"]["steps"] == 2
+    assert summary["before"] is None and summary["after"]["n"] == 3
+    assert ModelInfo.load(summary["ct2"]).quantization == "int8"
+    assert (tmp_path / "run" / "stages" / "sft-merged" / "config.json").is_file()
+    # the same command again: finished stages are not trained again
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0, again.output
+    second = json.loads(again.output[again.output.index("{"):])
+    assert second["stages"]["sft"]["seconds"] == summary["stages"]["sft"]["seconds"]
+
+
 def test_cli_requires_inputs():
     from click.testing import CliRunner
 
