@@ -4,7 +4,7 @@
                        [--lora] [--stage cpt|sft|both] [--epochs N] [--source en --target de]
     tower-cat finetune data --tm client.tmx [--source en --target de] [--out DIR] [--json]
     tower-cat finetune evaluate --model OUT/ct2 --heldout OUT/data/heldout.jsonl [--baseline DIR]
-    tower-cat finetune dpo --model HF_DIR --heldout pairs.jsonl --out DIR   (preference stage, optional)
+    tower-cat finetune dpo --model OUT --out DPO_DIR [--qe chrf|comet:DIR] [-n 4]   (optional preference stage)
 
 Group options (``--tm``, ``--base``, ...) come before a subcommand name; ``--tm``, ``--mono`` and
 ``--target`` repeat (``--mono`` also takes a folder of .txt files).
@@ -232,4 +232,70 @@ def evaluate_cmd(model_dir, heldout, baseline, comet, limit, backend, device, th
                               indent=2, ensure_ascii=False))
     else:
         Console().print(table)
+    return 0
+
+
+@finetune.command("dpo")
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A finetune output folder (OUT, with hf/ and ct2/): samples with ct2, trains hf.")
+@click.option("--pairs", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Source/reference pairs (.jsonl; default: OUT/data/train.jsonl).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--qe", default="chrf", show_default=True,
+              help="Ranking: chrf (against the reference), comet:DIR (COMET/CometKiwi folder), llm:MODEL_DIR.")
+@click.option("-n", "--candidates", type=int, default=4, show_default=True, help="Samples per source.")
+@click.option("--max-pairs", type=int, default=2000, show_default=True)
+@click.option("--min-gap", type=float, default=5.0, show_default=True, help="Least score gap best-worst.")
+@click.option("--lora/--full", default=True, show_default=True)
+@click.option("--lr", type=float, default=None, help="Default 5e-6 (LoRA) / 5e-7 (full).")
+@click.option("--beta", type=float, default=0.1, show_default=True)
+@click.option("--epochs", type=float, default=1.0, show_default=True)
+@click.option("--batch-size", type=int, default=4, show_default=True)
+@click.option("--grad-accum", type=int, default=8, show_default=True)
+@click.option("--quantization", default="int8", show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--threads", type=int, default=None)
+@click.option("--seed", type=int, default=0, show_default=True)
+def dpo_cmd(model_dir, pairs, out_dir, qe, candidates, max_pairs, min_gap, lora, lr, beta, epochs, batch_size,
+            grad_accum, quantization, device, threads, seed) -> int:
+    """Preference stage: sample candidates, rank them by QE, DPO, export to OUT/hf + OUT/ct2."""
+    import random as _random
+
+    from rich.console import Console
+
+    from tower_cat.engine import Engine
+    from tower_cat.finetune.data import load_pairs, write_jsonl
+    from tower_cat.finetune.dpo import ChrfRanker, build_preferences, train_dpo
+    from tower_cat.finetune.export import export_model
+    from tower_cat.finetune.train import TrainConfig
+
+    console = Console(stderr=True)
+    rows = load_pairs(pairs or model_dir / "data" / "train.jsonl")
+    _random.Random(seed).shuffle(rows)
+    rows = rows[:max_pairs]
+    if qe == "chrf":
+        ranker = ChrfRanker()
+    else:
+        from tower_cat.qe import get_backend
+
+        kind, _, path = qe.partition(":")
+        if not path:
+            raise click.UsageError("--qe takes chrf, comet:DIR or llm:MODEL_DIR")
+        ranker = get_backend(kind, path)
+    engine = Engine.load(model_dir / "ct2", device=device, threads=threads, cache=None)
+    try:
+        prefs = build_preferences(engine, rows, ranker, n=candidates, min_gap=min_gap)
+    finally:
+        engine.close()
+        ranker.close()
+    out_dir = Path(out_dir)
+    write_jsonl(prefs, out_dir / "preferences.jsonl")
+    console.print(f"{len(prefs)} preference pairs from {len(rows)} sources")
+    cfg = TrainConfig(lora=lora, lr=lr or (5e-6 if lora else 5e-7), dpo_beta=beta, epochs=epochs,
+                      batch_size=batch_size, grad_accum=grad_accum, device=device, threads=threads, seed=seed,
+                      progress=sys.stderr.isatty())
+    result = train_dpo(model_dir / "hf", out_dir / "trained", prefs, cfg)
+    exported = export_model(out_dir / "trained", out_dir, quantization=None if quantization == "none" else quantization)
+    console.print(f"DPO: {result.steps} steps, loss {result.first_loss:.3f} -> {result.last_loss:.3f}; "
+                  f"model: {exported.ct2_dir}")
     return 0

@@ -455,6 +455,22 @@ def test_dpo_prefers_chosen(tiny_base, datasets, tmp_path):
     assert acc[-1] > 0.5
 
 
+def test_cli_dpo(demo_run, tmp_path):
+    from click.testing import CliRunner
+
+    from tower_cat.cli import cli
+    from tower_cat.convert import ModelInfo
+
+    run_dir = demo_run[0].parent
+    result = CliRunner().invoke(cli, ["finetune", "dpo", "--model", str(run_dir), "--out", str(tmp_path / "dpo"),
+                                      "--max-pairs", "8", "-n", "3", "--min-gap", "0", "--full", "--lr", "1e-4",
+                                      "--batch-size", "4", "--grad-accum", "1", "--threads", "1",
+                                      "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "dpo" / "preferences.jsonl").stat().st_size > 0
+    assert ModelInfo.load(tmp_path / "dpo" / "ct2").family == "tower_instruct"
+
+
 def test_dpo_samples_candidates(demo_run, datasets):
     from tower_cat.engine import Engine
     from tower_cat.finetune.dpo import build_preferences
