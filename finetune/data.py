@@ -250,8 +250,11 @@ def _doc_pairs(path: Path, source: str | None, targets: Sequence[str]) -> Iterat
     if not src or not tgt:
         raise DataError(f"the {doc.format} file does not say its languages", path=path,
                         hint="pass --source and --target")
-    if targets and not any(_matches(t, tgt) for t in targets):
-        return
+    if targets:
+        wanted = [t for t in targets if _matches(t, tgt)]
+        if not wanted:
+            return
+        tgt = wanted[0]  # name the direction as asked, like the TMX reader does
     for n, unit in enumerate(doc.units):
         state = (unit.state or "").lower()
         if not unit.has_target or state == "fuzzy" or unit.meta.get("fuzzy"):

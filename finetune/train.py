@@ -349,6 +349,8 @@ def train(model_dir: str | Path, out_dir: str | Path, *, stage: str, data: Seque
           loss_fn: Callable | None = None) -> TrainResult:
     """Train MODEL_DIR on `data` and save the result in OUT_DIR (HF folder; adapter folder with LoRA).
 
+    OUT_DIR belongs to the run: what else is in it is replaced by the final model.
+
     stage 'cpt': `data` are texts (or CptDoc); packed into seq_len blocks, every token trained.
     stage 'sft': `data` are SftExample (or (messages, response) tuples); loss on answer tokens only.
     A run whose checkpoints exist in OUT_DIR/checkpoints resumes from the latest (config.resume).

@@ -124,6 +124,20 @@ def test_cpt_mixture(datasets):
     assert any(t.startswith("Portuguese: ") for t in par)
 
 
+def test_xliff_and_po_memories():
+    from tower_cat.finetune.data import DataConfig, build_datasets, read_pairs
+
+    po = list(read_pairs([SAMPLES / "tower-notes.de.po"]))
+    assert po and all((p.src_lang, p.tgt_lang) == ("en", "de") for p in po)
+    assert ("Open", "Öffnen", ("Context: File menu.",)) in [(p.source.text, p.target.text, p.notes) for p in po]
+    xlf = list(read_pairs([SAMPLES / "tower-notes.en-de.xlf"], "en", ["de"]))
+    assert len(xlf) == 3 and {(p.src_lang, p.tgt_lang) for p in xlf} == {("en", "de")}
+    assert not list(read_pairs([SAMPLES / "tower-notes.en-pt.xliff"], "en", ["de"]))
+    ds = build_datasets([TMX, SAMPLES / "tower-notes.de.po", SAMPLES / "tower-notes.en-de.xlf"],
+                        config=DataConfig(source="en", targets=("de",)))
+    assert set(ds.stats.read) == {"en-de"} and ds.stats.dropped["duplicate"] > 0
+
+
 def test_cleaning_reasons():
     from tower_cat.finetune.data import DataConfig, DataStats, RawPair, clean_pairs
 
