@@ -468,14 +468,25 @@ class _TranslateJob(_Job):
                     continue
                 self.total += 1
                 task = _Task(di, unit, codes.render(unit.source), result)
-                matches = []
-                if self.tm is not None:
-                    matches = self.tm.lookup(unit, src, tgt, limit=max(self.opts.few_shot, 1),
-                                             min_score=self.opts.fuzzy_min)
-                if matches and matches[0].score >= 100 and self._use_tm(task, matches[0]):
+                exact = self._exact_matches(task, src, tgt)
+                if exact and self._use_tm(task, exact[0]):
                     self._tick()
                     continue
-                self._add_prompt(task, matches, neighbours[ui])
+                self._add_prompt(task, neighbours[ui])
+
+    def _exact_matches(self, task: _Task, src: str, tgt: str) -> list:
+        """100/101 % matches for this unit (its own context decides 101). Cheap: no fuzzy search here."""
+        if self.tm is None:
+            return []
+        return [m for m in self.tm.lookup(task.unit, src, tgt, limit=1, min_score=100.0, fuzzy=False)
+                if m.score >= 100]
+
+    def _fuzzy_examples(self, task: _Task, src: str, tgt: str) -> list:
+        """Few-shot examples: the best TM matches (exact ones that could not be used first, then fuzzy), searched
+        once per prompt (repeats of a source share the prompt, so they share the search)."""
+        if self.tm is None or self.opts.few_shot <= 0:
+            return []
+        return self.tm.lookup(task.unit, src, tgt, limit=self.opts.few_shot, min_score=self.opts.fuzzy_min)
 
     def _neighbours(self, doc: Document) -> list[tuple[list[str], list[str]]]:
         k = self.opts.context_window
@@ -529,13 +540,14 @@ class _TranslateJob(_Job):
         tgt, problems = render_like(rendered, match.target)
         return rendered.text, tgt, problems
 
-    def _add_prompt(self, task: _Task, matches, neighbours: tuple[list[str], list[str]]) -> None:
+    def _add_prompt(self, task: _Task, neighbours: tuple[list[str], list[str]]) -> None:
         src, tgt = self.langs[task.doc]
         markup = task.rendered.text
         msgctxt = task.unit.context.msgctxt
         key = (src.lower(), tgt.lower(), markup, msgctxt)
         prompt = self.prompts.get(key)
         if prompt is None:
+            matches = self._fuzzy_examples(task, src, tgt)
             examples = []
             for m in matches:
                 if len(examples) >= self.opts.few_shot:
