@@ -441,19 +441,17 @@ def test_prefixed_core_namespace_and_crlf(tmp_path):
     assert again.units[0].qe_score == 55 and again.units[0].target.text == "Hallo "
 
 
-def test_load_is_linear_enough(tmp_path):
-    import time
-
+def test_large_file_edit_round_trip(tmp_path):
     units = "".join(f'<unit id="u{i}"><segment><source>Text {i} <pc id="1">b</pc><ph id="2"/></source></segment>'
                     f"</unit>\n" for i in range(5000))
     p = write(tmp_path, f'<xliff {NS} srcLang="en" trgLang="de"><file id="f">\n{units}</file></xliff>')
-    t0 = time.perf_counter()
     doc = xliff2.load(p)
     for u in doc.units:
         u.set_target(swapcase_like(u.source))
     xliff2.save(doc, p)
-    assert len(doc.units) == 5000
-    assert time.perf_counter() - t0 < 30  # generous: catches quadratic behaviour, not a benchmark
+    again = xliff2.load(p)
+    assert len(again.units) == 5000
+    assert [u.target.codes for u in again.units] == [u.source.codes for u in again.units]
 
 
 @needs_corpus
