@@ -92,11 +92,13 @@ class BackgroundServer:
 @click.option("--max-new-tokens", default=512, show_default=True, type=int)
 @click.option("--jobs-dir", type=click.Path(file_okay=False), help="Where file jobs keep uploads and results "
               "(default: a temporary folder).")
+@click.option("--sessions", type=click.Path(dir_okay=False), help="SQLite file for /v1/sessions (interactive "
+              "refinement); default: sessions.sqlite in --jobs-dir or the user cache folder.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def serve(model, tm, glossaries, host, port, api_keys, languages, device, compute_type, threads, cache,
           batch_window_ms, max_batch, max_queue, max_request_kb, character_limit, max_new_tokens, jobs_dir,
-          log_level):
+          sessions, log_level):
     """Serve a model to CAT tools: /v1 (ours, OpenAPI at /docs), DeepL (/v2, /v3), LibreTranslate
     (/translate, /languages, /detect) and Apertium APy (/translate?langpair=, /listPairs)."""
     import uvicorn
@@ -114,7 +116,7 @@ def serve(model, tm, glossaries, host, port, api_keys, languages, device, comput
                           device=device, compute_type=compute_type, threads=threads, cache=cache,
                           batch_window=batch_window_ms / 1000.0, max_batch_prompts=max_batch, max_pending=max_queue,
                           max_request_bytes=max_request_kb * 1024, character_limit=character_limit,
-                          max_new_tokens=max_new_tokens, jobs_dir=jobs_dir)
+                          max_new_tokens=max_new_tokens, jobs_dir=jobs_dir, sessions=sessions)
     click.echo(f"loading {model} ...", err=True)
     service = Service.from_config(config)
     app = create_app(service)

@@ -98,6 +98,7 @@ class ServerConfig:
     tm_min_score: float = 75.0
     tm_examples: int = 3
     jobs_dir: str | None = None
+    sessions: str | None = None                             # SQLite file of /v1/sessions (survives restarts)
     preload: bool = True
 
 

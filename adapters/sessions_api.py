@@ -15,7 +15,7 @@ Each turn's ``text`` is in the session's markup (the tags of the request, each e
 text alone, ``codes_ok`` false means the codes could not be restored safely (accept needs ``force``).
 
 Sessions live in SQLite and survive a restart: ``app.state.session_store`` (a ``SessionStore`` or a path) when
-set, else ``ServerConfig.sessions`` when the config has it, else ``$TOWER_CAT_SESSIONS``, else
+set, else ``ServerConfig.sessions`` (``serve --sessions``), else ``$TOWER_CAT_SESSIONS``, else
 ``<jobs_dir>/sessions.sqlite``, else ``sessions.sqlite`` in the user cache folder. All model work runs on the
 service's engine worker, like every other request.
 """
@@ -66,7 +66,7 @@ class AcceptRequest(BaseModel):
 
 def _default_store(service) -> str:
     config = service.config
-    path = getattr(config, "sessions", None) or os.environ.get("TOWER_CAT_SESSIONS")
+    path = config.sessions or os.environ.get("TOWER_CAT_SESSIONS")
     if not path and getattr(config, "jobs_dir", None):
         path = str(Path(config.jobs_dir) / "sessions.sqlite")
     if not path:
