@@ -468,3 +468,110 @@ def test_charset_only_from_the_header(tmp_path: Path):
     p = _write(tmp_path, 'msgid "Set charset=koi8-r here"\nmsgstr "Stellen Sie charset=koi8-r ein: äö"\n')
     doc = po.load(p)
     assert doc.handle.encoding == "utf-8" and doc.units[0].target.text.endswith("äö")
+
+
+# --- candidates: the target an edit replaces ----------------------------------------------------------------------
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+def _skeleton(path: Path) -> list[str]:
+    """The file's lines minus what an edit with ``previous=`` may change: msgstr strings, ``#,`` flag lines and
+    tower-cat's own comments."""
+    text, _, _ = po._detect(path.read_bytes(), path)
+    out, in_msgstr = [], False
+    for line in text.splitlines():
+        s = line.strip()
+        if s.startswith(("msgstr", "#~ msgstr")):
+            in_msgstr = True
+            continue
+        if in_msgstr and s.startswith(('"', '#~ "')):
+            continue
+        in_msgstr = False
+        if s.startswith(("#,", "# tower-cat:", "# tower-cat previous")):
+            continue
+        out.append(line)
+    return out
+
+
+def _units_but_targets(doc) -> list:
+    return [(u.id, u.source.parts, u.notes, u.context.locations, u.context.msgctxt,
+             [f for f in u.meta["flags"] if f != "fuzzy"]) for u in doc.units]
+
+
+def test_previous_target_becomes_a_comment_sample(tmp_path: Path):
+    path = SAMPLES / "tower-notes.de.po"
+    doc = po.load(path)
+    units = {u.id: u for u in doc.units}
+    save = units["Verb\x04Save"]
+    save.set_target(Segment.from_text("Sichern"), status="translated", previous=save.target)
+    one, many = units["%d note[0]"], units["%d note[1]"]
+    one.set_target(Segment([one.source.codes[0], ' Notiz "neu"']), previous=one.target)
+    many.set_target(Segment([many.source.codes[0], " Notizen\nneu"]), previous=many.target)
+    out = tmp_path / "out.po"
+    po.save(doc, out)
+    text = out.read_text("utf-8")
+    assert ('# tower-cat: mt tower-cat\n# tower-cat previous: "Speichern"\n#: src/menu/file.c:55\nmsgctxt "Verb"\n'
+            'msgid "Save"\nmsgstr "Sichern"\n') in text
+    assert ('# tower-cat: mt tower-cat\n# tower-cat previous[0]: "%d Notiz"\n# tower-cat previous[1]: "%d Notizen"\n'
+            '#: src/notes/list.c:140\n#, fuzzy, c-format\n') in text
+    again = po.load(out)
+    by_id = {u.id: u for u in again.units}
+    assert by_id["Verb\x04Save"].target.text == "Sichern"
+    assert by_id["Verb\x04Save"].meta["previous_target"] == "Speichern"
+    assert by_id["%d note[1]"].meta["previous_target"] == "%d Notizen"
+    assert _units_but_targets(again) == _units_but_targets(doc)  # the comments are not translator notes
+    assert _skeleton(out) == _skeleton(path)
+    if MSGFMT:
+        res = subprocess.run([MSGFMT, "-c", "-o", "/dev/null", str(out)], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+    # a second replacement of form 0 replaces our line for that form; escapes round-trip
+    u = {x.id: x for x in again.units}["%d note[0]"]
+    u.set_target(Segment([u.source.codes[0], " Notiz"]), previous=u.target)
+    po.save(again, out)
+    text = out.read_text("utf-8")
+    assert ('# tower-cat previous[0]: "%d Notiz \\\"neu\\\""\n# tower-cat previous[1]: "%d Notizen"\n') in text
+    assert text.count("previous[0]") == 1
+    third = {x.id: x for x in po.load(out).units}
+    assert third["%d note[0]"].meta["previous_target"] == '%d Notiz "neu"'
+    assert third["%d note[1]"].meta["previous_target"] == "%d Notizen"
+
+
+def test_previous_target_multiline_is_escaped(tmp_path: Path):
+    p = _write(tmp_path, HEADER + '# translator note\nmsgid "a\\nb"\nmsgstr "x\\ny"\n')
+    doc = po.load(p)
+    u = doc.units[0]
+    u.set_target(Segment.from_text("X\nY"), status="translated", previous=u.target)
+    po.save(doc, p)
+    assert p.read_text().endswith('# translator note\n# tower-cat: mt tower-cat\n# tower-cat previous: "x\\ny"\n'
+                                  'msgid "a\\nb"\nmsgstr ""\n"X\\n"\n"Y"\n')
+    again = po.load(p)
+    assert again.units[0].meta["previous_target"] == "x\ny" and again.units[0].notes == ["translator note"]
+
+
+@needs_corpus
+@pytest.mark.parametrize("path", _po_files(), ids=_ident)
+def test_corpus_previous_targets_become_comments(path: Path, tmp_path: Path):
+    doc = po.load(path)
+    expected = {}
+    for u in doc.units:
+        if u.protected or not u.has_target:
+            continue
+        old = u.target
+        u.set_target(_edit_of(u), status="translated", previous=old)
+        if u.edit.replaced is not None:
+            expected[u.id] = po.from_segment(old)
+    if not expected:
+        pytest.skip("no translated messages")
+    out = tmp_path / path.name
+    po.save(doc, out)
+    again = po.load(out)
+    assert _units_but_targets(again) == _units_but_targets(doc)
+    for old, u in zip(doc.units, again.units):
+        if old.edit is not None:
+            assert po.from_segment(u.target) == po.from_segment(old.edit.segment), u.id
+        assert u.meta.get("previous_target") == expected.get(u.id), u.id
+    assert _skeleton(out) == _skeleton(path)
+    if MSGFMT and _msgfmt_ok(path):
+        res = subprocess.run([MSGFMT, "-c", "-o", "/dev/null", str(out)], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr

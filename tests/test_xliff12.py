@@ -566,3 +566,138 @@ def test_multiple_files_languages_and_context(tmp_path: Path):
     text = out.read_text("utf-8")
     assert '        <source>Hello</source>\n        <target xml:lang="de" state="final">Hallo</target>\n' in text
     assert ('<target xml:lang="de" state="signed-off" state-qualifier="leveraged-tm">Au revoir</target>') in text
+
+
+# --- candidates: the target an edit replaces -------------------------------------------------------------------
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+def _xliff_local(el) -> str | None:
+    """The local name of an XLIFF 1.x element (namespaced or not), None for extension elements."""
+    if not isinstance(el.tag, str):
+        return None
+    q = etree.QName(el)
+    return q.localname if q.namespace is None or q.namespace.startswith("urn:oasis:names:tc:xliff:document:1.") \
+        else None
+
+
+def _previous_alts(doc, unit) -> list:
+    """The alt-trans alttranstype="previous-version" elements that belong to a unit (by mid for segments)."""
+    tu, seg = doc.handle.locate(unit)
+    mid = seg.mid if seg is not None else None
+    return [a for a in tu.el if _xliff_local(a) == "alt-trans" and a.get("alttranstype") == "previous-version"
+            and a.get("mid") == mid]
+
+
+def _alt_target(doc, alt) -> Segment:
+    t = next(c for c in alt if _xliff_local(c) == "target")
+    return xliff12._ContentReader(doc.handle.xf, doc.handle.ns).segment(t)
+
+
+def _verbatim(seg: Segment) -> list:
+    return [p if isinstance(p, str) else p.xml for p in seg.parts]
+
+
+def _without_previous_versions(path: Path):
+    root = _stripped_tree(path)
+    for alt in [a for a in root.iter() if _xliff_local(a) == "alt-trans"
+                and a.get("alttranstype") == "previous-version"]:
+        alt.getparent().remove(alt)
+    return root
+
+
+def _editable_with_targets() -> list[Path]:
+    out = []
+    for p in _files():
+        try:
+            doc = formats.load(p)
+        except FormatError:
+            continue
+        if any(u.has_target and not u.protected for u in doc.units):
+            out.append(p)
+    return out
+
+
+def test_previous_target_becomes_alt_trans_sample(tmp_path: Path):
+    path = SAMPLES / "tower-notes.en-de.xlf"
+    doc = formats.load(path)
+    unit = next(u for u in doc.units if u.id == "menu.file.import")
+    old = unit.target
+    unit.set_target(Segment.from_text("Notizen einlesen…"), status="translated", previous=old)
+    out = tmp_path / "out.xlf"
+    doc.save(out)
+    text = out.read_text("utf-8")
+    assert ('          <target state="translated" state-qualifier="leveraged-mt">Notizen einlesen…</target>\n'
+            '          <alt-trans alttranstype="previous-version" origin="previous-version"><source>Import notes…'
+            '</source><target>Notizen importieren…</target></alt-trans>\n        </trans-unit>') in text
+    again = formats.load(out)
+    new = next(u for u in again.units if u.id == "menu.file.import")
+    assert new.target.text == "Notizen einlesen…"
+    assert new.meta["alt_trans"] == [{"origin": "previous-version", "match_quality": None,
+                                      "target": "Notizen importieren…"}]
+    assert _tree_diff(_without_previous_versions(path), _without_previous_versions(out)) is None
+    # an identical previous version is not added twice; the old provenance becomes the origin
+    again_unit = new
+    again_unit.set_target(Segment.from_text("Notizen laden…"), previous=old)
+    out2 = tmp_path / "out2.xlf"
+    again.save(out2)
+    assert out2.read_text("utf-8").count('alttranstype="previous-version"') == 1
+    third = formats.load(out2)
+    u3 = next(u for u in third.units if u.id == "menu.file.import")
+    assert u3.origin == "leveraged-mt"
+    u3.set_target(Segment.from_text("Notizen holen…"), previous=u3.target)
+    out3 = tmp_path / "out3.xlf"
+    third.save(out3)
+    assert ('<alt-trans alttranstype="previous-version" origin="leveraged-mt"><source>Import notes…</source>'
+            '<target>Notizen laden…</target></alt-trans>') in out3.read_text("utf-8")
+    assert out3.read_text("utf-8").count('alttranstype="previous-version"') == 2
+
+
+def test_no_candidate_without_a_real_previous_target(tmp_path: Path):
+    path = SAMPLES / "tower-notes.en-de.xlf"
+    doc = formats.load(path)
+    unit = next(u for u in doc.units if u.id == "menu.file.import")
+    unit.set_target(Segment.from_text("Notizen importieren…"), previous=unit.target)  # unchanged text
+    other = next(u for u in doc.units if u.id == "menu.file")
+    other.set_target(Segment.from_text("Datei"), previous=Segment())  # nothing was there
+    out = tmp_path / "out.xlf"
+    doc.save(out)
+    assert "alt-trans" not in out.read_text("utf-8")
+
+
+@pytest.mark.parametrize("path", _editable_with_targets(), ids=_ident)
+def test_corpus_previous_targets_become_alt_trans(path: Path, tmp_path: Path):
+    doc = formats.load(path)
+    expected = {}
+    for unit in doc.units:
+        if unit.protected or not unit.has_target:
+            continue
+        old = unit.target
+        new = _swapped(unit)
+        unit.set_target(new, previous=old)
+        expected[unit.id] = (old, new, unit.edit.replaced is not None)
+    assert expected
+    out = tmp_path / path.name
+    doc.save(out)
+
+    again = formats.load(out)
+    assert [u.id for u in again.units] == [u.id for u in doc.units]
+    by_id = {u.id: u for u in again.units}
+    for uid, (old, new, candidate) in expected.items():
+        unit = by_id[uid]
+        assert [c.xml for c in unit.target.codes] == [c.xml for c in new.codes], uid
+        assert unit.target.text == new.text, uid
+        alts = _previous_alts(again, unit)
+        assert len(alts) == (1 if candidate else 0), uid
+        if not candidate:
+            continue
+        alt = alts[0]
+        assert _verbatim(_alt_target(again, alt)) == _verbatim(old), uid  # codes verbatim
+        src = next(c for c in alt if _xliff_local(c) == "source")
+        reader = xliff12._ContentReader(again.handle.xf, again.handle.ns)
+        assert _verbatim(reader.segment(src)) == _verbatim(unit.source), uid
+        # schema order: alt-trans with the XLIFF elements, before extension elements (sdl:seg-defs, mq:…)
+        later = list(alt.itersiblings())
+        assert all(_xliff_local(x) in (None, "alt-trans") for x in later), uid
+    assert _tree_diff(_without_previous_versions(path), _without_previous_versions(out)) is None

@@ -462,3 +462,140 @@ def test_sniff_on_the_corpus():
     others = [p for d in ("xliff12", "sdlxliff", "mqxliff", "tmx", "po") for p in (CORPUS / d).rglob("*")
               if p.is_file()]
     assert others and not [p for p in others if xliff2.sniff(read_head(p))]
+
+
+# ------------------------------------------------------------------------------------ candidates (replaced targets)
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+MTC = "urn:oasis:names:tc:xliff:matches:2.0"
+
+
+def _previous_matches(root) -> list:
+    return [m for m in root.iter(f"{{{MTC}}}match") if m.get("subType") == "tower-cat:previous"]
+
+
+def _sig(el):
+    """Tags, attributes and non-whitespace text of a tree (namespace declarations and indentation ignored)."""
+    if not isinstance(el.tag, str):
+        return (el.tag, (el.text or "").strip(), (el.tail or "").strip())
+    return (el.tag, sorted(el.attrib.items()), (el.text or "").strip(), (el.tail or "").strip(),
+            [_sig(c) for c in el])
+
+
+def _without_previous_candidates(path: Path, new_ids=()):
+    """The document minus what writing a target with ``previous=`` may change: targets, segment state/subState,
+    root trgLang, tower-cat's previous-version matches (and a <mtc:matches> they leave empty), segment ids tower-cat
+    added (``new_ids``)."""
+    root = etree.parse(str(path)).getroot()
+    root.attrib.pop("trgLang", None)
+    for m in _previous_matches(root):
+        parent = m.getparent()
+        parent.remove(m)
+        if not len(parent):
+            parent.getparent().remove(parent)
+    for ns in xliff2.CORE_NAMESPACES:
+        for seg in root.iter(f"{{{ns}}}segment"):
+            seg.attrib.pop("state", None)
+            seg.attrib.pop("subState", None)
+            if seg.get("id") in new_ids:
+                del seg.attrib["id"]
+            for t in seg.findall(f"{{{ns}}}target"):
+                seg.remove(t)
+    return _sig(root)
+
+
+def test_previous_target_becomes_mtc_match_sample(tmp_path):
+    # a first run translates, a second one re-translates (--overwrite): the first result is kept as a candidate
+    doc = xliff2.load(SAMPLES / "tower-notes.en-pt.xliff")
+    unit = next(u for u in doc.units if u.id == "f1/menu.file/1")
+    unit.set_target(Segment.from_text("Ficheiro"), status="translated")
+    first = tmp_path / "first.xliff"
+    xliff2.save(doc, first)
+    doc = xliff2.load(first)
+    unit = next(u for u in doc.units if u.id == "f1/menu.file/1")
+    unit.set_target(Segment.from_text("Arquivo"), previous=unit.target)
+    out = tmp_path / "out.xliff"
+    xliff2.save(doc, out)
+    text = out.read_text("utf-8")
+    assert ('      <unit id="menu.file" name="menu.file">\n        <mtc:matches>\n'
+            '          <mtc:match id="tc-prev-tc-s1" ref="#tc-s1" type="mt" origin="previous-version" '
+            'subType="tower-cat:previous"><source>File</source><target>Ficheiro</target></mtc:match>\n'
+            '        </mtc:matches>\n        <notes>') in text
+    assert '<segment state="translated" subState="tower-cat:needs-review" id="tc-s1">' in text
+    ok, err = xsd_valid(out)
+    assert ok, err
+    again = xliff2.load(out)
+    assert next(u for u in again.units if u.id == "f1/menu.file/tc-s1").target.text == "Arquivo"
+    assert _without_previous_candidates(out, {"tc-s1"}) == _without_previous_candidates(first)
+    # the same previous version is not added twice; a QE score for the segment is a separate match
+    u2 = next(u for u in again.units if u.id == "f1/menu.file/tc-s1")
+    u2.set_target(Segment.from_text("Arquivo!"), previous=Segment.from_text("Ficheiro"))
+    u2.set_qe(70)
+    out2 = tmp_path / "out2.xliff"
+    xliff2.save(again, out2)
+    root = etree.parse(str(out2)).getroot()
+    assert [m.find(f"{{{xliff2.NS20}}}target").text for m in _previous_matches(root)] == ["Ficheiro"]
+    assert len(root.findall(f".//{{{MTC}}}match[@origin='tower-cat']")) == 1
+    assert xsd_valid(out2)[0]
+    assert xliff2.load(out2).units[0].qe_score == 70
+
+
+PREVIOUS_FILES = ["bb-io/contentful.html.xliff",
+                  "oasis-xliff21-testsuite/core/valid/toJoin.xlf",
+                  "oasis-xliff21-testsuite/core/valid/withMatches.xlf",
+                  "oasis-xliff21-testsuite/core/valid/withGlossary.xlf",
+                  "oasis-xliff21-testsuite/core/valid/withReferences.xlf",
+                  "oasis-xliff21-testsuite/core/valid/withNotes_complex.xlf",
+                  "oasis-xliff21-testsuite/core/valid/everything-core.xlf",
+                  "oasis-xliff22-testsuite/core/valid/withReorderedCodes.xlf",
+                  "oasis-xliff22-testsuite/modules/valid/Good-ctr_revisions-using-ref-to-resolvableID.xlf",
+                  "okapi/test01.xlf"]
+
+
+@needs_corpus
+@needs_schemas
+@pytest.mark.parametrize("name", PREVIOUS_FILES)
+def test_corpus_previous_targets_become_mtc_matches(name, tmp_path):
+    path = CORPUS / "xliff2" / name
+    doc = xliff2.load(path)
+    expected = {}
+    for unit in doc.translatable_units():
+        if unit.has_target:
+            old = unit.target
+            unit.set_target(swapcase_like(unit.source), previous=old)
+            if unit.edit.replaced is not None:
+                expected[unit.id] = old
+    assert expected
+    out = tmp_path / path.name
+    xliff2.save(doc, out)
+    if xsd_valid(path)[0]:
+        ok, err = xsd_valid(out)
+        assert ok, err
+    again = xliff2.load(out)  # strict: the candidates pass the same inline checks as segments
+
+    from tower_cat.formats import _xml
+
+    xf = _xml.parse(out)
+    segments = {}
+    for e in again.handle.entries:
+        segments[(e.unit_el.get("id"), e.segment.get("id"))] = e
+    old_ids = {u.meta["segment_id"] for u in doc.units}
+    seen = set()
+    for m in _previous_matches(xf.root):
+        unit_el = m.getparent().getparent()
+        e = segments[(unit_el.get("id"), m.get("ref")[1:])]
+        old_unit = doc.units[next(i for i, u in enumerate(again.units) if u is e.unit)]
+        old = expected[old_unit.id]
+        assert (m.get("type"), m.get("origin")) == ("mt", "previous-version")
+        target = next(c for c in m if etree.QName(c).localname == "target")
+        raw = xf.inner(target)
+        assert "".join(target.itertext()) == old.text
+        pos = 0
+        for c in old.codes:  # codes verbatim, in order (isolated ones are rewritten isolated="yes")
+            if c.isolated or not c.xml:
+                continue
+            pos = raw.index(c.xml, pos) + len(c.xml)
+        seen.add(old_unit.id)
+    assert seen == set(expected)
+    new_ids = {e.segment.get("id") for e in again.handle.entries} - old_ids
+    assert _without_previous_candidates(out, new_ids) == _without_previous_candidates(path)

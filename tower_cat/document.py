@@ -105,12 +105,23 @@ class TargetEdit:
     origin: str = "mt"
     match_score: float | None = None  # 0-100: TM match percentage or MT confidence
     system: str = "tower-cat"
+    # The target this edit replaces (post-editing vendor MT, re-translating with --overwrite): written back as a
+    # translation candidate (XLIFF 1.2 alt-trans, XLIFF 2 mtc:match, PO comment) so the translator can compare.
+    previous: Segment | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"unknown status {self.status!r}; expected one of {STATUSES}")
         if self.origin not in ORIGINS:
             raise ValueError(f"unknown origin {self.origin!r}; expected one of {ORIGINS}")
+
+    @property
+    def replaced(self) -> Segment | None:
+        """``previous`` when it is worth keeping as a candidate: not empty and not the new target itself."""
+        prev = self.previous
+        if prev is None or prev.is_empty() or prev.parts == self.segment.parts:
+            return None
+        return prev
 
 
 @dataclass
@@ -160,8 +171,17 @@ class Unit:
         return self.target is not None and not self.target.is_empty()
 
     def set_target(self, segment: Segment, *, status: str = "needs-review", origin: str = "mt",
-                   match_score: float | None = None, system: str = "tower-cat") -> None:
-        self.edit = TargetEdit(segment, status, origin, match_score, system)
+                   match_score: float | None = None, system: str = "tower-cat",
+                   previous: Segment | None = None) -> None:
+        """Record a new target to be written into the file.
+
+        ``previous``: the target this edit replaces (usually ``unit.target`` before the call), written back as a
+        candidate so the translator can compare: ``<alt-trans alttranstype="previous-version">`` in XLIFF 1.2
+        (SDLXLIFF, MQXLIFF), ``<mtc:match origin="previous-version">`` in XLIFF 2, a ``# tower-cat previous:``
+        translator comment in PO; TMX has no candidates and ignores it. An empty previous target, or one equal to
+        the new target, writes nothing.
+        """
+        self.edit = TargetEdit(segment, status, origin, match_score, system, previous)
         self.target = segment
 
     def set_qe(self, score: float) -> None:

@@ -3,7 +3,9 @@
 Read: ``mq:status`` is the unit's state (ManuallyConfirmed, Reviewer1Confirmed, Reviewer2Confirmed and Proofread
 count as final), ``mq:locked="locked"`` locks it, ``mq:percent`` is the match rate, ``mq:maxlengthchars`` (> 0) the
 length limit. Written back for changed units: ``mq:status`` and ``mq:percent`` (TM match or QE score). memoQ's
-relative namespace URI makes C14N impossible; the splice writer never needs it.
+relative namespace URI makes C14N impossible; the splice writer never needs it. A replaced target
+(``TargetEdit.previous``) becomes ``<alt-trans alttranstype="previous-version">`` after the trans-unit's XLIFF
+children, before memoQ's own (the xliff12 writer; memoQ itself does not show it, as far as we know).
 """
 
 from __future__ import annotations

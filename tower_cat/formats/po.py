@@ -3,8 +3,9 @@
 translate-toolkit re-wraps every string on save; we keep the decoded text of the file instead, and for every
 entry the line ranges of its parts (comments, ``#,`` flags, msgctxt, msgid, msgid_plural, msgstr/msgstr[n]).
 Saving splices new msgstr lines, the ``fuzzy`` flag and one translator comment (``# tower-cat: ...``) into
-those ranges; every other byte — header, wrapping, comments, obsolete entries, line endings, encoding and BOM —
-comes back as it was.
+those ranges, plus ``# tower-cat previous: "..."`` / ``# tower-cat previous[n]: "..."`` lines holding the target an
+edit replaced (``TargetEdit.previous``; gettext has no candidate field); every other byte — header, wrapping,
+comments, obsolete entries, line endings, encoding and BOM — comes back as it was.
 
 Units
     One per message; one per plural form of a plural message (id ``<msgctxt>\\x04<msgid>[n]``, source = msgid
@@ -587,6 +588,10 @@ def _header_value(header: Entry | None, name: str) -> str | None:
 # --- load --------------------------------------------------------------------------------------------------------
 
 _OUR_COMMENT = re.compile(r"^#\s+tower-cat:\s*(.*)$")
+# the target an edit replaced (gettext has no candidate field): ``# tower-cat previous[n]: "<C-escaped text>"``,
+# quoted like a PO string (and like gettext's own ``#| msgid "…"``) so that edge spaces survive editors
+_OUR_PREVIOUS = re.compile(r"^#\s+tower-cat previous(?:\[(\d+)\])?:\s*(.*?)\s*$")
+PREVIOUS_TAG = "tower-cat previous"
 
 
 def load(path: Path, strict: bool = True) -> Document:
@@ -653,6 +658,7 @@ def _units_of(e: Entry, h: PoHandle) -> list[Unit]:
     locations: list[str] = []
     translator: list[str] = []
     origin = match_score = qe = None
+    previous_targets: dict[int | None, str] = {}
     for _, text in e.comments:
         t = text[2:].lstrip() if text.startswith("#~") and not text.startswith("#~|") else text
         if t.startswith("#."):
@@ -662,6 +668,13 @@ def _units_of(e: Entry, h: PoHandle) -> list[Unit]:
         elif t.startswith(("#,", "#=", "#|", "#~")):
             continue
         elif t.startswith("#"):
+            pm = _OUR_PREVIOUS.match(t)
+            if pm:
+                body = pm.group(2)
+                if len(body) >= 2 and body[0] == body[-1] == '"':
+                    body = body[1:-1]
+                previous_targets[int(pm.group(1)) if pm.group(1) is not None else None] = unescape(body)
+                continue
             m = _OUR_COMMENT.match(t)
             if m:
                 words = m.group(1).split()
@@ -709,6 +722,8 @@ def _units_of(e: Entry, h: PoHandle) -> list[Unit]:
             line=e.msgid.first + 1,
             meta=dict(meta, plural_index=n, obsolete=e.obsolete, fuzzy=fuzzy, _entry=e),
         )
+        if n in previous_targets:
+            unit.meta["previous_target"] = previous_targets[n]
         out.append(unit)
     return out
 
@@ -811,6 +826,20 @@ def _splice_entry(e: Entry, units: list[Unit], h: PoHandle, sp: Splicer, path: P
     if qe is not None:
         words.append(f"qe={_fmt(qe)}")
     comment = f"# {COMMENT_TAG} {' '.join(words)}".rstrip() + nl
+    # 4. the targets the edits replace, right after our comment; an older line of ours for the same form goes
+    previous: dict[int | None, str] = {}
+    for u in edits:
+        replaced = u.edit.replaced
+        if replaced is not None:
+            previous[h.units[u.id][1]] = from_segment(replaced)
+    if previous:
+        for i, t in e.comments:
+            pm = _OUR_PREVIOUS.match(t)
+            if pm and (int(pm.group(1)) if pm.group(1) is not None else None) in previous:
+                sp.replace(h.offsets[i], h.offsets[i + 1], "")
+        for n, value in sorted(previous.items(), key=lambda kv: -1 if kv[0] is None else kv[0]):
+            tag = PREVIOUS_TAG if n is None else f"{PREVIOUS_TAG}[{n}]"
+            comment += f'# {tag}: "{escape(value)}"' + nl
     old = _our_comment(e)
     if old is not None:
         i = old[0]

@@ -4,7 +4,9 @@ Read: ``conf`` (Draft, Translated, ApprovedTranslation, ApprovedSignOff, …) is
 and ApprovedSignOff are final; ``locked="true"`` locks the segment; ``origin``/``percent`` give provenance.
 Written back for changed segments: ``conf``, ``origin`` (``mt`` / ``tm`` / ``interactive``), ``origin-system``
 (the engine) and ``percent`` (TM match or QE score) on the segment's ``<sdl:seg>``; tracked changes
-(``mrk mtype="x-sdl-added|x-sdl-deleted"``) are inline codes and kept verbatim.
+(``mrk mtype="x-sdl-added|x-sdl-deleted"``) are inline codes and kept verbatim. A replaced target
+(``TargetEdit.previous``) becomes ``<alt-trans mid=… alttranstype="previous-version">`` before ``sdl:seg-defs``
+(the xliff12 writer; Trados itself does not show it, as far as we know).
 """
 
 from __future__ import annotations

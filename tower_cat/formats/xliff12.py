@@ -7,7 +7,8 @@ is the markup exactly as written in the file: ``<g>``/``<mrk>`` give an OPEN cod
 (an unknown element, a comment) becomes a STANDALONE code so nothing is lost.
 
 Writing: ``_xml.Splicer`` edits only the targets (their content, ``state``/``state-qualifier``, ITS MT confidence) of
-changed units; every other byte of the file is kept. SDLXLIFF and MQXLIFF are this reader/writer plus a
+changed units, and adds an ``<alt-trans alttranstype="previous-version">`` for an edit that replaces a target
+(``TargetEdit.previous``); every other byte of the file is kept. SDLXLIFF and MQXLIFF are this reader/writer plus a
 ``Dialect`` (``sdlxliff.py``, ``mqxliff.py``) that reads and writes the tool's own status attributes.
 """
 
@@ -765,6 +766,87 @@ class Writer:
             else:
                 self.replace_content(tu.target, inner, tattrs)
 
+    # candidates: the targets edits replace
+    def _ns_decls(self, el, tu: TuRec) -> dict[str, str]:
+        """xmlns declarations in scope at ``el`` but not at the trans-unit: what a copy of ``el``'s content needs
+        when it is written elsewhere in the trans-unit."""
+        outer = tu.el.nsmap or {}
+        return {("xmlns" if p is None else f"xmlns:{p}"): uri for p, uri in (el.nsmap or {}).items()
+                if outer.get(p) != uri}
+
+    def _has_previous(self, tu: TuRec, mid: str | None, previous: Segment) -> bool:
+        """An ``alt-trans alttranstype="previous-version"`` with this mid and this target is already there."""
+        want = [p if isinstance(p, str) else ("code", p.xml) for p in previous.parts]
+        reader = _ContentReader(self.xf, self.h.ns)
+        prefix = f"{{{self.h.ns}}}" if self.h.ns else ""
+        for alt in tu.el:
+            if alt.tag != prefix + "alt-trans" or alt.get("alttranstype") != "previous-version" \
+                    or alt.get("mid") != mid:
+                continue
+            t = alt.find(prefix + "target")
+            if t is not None and [p if isinstance(p, str) else ("code", p.xml)
+                                  for p in reader.segment(t).parts] == want:
+                return True
+        return False
+
+    def previous_versions(self, tu: TuRec) -> None:
+        """``<alt-trans alttranstype="previous-version">`` for every edit that replaces a target: a copy of the
+        source and the replaced target (codes verbatim), after the trans-unit's last XLIFF element (before
+        extension elements such as ``sdl:seg-defs``, as the schema orders them)."""
+        items = [(s.unit, s) for s in tu.segs] if tu.segs is not None else [(tu.unit, None)]
+        items = [(u, s, u.edit.replaced) for u, s in items if u.edit is not None and u.edit.replaced is not None]
+        if not items:
+            return
+        xf = self.xf
+        src_tag = xf.start_tag(tu.source)
+        sname = element_name(src_tag)
+        p = sname[: -len("source")] if sname.endswith("source") else ""
+        ns_prefix = f"{{{self.h.ns}}}" if self.h.ns else ""
+        xliff_children = {ns_prefix + n for n in ("source", "seg-source", "target", "context-group", "count-group",
+                                                  "prop-group", "note", "alt-trans")}
+        anchor = tu.source
+        for ch in tu.el:
+            if ch.tag in xliff_children:
+                anchor = ch
+        lang = self.h.dialect.new_target_lang(self.h, tu, tu.file.target_language or self.doc.target_lang)
+        nsmap = {("xmlns" if k is None else f"xmlns:{k}"): v for k, v in (tu.el.nsmap or {}).items()}
+        for unit, seg, previous in items:
+            mid = seg.mid if seg is not None else None
+            if self._has_previous(tu, mid, previous):
+                continue
+            attrs: dict[str, str | None] = {"mid": mid, "alttranstype": "previous-version",
+                                            "origin": unit.origin or "previous-version"}
+            if unit.match_score is not None:
+                attrs["match-quality"] = _num(unit.match_score)
+            if seg is None:
+                source = xf.outer(tu.source)
+                old_target = tu.target
+            else:
+                sattrs: dict[str, str | None] = dict(self._ns_decls(seg.src, tu))
+                if seg.src.get(XML_SPACE) is not None:
+                    sattrs["xml:space"] = seg.src.get(XML_SPACE)
+                source = f"{_xml.set_attrs(f'<{p}source>', sattrs)}{xf.inner(seg.src)}</{p}source>"
+                old_target = seg.tgt if seg.tgt is not None else tu.target
+            tattrs: dict[str, str | None] = {}
+            if lang:
+                tattrs["xml:lang"] = lang
+            space_from = old_target if old_target is not None else tu.source
+            if space_from.get(XML_SPACE) is not None:
+                tattrs["xml:space"] = space_from.get(XML_SPACE)
+            if old_target is not None:
+                tattrs.update(self._ns_decls(old_target, tu))
+            content = "".join(escape_content(part) if isinstance(part, str) else part.xml for part in previous.parts)
+            target = f"{_xml.set_attrs(f'<{p}target>', tattrs)}{content}</{p}target>"
+            markup = f"{_xml.set_attrs(f'<{p}alt-trans>', attrs)}{source}{target}</{p}alt-trans>"
+            decls = "".join(f' {k}="{_xml.escape_attr(v)}"' for k, v in nsmap.items())
+            try:
+                etree.fromstring(f"<w{decls}>{markup}</w>".encode("utf-8"))
+            except etree.XMLSyntaxError as exc:
+                raise CodeMismatchError(f"the previous target's codes do not nest ({exc.msg}); not written",
+                                        path=self.doc.path, line=unit.line, unit=unit.id,
+                                        hint="pass the target as loaded (unit.target) as previous=") from None
+            self.insert_after(anchor, markup)
+
     def run(self) -> str:
         for tu in self.h.tus:
             units = tu.units()
@@ -777,6 +859,7 @@ class Writer:
                 self.plain(tu)
             else:
                 self.segmented(tu)
+            self.previous_versions(tu)  # after a new target, before the dialect's extension elements
             self.h.dialect.write_tu(self, tu)
         lang = self.doc.target_lang
         if lang and lang != self.h.target_lang:

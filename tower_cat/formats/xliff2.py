@@ -14,7 +14,9 @@ produce that do not change meaning are warnings (e.g. ``<skeleton>`` or ``<origi
 
 Writing goes through :class:`~tower_cat.formats._xml.Splicer`: new ``<target>`` content, ``state``/``subState``,
 ``trgLang`` on the root, and (for QE scores) an ``<mtc:match type="mt" origin="tower-cat" matchQuality=…>``
-translation candidate in the unit. Everything else keeps its bytes. See docs/ARCHITECTURE.md for the mapping.
+translation candidate in the unit; an edit that replaces a target (``TargetEdit.previous``) keeps the old one as
+``<mtc:match type="mt" origin="previous-version" subType="tower-cat:previous">``. Everything else keeps its
+bytes. See docs/ARCHITECTURE.md for the mapping.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ STATE_FOR_STATUS = {
     "final": ("final", None),
 }
 MATCH_ORIGIN = "tower-cat"
+PREVIOUS_ORIGIN = "previous-version"  # <mtc:match origin> of a target an edit replaced
+PREVIOUS_SUBTYPE = "tower-cat:previous"
 
 _INLINE = {"cp", "ph", "pc", "sc", "ec", "mrk", "sm", "em"}
 _XML_LANG = f"{{{XML_NS}}}lang"
@@ -836,7 +840,7 @@ def save(doc: Document, path: Path) -> None:
     for e in h.entries:
         by_id.setdefault(e.unit.id, e)
 
-    unit_matches: dict = {}  # unit element -> list of (entry, match xml)
+    unit_matches: dict = {}  # unit element -> list of _Match
     for unit in doc.units:
         if not unit.changed:
             continue
@@ -895,21 +899,29 @@ def save(doc: Document, path: Path) -> None:
             if sub is not None or seg.get("subState") is not None:
                 seg_changes["subState"] = sub
 
+        sid = seg.get("id")
+        spaces = []
+        for el in (src_el, tgt_el if tgt_el is not None else src_el):
+            v = el.get(_XML_SPACE)
+            spaces.append(f' xml:space="{v}"' if v in ("preserve", "default") else "")
+        previous = unit.edit.replaced if unit.edit is not None else None
+        if previous is not None:
+            if sid is None:
+                sid = seg_changes["id"] = _new_segment_id(entry.unit_el, entry.seg_index)
+            score = unit.match_score if unit.match_score is not None and 0 <= unit.match_score <= 100 else None
+            unit_matches.setdefault(entry.unit_el, []).append(
+                _Match("previous", sid, prefix, _match_content(unit.source, prefix),
+                       _match_content(previous, prefix), score, spaces))
+
         if unit.qe_edit is not None:
             target_seg = unit.edit.segment if unit.edit is not None else (
                 entry.unit.target if tgt_el is not None else None)
             if target_seg is not None:
-                sid = seg.get("id")
                 if sid is None:
-                    sid = _new_segment_id(entry.unit_el, entry.seg_index)
-                    seg_changes["id"] = sid
-                spaces = []
-                for el in (src_el, tgt_el if tgt_el is not None else src_el):
-                    v = el.get(_XML_SPACE)
-                    spaces.append(f' xml:space="{v}"' if v in ("preserve", "default") else "")
+                    sid = seg_changes["id"] = _new_segment_id(entry.unit_el, entry.seg_index)
                 unit_matches.setdefault(entry.unit_el, []).append(
-                    (entry, sid, prefix, _match_content(unit.source, prefix),
-                     _match_content(target_seg, prefix), unit.qe_edit, spaces))
+                    _Match("qe", sid, prefix, _match_content(unit.source, prefix),
+                           _match_content(target_seg, prefix), unit.qe_edit, spaces))
 
         if seg_changes:
             s = xf.span(seg)
@@ -954,11 +966,29 @@ def _new_segment_id(unit_el, seg_index: int) -> str:
     return sid
 
 
-def _write_matches(xf, sp, unit_el, items, core, declare, nl) -> None:
-    """QE score -> <mtc:match ref="#seg" type="mt" origin="tower-cat" matchQuality="…"> in the unit.
+@dataclass
+class _Match:
+    """A translation candidate to write: ``kind`` "qe" (the new target with its QE score) or "previous" (the
+    target an edit replaces)."""
 
-    Core <segment>/<target> accept no foreign attributes and ITS module attributes are only allowed on
-    <mrk>/<sm>, so the translation-candidates module is where a score stays schema-valid.
+    kind: str
+    sid: str
+    prefix: str
+    src_inner: str
+    tgt_inner: str
+    score: float | None
+    spaces: list[str]
+
+
+def _write_matches(xf, sp, unit_el, items: list[_Match], core, declare, nl) -> None:
+    """Translation candidates in the unit's <mtc:matches> (created, and xmlns:mtc declared, when missing).
+
+    QE score -> <mtc:match ref="#seg" type="mt" origin="tower-cat" matchQuality="…">: core <segment>/<target>
+    accept no foreign attributes and ITS module attributes are only allowed on <mrk>/<sm>, so the
+    translation-candidates module is where a score stays schema-valid. A second QE run replaces it.
+
+    Replaced target -> <mtc:match ref="#seg" type="mt" origin="previous-version" subType="tower-cat:previous">
+    with copies of the source and the old target; not written again when the same candidate is already there.
     """
     try:
         mtc = _xml.qname(unit_el, MTC_NS, "matches").split(":", 1)[0]
@@ -975,11 +1005,20 @@ def _write_matches(xf, sp, unit_el, items, core, declare, nl) -> None:
     used_ids = {m.get("id") for m in (existing if existing is not None else []) if isinstance(m.tag, str)}
     data = _unit_data(unit_el, core)
     new_matches: list[str] = []
-    for entry, sid, prefix, src_inner, tgt_inner, score, (src_space, tgt_space) in items:
-        mid, n = f"tc-mt-{sid}", 1
+    for item in items:
+        sid, prefix, src_inner, tgt_inner, score = item.sid, item.prefix, item.src_inner, item.tgt_inner, item.score
+        src_space, tgt_space = item.spaces
+        ref = f"#{sid}"
+        if item.kind == "previous" and existing is not None and any(
+                isinstance(m.tag, str) and m.get("subType") == PREVIOUS_SUBTYPE and m.get("ref") == ref
+                and any(isinstance(t.tag, str) and localname(t) == "target" and xf.inner(t) == tgt_inner for t in m)
+                for m in existing):
+            continue  # this previous version is already a candidate
+        stem = "tc-prev" if item.kind == "previous" else "tc-mt"
+        mid, n = f"{stem}-{sid}", 1
         while mid in used_ids:
             n += 1
-            mid = f"tc-mt-{sid}-{n}"
+            mid = f"{stem}-{sid}-{n}"
         used_ids.add(mid)
         refs = []
         for frag in (src_inner, tgt_inner):
@@ -989,12 +1028,18 @@ def _write_matches(xf, sp, unit_el, items, core, declare, nl) -> None:
         od = ""
         if refs:
             od = f"<{prefix}originalData>" + "".join(xf.outer(data[r]) for r in refs) + f"</{prefix}originalData>"
-        body = (f'<{mtc}:match id="{mid}" ref="#{_xml.escape_attr(sid)}" type="mt" origin="{MATCH_ORIGIN}" '
-                f'matchQuality="{_fmt_score(score)}">{od}<{prefix}source{src_space}>{src_inner}</{prefix}source>'
+        if item.kind == "previous":
+            attrs = f'origin="{PREVIOUS_ORIGIN}" subType="{PREVIOUS_SUBTYPE}"'
+            if score is not None:
+                attrs += f' matchQuality="{_fmt_score(score)}"'
+        else:
+            attrs = f'origin="{MATCH_ORIGIN}" matchQuality="{_fmt_score(score)}"'
+        body = (f'<{mtc}:match id="{mid}" ref="{_xml.escape_attr(ref)}" type="mt" {attrs}>'
+                f"{od}<{prefix}source{src_space}>{src_inner}</{prefix}source>"
                 f"<{prefix}target{tgt_space}>{tgt_inner}</{prefix}target></{mtc}:match>")
-        # replace an earlier tower-cat match for this segment instead of piling them up
+        # replace an earlier tower-cat QE match for this segment instead of piling them up
         old = None
-        if existing is not None:
+        if existing is not None and item.kind == "qe":
             for m in existing:
                 if (isinstance(m.tag, str) and m.get("origin") == MATCH_ORIGIN and m.get("type") == "mt"
                         and m.get("ref") == f"#{sid}"):
