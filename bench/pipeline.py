@@ -4,8 +4,9 @@
 
 The file: XLIFF 1.2, en-US -> de-DE, 30 % of the units repeat an earlier source, 20 % are exact TM matches, about
 a quarter of the sources carry inline codes (<g>, <x/>), the rest are new sentences with fuzzy TM neighbours. The
-model: a random Llama from `tower_cat.testing` (hidden 384, 6 layers, 32k-row vocabulary: ~34M parameters) so
-that the model dominates the time; every prompt stops at a fixed token budget.
+model: a random Llama from `tower_cat.testing` (hidden 384, 6 layers, 32k-row vocabulary: ~34M parameters; an 8k
+BPE tokenizer trained on the samples, which splits English about as finely as Llama's) so that the model dominates
+the time; every prompt stops at a fixed token budget.
 
 Measured in one run:
 * tower-cat: `pipeline.run_files` (load, TM lookups, prompts with few-shot examples, engine batching + dedup +
@@ -98,8 +99,10 @@ def build_model(root: Path):
         from tower_cat.testing import TinyModel
 
         return TinyModel("llama", root / "hf", root / "ct2", None)
-    return build_tiny_model(root, "llama", hidden_size=384, layers=6, heads=6, kv_heads=2, intermediate_size=1024,
-                            model_vocab_size=32000, max_positions=2048)
+    # an 8k BPE trained on the samples (5.4k tokens used) splits English about as finely as Llama's own tokenizer;
+    # the 512-token default of the tests would make every prompt 2-3x longer than a real model sees it
+    return build_tiny_model(root, "llama", vocab_size=8000, hidden_size=384, layers=6, heads=6, kv_heads=2,
+                            intermediate_size=1024, model_vocab_size=32000, max_positions=2048)
 
 
 def params(hf_path: Path) -> int:

@@ -302,6 +302,7 @@ class _Prompt:
     tasks: list[_Task] = field(default_factory=list)
     repaired: bool = False
     instructions: Any = None  # instructions.InstructionReport of the kept output
+    neighbours: tuple = ((), ())  # translate: source text before/after the first occurrence (built lazily)
 
 
 class _Job:
@@ -376,16 +377,75 @@ class _Job:
         finally:
             self.summary.model_seconds += time.perf_counter() - t0
 
+    def build(self, prompt: _Prompt) -> bool:
+        """Fill in ``prompt.messages`` when they are built lazily; False: the prompt cannot be sent."""
+        return prompt.messages is not None
+
+    @staticmethod
+    def _length(p: _Prompt) -> int:
+        return len(p.messages[-1]["content"]) if p.messages else len(p.source)
+
     def run_prompts(self) -> None:
-        """Generate every prompt in length-sorted chunks and finish its units after each chunk."""
-        order = sorted(self.prompts.values(), key=lambda p: -len(p.messages[-1]["content"]))
-        self.summary.prompts = len(order)
+        """Generate every prompt in chunks, longest first, and finish its units after each chunk.
+
+        Prompts are built (TM fuzzy search, terms, context fitting) in a worker thread, longest source first,
+        while the engine generates: CTranslate2 releases the GIL, so that work costs almost no wall time. Each
+        chunk is the longest of the prompts built so far (the first waits for two chunks' worth), so batches
+        hold prompts of similar length.
+        """
+        import threading
+
+        todo = sorted(self.prompts.values(), key=lambda p: -len(p.source))
+        if not todo:
+            return
         size = max(1, self.opts.chunk_size)
-        for start in range(0, len(order), size):
-            chunk = order[start:start + size]
-            gens = self._generate(chunk, self.gen)
-            self.finish_chunk(chunk, gens)
-            self._tick(sum(len(p.tasks) for p in chunk))
+        cond = threading.Condition()
+        built: list[_Prompt] = []
+        rejected: list[_Prompt] = []
+        state = {"done": False, "error": None, "stop": False}
+
+        def worker() -> None:
+            try:
+                for p in todo:
+                    if state["stop"]:
+                        break
+                    ok = self.build(p)
+                    with cond:
+                        (built if ok else rejected).append(p)
+                        cond.notify()
+            except BaseException as exc:  # handed to the main thread
+                state["error"] = exc
+            finally:
+                with cond:
+                    state["done"] = True
+                    cond.notify()
+
+        thread = threading.Thread(target=worker, name="tower-cat-prompts", daemon=True)
+        thread.start()
+        handled = 0
+        try:
+            while handled < len(todo):
+                with cond:
+                    cond.wait_for(lambda: state["done"] or len(built) + len(rejected) >= min(
+                        len(todo) - handled, 2 * size))
+                    if state["error"] is not None:
+                        raise state["error"]
+                    bad, rejected[:] = list(rejected), []
+                    built.sort(key=lambda p: -self._length(p))
+                    chunk, built[:] = built[:size], built[size:]
+                for p in bad:
+                    for task in p.tasks:
+                        task.result.action, task.result.reason = "not-written", TOO_LONG
+                    self._tick(len(p.tasks))
+                handled += len(bad) + len(chunk)
+                if chunk:
+                    self.summary.prompts += len(chunk)
+                    gens = self._generate(chunk, self.gen)
+                    self.finish_chunk(chunk, gens)
+                    self._tick(sum(len(p.tasks) for p in chunk))
+        finally:
+            state["stop"] = True
+            thread.join()
 
     # -- writing --------------------------------------------------------------------------------------
 
@@ -546,25 +606,30 @@ class _TranslateJob(_Job):
         msgctxt = task.unit.context.msgctxt
         key = (src.lower(), tgt.lower(), markup, msgctxt)
         prompt = self.prompts.get(key)
-        if prompt is None:
-            matches = self._fuzzy_examples(task, src, tgt)
-            examples = []
-            for m in matches:
-                if len(examples) >= self.opts.few_shot:
-                    break
-                s, t, problems = self._tm_markup(m)
-                if not problems and t.strip():
-                    examples.append((s, t))
-            terms = self.glossary.prompt_terms(task.unit.source, src, tgt) if self.glossary is not None else []
-            before, after = neighbours
-            notes = self._notes(task.unit)
-            messages = self._fit(markup, src, tgt, examples, terms, list(before), list(after), notes)
-            if messages is None:
-                task.result.action, task.result.reason = "not-written", TOO_LONG
-                self._tick()
-                return
-            prompt = self.prompts[key] = _Prompt(key, messages, markup, src, tgt, terms)
+        if prompt is None:  # messages are built later, chunk by chunk (build), overlapping generation
+            prompt = self.prompts[key] = _Prompt(key, None, markup, src, tgt, [], neighbours=neighbours)
         prompt.tasks.append(task)
+
+    def build(self, prompt: _Prompt) -> bool:
+        """The prompt of the first occurrence: fuzzy TM examples, glossary terms, notes, neighbours, fitted."""
+        if prompt.messages is not None:
+            return True
+        task = prompt.tasks[0]
+        src, tgt, markup = prompt.src_lang, prompt.tgt_lang, prompt.source
+        examples = []
+        for m in self._fuzzy_examples(task, src, tgt):
+            if len(examples) >= self.opts.few_shot:
+                break
+            s, t, problems = self._tm_markup(m)
+            if not problems and t.strip():
+                examples.append((s, t))
+        terms = self.glossary.prompt_terms(task.unit.source, src, tgt) if self.glossary is not None else []
+        before, after = prompt.neighbours
+        messages = self._fit(markup, src, tgt, examples, terms, list(before), list(after), self._notes(task.unit))
+        if messages is None:
+            return False
+        prompt.messages, prompt.terms = messages, terms
+        return True
 
     def _fit(self, markup, src, tgt, examples, terms, before, after, notes):
         """Messages that fit the context window: drop the farthest context, then examples, then notes."""
