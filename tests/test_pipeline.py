@@ -303,6 +303,12 @@ def test_cli_refuses_to_overwrite_input(tiny_llama, tmp_path, capsys):
         main(["translate", str(src), "-o", str(src), "--model", str(tiny_llama.ct2_path)])
     assert exc.value.code == 2
     assert "refusing to overwrite" in capsys.readouterr().err
+    main(["translate", str(src), "--in-place", "--model", str(tiny_llama.ct2_path), "--no-cache", "--device", "cpu",
+          "--threads", "1", "--max-new-tokens", "4", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["files"][0]["output"] == str(src)
+    assert formats.load(src).units[0].edit is None  # reloads strictly
+    assert "leveraged-mt" in src.read_text(encoding="utf-8") or report["totals"]["not_written"] == 1
 
 
 def test_plan_outputs(tmp_path):

@@ -142,6 +142,11 @@ def _run(task: str, files, output, in_place, model_dir, glossary_path, tm_path, 
         with _progress(console, task, disable=no_progress or as_json) as report:
             summary = run_files(task, files, outputs, engine, tm=memory, glossary=glossary, options=opts,
                                 progress=report)
+    except KeyboardInterrupt:
+        if cache_path is not None:
+            console.print(f"Interrupted: nothing was written. Finished translations are kept in {cache_path}; "
+                          "run the same command again to continue from there.")
+        raise
     finally:
         engine.close()
         if memory is not None:
