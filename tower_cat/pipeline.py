@@ -5,7 +5,8 @@ The translate job, unit by unit (DESIGN.md, "The job in one picture")::
     skip protected / empty / already translated  ->  TM exact or context hit? fill it, no model
       -> group identical sources (one prompt per distinct source)  ->  prompt: task wording + notes/key for short
          strings + neighbouring source text + glossary terms found in the source + up to N fuzzy TM matches
-      -> engine.generate in length-sorted chunks (dedup + SQLite cache: a re-run resumes where it stopped)
+      -> engine.generate in length-sorted chunks (dedup + SQLite cache: a re-run resumes where it stopped);
+         the prompts of later chunks are built in a worker thread while the engine decodes
       -> clean the output, restore inline codes (codes.parse), terminology repair (n-best, keep a compliant one)
       -> QA (qa.py)  ->  unit.set_target(status, origin, match_score)   or a recorded reason why not
 
@@ -16,7 +17,8 @@ Decisions (see docs/translate.md):
   need another translation ("Open" a file vs an "Open" task), so a person confirms it (``exact_status``
   changes this). A match is used only when its codes map onto the unit's codes (same code signature) and
   the file can store its text; otherwise the unit goes to the model with the match as an example. A TM
-  target with a QA error is written ``needs-review``.
+  target with a QA error or repaired codes is written ``needs-review``. The TM is searched for exact matches
+  per unit (its context decides 101 %) and for fuzzy examples once per distinct source.
 * **Machine translation** is written ``needs-review`` with origin ``mt``. With ``translated_above`` set, a unit
   whose confidence (``100 * exp(mean token log-prob)``) reaches it, whose codes needed no repair and whose QA
   has no error is written ``translated``.
@@ -469,9 +471,9 @@ class _Job:
             self.summary.terms_checked += len(terms.hits)
             self.summary.terms_ok += terms.ok_hits
             r.terms_ok = terms.ok if terms.hits else None
-        if qa.has_errors(issues) and status != "needs-review":
+        if (qa.has_errors(issues) or problems) and status != "needs-review":  # QA error or repaired codes
             status = "needs-review"
-        if origin in ("mt", "post-edit") and status == "translated" and (problems or not confident):
+        if origin in ("mt", "post-edit") and status == "translated" and not confident:
             status = "needs-review"
         unit.set_target(segment, status=status, origin=origin, match_score=score if origin.startswith("tm") else None)
         unit.qa_issues = issues
