@@ -67,10 +67,21 @@ class Segment:
     def from_text(cls, text: str) -> "Segment":
         return cls([text] if text else [])
 
+    @classmethod
+    def merged(cls, parts: list[Part]) -> "Segment":
+        """A segment over ``parts`` as given (the list is taken, not copied), for readers whose parts are already
+        merged: no empty strings and no two strings in a row. Skips the merging pass of the constructor."""
+        seg = cls.__new__(cls)
+        seg.parts = parts
+        return seg
+
     @property
     def text(self) -> str:
         """The text without any code: what word counts, TM keys and QE see."""
-        return "".join(p for p in self.parts if isinstance(p, str))
+        parts = self.parts
+        if len(parts) == 1 and type(parts[0]) is str:
+            return parts[0]
+        return "".join([p for p in parts if isinstance(p, str)])
 
     @property
     def codes(self) -> list[InlineCode]:

@@ -99,6 +99,34 @@ class Span:
         return self.tag_end == self.end
 
 
+class Spans:
+    """Element -> :class:`Span`, stored as four parallel int lists (document order) and a dict from element to
+    index: no object per element beyond lxml's own proxy, so the garbage collector has less to walk."""
+
+    __slots__ = ("index", "starts", "tag_ends", "closes", "ends")
+
+    def __init__(self, index: dict, starts: list[int], tag_ends: list[int], closes: list[int], ends: list[int]):
+        self.index = index
+        self.starts = starts
+        self.tag_ends = tag_ends
+        self.closes = closes
+        self.ends = ends
+
+    def __getitem__(self, el: etree._Element) -> Span:
+        i = self.index[el]
+        return Span(self.starts[i], self.tag_ends[i], self.closes[i], self.ends[i])
+
+    def __contains__(self, el: object) -> bool:
+        return el in self.index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def get(self, el: etree._Element, default=None):
+        i = self.index.get(el)
+        return default if i is None else Span(self.starts[i], self.tag_ends[i], self.closes[i], self.ends[i])
+
+
 @dataclass
 class XmlFile:
     """A parsed XML file that remembers its own text, so unchanged parts are written back byte for byte."""
@@ -108,32 +136,36 @@ class XmlFile:
     encoding: str
     bom: bytes
     root: etree._Element
-    spans: dict = field(repr=False, default_factory=dict)
+    spans: Spans = field(repr=False, default=None)
 
     def span(self, el: etree._Element) -> Span:
         return self.spans[el]
 
     def outer(self, el: etree._Element) -> str:
-        s = self.spans[el]
-        return self.text[s.start:s.end]
+        sp = self.spans
+        i = sp.index[el]
+        return self.text[sp.starts[i]:sp.ends[i]]
 
     def inner(self, el: etree._Element) -> str:
-        s = self.spans[el]
-        return self.text[s.tag_end:s.close]
+        sp = self.spans
+        i = sp.index[el]
+        return self.text[sp.tag_ends[i]:sp.closes[i]]
 
     def start_tag(self, el: etree._Element) -> str:
-        s = self.spans[el]
-        return self.text[s.start:s.tag_end]
+        sp = self.spans
+        i = sp.index[el]
+        return self.text[sp.starts[i]:sp.tag_ends[i]]
 
     def end_tag(self, el: etree._Element) -> str:
-        s = self.spans[el]
-        return self.text[s.close:s.end]
+        sp = self.spans
+        i = sp.index[el]
+        return self.text[sp.closes[i]:sp.ends[i]]
 
     def indent_before(self, el: etree._Element) -> str:
         """The whitespace that precedes the element on its line (used to indent an inserted sibling)."""
-        s = self.spans[el]
-        line_start = self.text.rfind("\n", 0, s.start) + 1
-        prefix = self.text[line_start:s.start]
+        start = self.spans.starts[self.spans.index[el]]
+        line_start = self.text.rfind("\n", 0, start) + 1
+        prefix = self.text[line_start:start]
         return prefix if prefix.strip() == "" else ""
 
     def newline(self) -> str:
@@ -157,29 +189,59 @@ def parse(path: Path, raw: bytes | None = None) -> XmlFile:
     for el in root.iter(etree.Entity):
         raise UnsafeXMLError(f"entity reference &{el.text.strip('&;')}; is not allowed", path=path,
                              line=el.sourceline)
-    elements = [el for el in root.iter() if isinstance(el.tag, str)]
-    spans = _scan(text)
-    if len(spans) != len(elements):
-        raise FormatError(f"could not locate {len(elements)} elements in the text (found {len(spans)})", path=path,
+    elements = list(root.iter(etree.Element))
+    starts, tag_ends, closes, ends = _scan(text)
+    if len(starts) != len(elements):
+        raise FormatError(f"could not locate {len(elements)} elements in the text (found {len(starts)})", path=path,
                           hint="please report this file to the tower-cat developers")
-    return XmlFile(path=path, text=text, encoding=encoding, bom=bom, root=root, spans=dict(zip(elements, spans)))
+    spans = Spans(dict(zip(elements, range(len(elements)))), starts, tag_ends, closes, ends)
+    return XmlFile(path=path, text=text, encoding=encoding, bom=bom, root=root, spans=spans)
 
 
-def _scan(text: str) -> list[Span]:
-    spans: list[Span] = []
-    stack: list[Span] = []
-    for m in _TOKEN.finditer(text):
-        if m.group("start") is not None:
-            span = Span(m.start(), m.end())
-            spans.append(span)
-            if m.group("empty"):
-                span.close = span.end = m.end()
+_SPECIAL = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>|<!DOCTYPE(?:[^\[>]|\[.*?\])*>", re.S)
+
+
+def _scan(text: str) -> tuple[list[int], list[int], list[int], list[int]]:
+    """Offsets of every element of a well-formed document, in document order of the start tags: four parallel
+    lists (start, tag_end, close, end). Relies on lxml having accepted the text: ``<`` only opens markup outside
+    comments, CDATA and processing instructions, and attribute values never contain ``<``."""
+    starts: list[int] = []
+    tag_ends: list[int] = []
+    closes: list[int] = []
+    ends: list[int] = []
+    stack: list[int] = []
+    push, pop = stack.append, stack.pop
+    find, count = text.find, text.count
+    p = find("<")
+    while p >= 0:
+        c = text[p + 1]
+        if c == "/":
+            gt = find(">", p)
+            i = pop()
+            closes[i] = p
+            ends[i] = gt + 1
+        elif c == "!" or c == "?":
+            m = _SPECIAL.match(text, p)
+            if m is None:
+                raise FormatError(f"unrecognised markup at offset {p}")
+            gt = m.end() - 1
+        else:
+            gt = find(">", p)
+            if count('"', p, gt) & 1 or count("'", p, gt):
+                m = _TOKEN.match(text, p)  # a '>' inside a quoted attribute value, or single quotes
+                gt = m.end() - 1
+            i = len(starts)
+            starts.append(p)
+            tag_ends.append(gt + 1)
+            if text[gt - 1] == "/":
+                closes.append(gt + 1)
+                ends.append(gt + 1)
             else:
-                stack.append(span)
-        elif m.group("end") is not None:
-            span = stack.pop()
-            span.close, span.end = m.start(), m.end()
-    return spans
+                closes.append(-1)
+                ends.append(-1)
+                push(i)
+        p = find("<", gt)
+    return starts, tag_ends, closes, ends
 
 
 class Splicer:
@@ -310,11 +372,18 @@ def atomic_write(path: Path, data: bytes) -> None:
 @contextlib.contextmanager
 def gc_paused():
     """Pause the cyclic garbage collector while a reader or writer builds many small objects (lxml proxies,
-    units, segments): its repeated full passes otherwise make loading a 100 000-unit file several times slower."""
+    units, segments): its repeated full passes otherwise make loading a 100 000-unit file several times slower.
+
+    On the way out, everything is moved into the oldest generation (``gc.freeze()`` + ``gc.unfreeze()``, a
+    constant-time list move): the objects built in the block are long-lived, and the collector would otherwise walk
+    all of them in a young-generation pass at the first allocation after ``gc.enable()``, again in the
+    middle-generation pass, and once more in a full pass soon after. They are still collected in full passes."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if enabled:
+            gc.freeze()
+            gc.unfreeze()
             gc.enable()

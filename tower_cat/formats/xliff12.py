@@ -125,10 +125,11 @@ class Handle:
     tus: list[TuRec]
     target_lang: str | None  # as loaded (first <file>)
     targets_have_lang: bool | None  # None: the file has no target at all
-    recs: dict = field(default_factory=dict, repr=False)  # id(unit) -> (TuRec, SegRec | None)
+    recs: dict = field(default_factory=dict, repr=False)  # id(unit) -> TuRec | (TuRec, SegRec)
 
     def locate(self, unit: Unit) -> tuple[TuRec, SegRec | None]:
-        return self.recs[id(unit)]
+        rec = self.recs[id(unit)]  # a TuRec for an unsegmented trans-unit, else (TuRec, SegRec)
+        return rec if type(rec) is tuple else (rec, None)
 
 
 def unit_xml(doc: Document, unit: Unit) -> str:
@@ -195,6 +196,7 @@ def _float(s: str | None) -> float | None:
 _PAIRED_OPEN = {"bx", "bpt"}
 _PAIRED_CLOSE = {"ex", "ept"}
 _STANDALONE = {"x", "ph"}
+_OPEN_KIND, _CLOSE_KIND, _STANDALONE_KIND = CodeKind.OPEN, CodeKind.CLOSE, CodeKind.STANDALONE
 
 
 class _ContentReader:
@@ -208,10 +210,10 @@ class _ContentReader:
     def segment(self, el: etree._Element) -> Segment:
         if not len(el):  # the common case: text only
             text = el.text
-            return Segment([text] if text else [])
+            return Segment.merged([text] if text else [])
         parts: list[Part] = []
         self._walk(el, parts, {})
-        return Segment(parts)
+        return Segment.merged(parts)  # text runs and codes alternate: nothing to merge
 
     @staticmethod
     def _synthetic_id(name: str, raw: str, seen: dict[str, int]) -> str:
@@ -223,61 +225,66 @@ class _ContentReader:
         return base if n == 1 else f"{base}-{n}"
 
     def _walk(self, el: etree._Element, parts: list[Part], counter: dict[str, int]) -> None:
-        if el.text:
-            parts.append(el.text)
+        text = el.text
+        if text:
+            parts.append(text)
+        append = parts.append
         xf = self.xf
+        src = xf.text
+        spans = xf.spans
+        index, starts, tag_ends, closes, ends = spans.index, spans.starts, spans.tag_ends, spans.closes, spans.ends
+        prefix = self.prefix
+        plen = len(prefix)
         for child in el:
             tag = child.tag
             if not isinstance(tag, str):  # comment or processing instruction: keep it as a code
                 kind = "comment" if isinstance(child, etree._Comment) else "pi"
                 raw = etree.tostring(child, with_tail=False, encoding="unicode")
-                parts.append(InlineCode(self._synthetic_id(kind, raw, counter), CodeKind.STANDALONE, raw, tag=kind))
+                append(InlineCode(self._synthetic_id(kind, raw, counter), CodeKind.STANDALONE, raw, tag=kind))
             else:
-                local = tag[len(self.prefix):] if tag.startswith(self.prefix) and (self.prefix or tag[0] != "{") \
-                    else None
+                local = tag[plen:] if tag.startswith(prefix) and (plen or tag[0] != "{") else None
                 get = child.get
-                if local in ("g", "mrk"):
+                i = index[child]
+                if local == "g" or local == "mrk":
+                    start, tag_end = starts[i], tag_ends[i]
                     if local == "g":
-                        cid = get("id") or self._synthetic_id("g", xf.start_tag(child), counter)
+                        cid = get("id") or self._synthetic_id("g", src[start:tag_end], counter)
                         display = get("equiv-text") or get("ctype") or ""
                     else:
-                        cid = get("mid") or self._synthetic_id("mrk", xf.start_tag(child), counter)
+                        cid = get("mid") or self._synthetic_id("mrk", src[start:tag_end], counter)
                         display = get("mtype") or ""
-                    span = xf.spans[child]
-                    if span.empty:
-                        parts.append(InlineCode(cid, CodeKind.STANDALONE, xf.text[span.start:span.end], tag=local,
-                                                display=display))
+                    end = ends[i]
+                    if tag_end == end:
+                        append(InlineCode(cid, _STANDALONE_KIND, src[start:end], local, display))
                     else:
-                        parts.append(InlineCode(cid, CodeKind.OPEN, xf.text[span.start:span.tag_end], tag=local,
-                                                display=display))
+                        append(InlineCode(cid, _OPEN_KIND, src[start:tag_end], local, display))
                         self._walk(child, parts, counter)
-                        parts.append(InlineCode(cid, CodeKind.CLOSE, xf.text[span.close:span.end], tag=local,
-                                                display=display))
+                        append(InlineCode(cid, _CLOSE_KIND, src[closes[i]:end], local, display))
                 else:
-                    span = xf.spans[child]
-                    raw = xf.text[span.start:span.end]
+                    raw = src[starts[i]:ends[i]]
                     display = get("equiv-text") or (child.text or "")[:40] if local != "x" else get("equiv-text") or ""
                     isolated = False
                     if local in _STANDALONE:
-                        kind, cid = CodeKind.STANDALONE, get("id")
+                        kind, cid = _STANDALONE_KIND, get("id")
                     elif local in _PAIRED_OPEN or local in _PAIRED_CLOSE:
-                        kind = CodeKind.OPEN if local in _PAIRED_OPEN else CodeKind.CLOSE
+                        kind = _OPEN_KIND if local in _PAIRED_OPEN else _CLOSE_KIND
                         cid = (get("i") or get("rid") or get("id")) if local in ("bpt", "ept") \
                             else (get("rid") or get("id"))
                     elif local == "it":
                         pos = get("pos")
-                        kind = {"open": CodeKind.OPEN, "close": CodeKind.CLOSE}.get(pos, CodeKind.STANDALONE)
+                        kind = {"open": _OPEN_KIND, "close": _CLOSE_KIND}.get(pos, _STANDALONE_KIND)
                         cid, isolated = get("rid") or get("id"), True
                     else:
-                        kind = CodeKind.STANDALONE
+                        kind = _STANDALONE_KIND
                         name = local or etree.QName(tag).localname
                         cid = get("id")
                         local = name
                     if not cid:
                         cid = self._synthetic_id(local, raw, counter)
-                    parts.append(InlineCode(cid, kind, raw, tag=local or "", display=display, isolated=isolated))
-            if child.tail:
-                parts.append(child.tail)
+                    append(InlineCode(cid, kind, raw, local or "", display, isolated))
+            tail = child.tail
+            if tail:
+                append(tail)
 
 
 class _Loader:
@@ -340,15 +347,22 @@ class _Loader:
 
     def _file(self, frec: FileRec, out: list[Unit], used_ids: dict[str, int]) -> None:
         T = self.T
+        t_source, t_segsource, t_target, t_note, t_alt, t_cgroup, t_mrk = (
+            T["source"], T["seg-source"], T["target"], T["note"], T["alt-trans"], T["context-group"], T["mrk"])
         h = self.h
+        recs = h.recs
+        tus = h.tus
+        read_unit = self.dialect.read_unit
         seen: dict[str, etree._Element] = {}
         no_translate: dict[etree._Element, bool] = {}
+        parent_no: dict[etree._Element, bool] = {}  # parent -> translate="no" on it or an enclosing group
         tlang = (frec.target_language or "").lower()
         for tu in frec.el.iter(T["trans-unit"]):
             line = tu.sourceline
-            tu_id = tu.get("id")
+            get = tu.get
+            tu_id = get("id")
             if tu_id is None:
-                tu_id = f"{len(h.tus) + 1}"
+                tu_id = f"{len(tus) + 1}"
                 self.issue("warning", f"<trans-unit> without id; called {tu_id!r}", line)
             parent = tu.getparent()
             if tu_id in seen:  # PASSOLO does this; we write by position, so only the unit id is made unique
@@ -361,40 +375,46 @@ class _Loader:
             groups: list[etree._Element] = []
             for ch in tu:
                 t = ch.tag
-                if t == T["source"]:
+                if t == t_source:
                     if source is None:
                         source = ch
-                elif t == T["seg-source"]:
-                    segsource = ch
-                elif t == T["target"]:
+                elif t == t_target:
                     if target is None:
                         target = ch
-                elif t == T["note"]:
+                elif t == t_note:
                     notes.append("".join(ch.itertext()))
-                elif t == T["alt-trans"]:
+                elif t == t_segsource:
+                    segsource = ch
+                elif t == t_alt:
                     alts.append(ch)
-                elif t == T["context-group"]:
+                elif t == t_cgroup:
                     groups.append(ch)
             if source is None:
                 self.issue("error", "<trans-unit> without <source>", line, tu_id)
                 continue
             rec = TuRec(tu, frec, source, segsource, target)
-            translatable = tu.get("translate", "yes") != "no" and not self._group_no(parent, no_translate)
+            if get("translate", "yes") != "no":
+                group_no = parent_no.get(parent)
+                if group_no is None:
+                    group_no = parent_no[parent] = self._group_no(parent, no_translate)
+                translatable = not group_no
+            else:
+                translatable = False
             if target is not None:
-                h.targets_have_lang = bool(h.targets_have_lang) or target.get(XML_LANG) is not None
                 tl = target.get(XML_LANG)
+                h.targets_have_lang = bool(h.targets_have_lang) or tl is not None
                 if tl and tlang and tl.lower() != tlang:
                     self.issue("warning", f"target xml:lang {tl!r} contradicts the file's target-language "
                                           f"{frec.target_language!r}", target.sourceline, tu_id)
             seg_mrks = []
             if segsource is not None:
-                seg_mrks = [m for m in segsource.iter(T["mrk"]) if m.get("mtype") == "seg"]
-            base = self._base(tu, tu_id, target, notes, groups, frec, translatable)
+                seg_mrks = [m for m in segsource.iter(t_mrk) if m.get("mtype") == "seg"]
+            base = self._base(tu, tu_id, target, notes, groups, frec, translatable, line)
             if seg_mrks:
                 rec.segs = []
                 tmrks: dict[str, etree._Element] = {}
                 if target is not None:
-                    for m in target.iter(T["mrk"]):
+                    for m in target.iter(t_mrk):
                         if m.get("mtype") == "seg":
                             tmrks.setdefault(m.get("mid", ""), m)
                 mids = set()
@@ -412,8 +432,8 @@ class _Loader:
                     unit = self._unit(base, f"{tu_id}#{mid}", m, tm, used_ids, alts, mid)
                     seg = SegRec(unit, mid, m, tm)
                     rec.segs.append(seg)
-                    h.recs[id(unit)] = (rec, seg)
-                    self.dialect.read_unit(h, rec, unit, seg)
+                    recs[id(unit)] = (rec, seg)
+                    read_unit(h, rec, unit, seg)
                     out.append(unit)
                 for mid, tm in tmrks.items():
                     if mid not in mids:
@@ -424,12 +444,12 @@ class _Loader:
             else:
                 if segsource is not None and not self.reader.segment(source).text.strip():
                     continue  # seg-source without segments (e.g. SDLXLIFF code-only paragraph): nothing to translate
-                unit = self._unit(base, tu_id, source, target, used_ids, alts, None)
+                unit = self._unit(base, tu_id, source, target, used_ids, alts, None, own=True)
                 rec.unit = unit
-                h.recs[id(unit)] = (rec, None)
-                self.dialect.read_unit(h, rec, unit, None)
+                recs[id(unit)] = rec
+                read_unit(h, rec, unit, None)
                 out.append(unit)
-            h.tus.append(rec)
+            tus.append(rec)
 
     def _group_no(self, parent: etree._Element | None, cache: dict) -> bool:
         """translate="no" on an enclosing <group> (cached per group)."""
@@ -441,56 +461,70 @@ class _Loader:
         cache[parent] = value
         return value
 
-    def _base(self, tu, tu_id, target, notes, groups, frec, translatable) -> dict:
-        state = target.get("state") if target is not None else None
-        if state and state not in STATES and not state.startswith("x-"):
-            self.issue("warning", f"non-standard state {state!r} (not an XLIFF 1.2 value, nor x-…)",
-                       target.sourceline, tu_id)
-        final = tu.get("approved") == "yes" or state in FINAL_STATES
-        ctx = UnitContext(file=frec.original, resname=tu.get("resname"))
-        contexts = []
-        for g in groups:
-            file = line = None
-            for c in g.iter(self.T["context"]):
-                ctype, text = c.get("context-type", ""), (c.text or "")
-                contexts.append((ctype, text))
-                if ctype == "sourcefile":
-                    file = text
-                elif ctype == "linenumber":
-                    line = text
-                elif ctype in ("x-po-msgctxt", "msgctxt", "x-msgctxt"):
-                    ctx.msgctxt = text
-            if file:
-                ctx.locations.append(f"{file}:{line}" if line else file)
+    def _base(self, tu, tu_id, target, notes, groups, frec, translatable, line) -> dict:
+        if target is not None:
+            tget = target.get
+            state = tget("state")
+            origin = tget("state-qualifier")
+            if state and state not in STATES and not state.startswith("x-"):
+                self.issue("warning", f"non-standard state {state!r} (not an XLIFF 1.2 value, nor x-…)",
+                           target.sourceline, tu_id)
+        else:
+            state = origin = None
+        get = tu.get
+        final = get("approved") == "yes" or state in FINAL_STATES
+        ctx = UnitContext(frec.original, get("resname"))
+        meta = {"tu_id": tu_id}
+        if groups:
+            contexts = []
+            for g in groups:
+                file = cline = None
+                for c in g.iter(self.T["context"]):
+                    ctype, text = c.get("context-type", ""), (c.text or "")
+                    contexts.append((ctype, text))
+                    if ctype == "sourcefile":
+                        file = text
+                    elif ctype == "linenumber":
+                        cline = text
+                    elif ctype in ("x-po-msgctxt", "msgctxt", "x-msgctxt"):
+                        ctx.msgctxt = text
+                if file:
+                    ctx.locations.append(f"{file}:{cline}" if cline else file)
+            if contexts:
+                meta["contexts"] = contexts
         max_length = size_unit = None
-        maxwidth = tu.get("maxwidth")
+        maxwidth = get("maxwidth")
         if maxwidth is not None:
-            size_unit = tu.get("size-unit", "pixel")
+            size_unit = get("size-unit", "pixel")
             if size_unit == "char":
                 try:
                     max_length = int(maxwidth)
                 except ValueError:
-                    self.issue("warning", f"maxwidth {maxwidth!r} is not a number", tu.sourceline, tu_id)
-        meta = {"tu_id": tu_id}
-        if contexts:
-            meta["contexts"] = contexts
-        if maxwidth is not None and max_length is None:
-            meta["maxwidth"] = maxwidth
+                    self.issue("warning", f"maxwidth {maxwidth!r} is not a number", line, tu_id)
+            if max_length is None:
+                meta["maxwidth"] = maxwidth
         return dict(state=state, notes=notes, context=ctx, final=final, translatable=translatable,
-                    max_length=max_length, size_unit=size_unit, origin=target.get("state-qualifier")
-                    if target is not None else None, line=tu.sourceline, meta=meta, target=target)
+                    max_length=max_length, size_unit=size_unit, origin=origin, line=line, meta=meta, target=target)
 
-    def _unit(self, base: dict, uid: str, src_el, tgt_el, used_ids: dict[str, int], alts, mid) -> Unit:
+    def _unit(self, base: dict, uid: str, src_el, tgt_el, used_ids: dict[str, int], alts, mid, own: bool = False) \
+            -> Unit:
+        """``own``: the unit is the only one made from ``base`` and may take its lists and dicts without copies."""
         n = used_ids.get(uid, 0) + 1
         used_ids[uid] = n
         if n > 1:
             uid = f"{uid}~{n}"
+        reader = self.reader
         target = None
         if tgt_el is not None and (tgt_el.text or len(tgt_el)):
-            target = self.reader.segment(tgt_el)
+            target = reader.segment(tgt_el)
         ctx = base["context"]
-        ctx = UnitContext(ctx.file, ctx.resname, ctx.msgctxt, list(ctx.locations))
-        meta = dict(base["meta"])
+        if own:
+            meta = base["meta"]
+            notes = base["notes"]
+        else:
+            ctx = UnitContext(ctx.file, ctx.resname, ctx.msgctxt, list(ctx.locations))
+            meta = dict(base["meta"])
+            notes = list(base["notes"])
         if mid is not None:
             meta["mid"] = mid
         if alts:
@@ -509,17 +543,17 @@ class _Loader:
             qe = _float(holder.get(ITS_CONFIDENCE))
             if qe is not None:
                 qe *= 100
-        source = self.reader.segment(src_el)
+        source = reader.segment(src_el)
         if target is not None and (target.codes or source.codes):
             keys = {c.key for c in source.codes}
             extra = [c for c in target.codes if c.key not in keys and c.tag != "mrk"]  # mrk: tracked changes
             if extra:
                 self.issue("warning", f"the target has inline code(s) {', '.join(repr(c.id) for c in extra)} that "
                                       f"the source lacks", tgt_el.sourceline, uid)
-        return Unit(id=uid, source=source, target=target, state=base["state"],
-                    notes=list(base["notes"]), context=ctx, final=base["final"], translatable=base["translatable"],
-                    max_length=base["max_length"], size_unit=base["size_unit"], origin=base["origin"],
-                    qe_score=qe, line=src_el.sourceline if mid is not None else base["line"], meta=meta)
+        return Unit(id=uid, source=source, target=target, state=base["state"], notes=notes, context=ctx,
+                    final=base["final"], translatable=base["translatable"], max_length=base["max_length"],
+                    size_unit=base["size_unit"], origin=base["origin"], qe_score=qe,
+                    line=src_el.sourceline if mid is not None else base["line"], meta=meta)
 
 
 def load(path: Path, strict: bool = True, dialect: Dialect | None = None) -> Document:
