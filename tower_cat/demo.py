@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _examples(summary, outputs: list[Path], limit: int = 8) -> Table:
-    """A few machine-translated units next to their source, for a look at what the model wrote."""
-    from tower_cat import formats
+    """A few machine-translated units next to their source (codes as the model sees them: <1>…</1>, <2/>)."""
+    from tower_cat import codes, formats
 
     table = Table(title="Some machine translations (out/demo/tower-notes.en-de.xlf)", show_lines=False)
     for col in ("unit", "source", "target", "status"):
@@ -87,7 +87,7 @@ def _examples(summary, outputs: list[Path], limit: int = 8) -> Table:
         r = results.get(unit.id)
         if r is None or r.action != "mt" or not unit.has_target:
             continue
-        table.add_row(unit.id, unit.source.text, unit.target.text, r.status or "")
+        table.add_row(unit.id, codes.render(unit.source).text, codes.render(unit.target).text, r.status or "")
         shown += 1
         if shown >= limit:
             break
