@@ -576,7 +576,7 @@ _TAG_NAME = re.compile(r"<([^\s/>]+)")
 
 
 def escape_content(s: str) -> str:
-    s = _xml.escape_text(_INVALID_XML_CHARS.sub("", s))
+    s = _INVALID_XML_CHARS.sub("", s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")  # escape_text
     return s.replace("\r", "&#13;") if "\r" in s else s
 
 
@@ -598,14 +598,14 @@ def render(segment: Segment, source: Segment, unit: Unit, path: Path | None = No
     Every code must exist in the source (same kind and id); element halves (``<g>``/``<mrk>`` start and end tags)
     must nest properly, so the output is always well-formed.
     """
-    codes = {c.key: c for c in source.codes}
+    codes = {(c.kind, c.id): c for c in source.parts if not isinstance(c, str)}  # (kind, id): InlineCode.key
     out: list[str] = []
     stack: list[str] = []
     for part in segment.parts:
         if isinstance(part, str):
             out.append(escape_content(part))
             continue
-        code = codes.get(part.key)
+        code = codes.get((part.kind, part.id))
         if code is None:
             raise CodeMismatchError(f"the target has inline code {part.kind.value} {part.id!r} that the source does "
                                     f"not have; not written", path=path, line=unit.line, unit=unit.id,
@@ -647,6 +647,8 @@ class Writer:
         self.xf = self.h.xf
         self.sp = _xml.Splicer(self.xf.text)
         self.declare: dict[str, str] = {}
+        self._tnames: dict[str, str] = {}  # source start tag -> target element name
+        self._tags: dict[tuple, str] = {}  # (target name, attribute items) -> new target start tag
 
     # helpers
     def start_tag(self, el) -> str:
@@ -683,22 +685,26 @@ class Writer:
     def insert_after(self, anchor, markup: str) -> None:
         """Insert an element after ``anchor`` on a line of its own with the anchor's indentation when the anchor
         starts its line, else directly after it."""
-        xf = self.xf
-        span = xf.spans[anchor]
-        line_start = xf.text.rfind("\n", 0, span.start) + 1
-        prefix = xf.text[line_start:span.start]
+        text = self.xf.text
+        spans = self.xf.spans
+        i = spans.index[anchor]
+        start, end = spans.starts[i], spans.ends[i]
+        line_start = text.rfind("\n", 0, start) + 1
+        prefix = text[line_start:start]
         if line_start > 0 and prefix.strip() == "":
-            nl = "\r\n" if xf.text[line_start - 2:line_start] == "\r\n" else "\n"
-            self.sp.insert(span.end, nl + prefix + markup)
+            nl = "\r\n" if text[line_start - 2:line_start] == "\r\n" else "\n"
+            self.sp.insert(end, nl + prefix + markup)
         else:
-            self.sp.insert(span.end, markup)
+            self.sp.insert(end, markup)
 
     def new_target_tag(self, tu: TuRec, attrs: dict[str, str | None]) -> tuple[str, str]:
         """Start tag and name of a target element created for ``tu``."""
         src_tag = self.xf.start_tag(tu.source)
-        name = element_name(src_tag)
-        prefix = name[: -len("source")] if name.endswith("source") else ""
-        tname = prefix + "target"
+        tname = self._tnames.get(src_tag)
+        if tname is None:
+            name = element_name(src_tag)
+            prefix = name[: -len("source")] if name.endswith("source") else ""
+            tname = self._tnames[src_tag] = prefix + "target"
         items: dict[str, str | None] = {}
         lang = tu.file.target_language or self.doc.target_lang
         lang = self.h.dialect.new_target_lang(self.h, tu, lang)
@@ -708,7 +714,10 @@ class Writer:
         if space is not None:
             items["xml:space"] = space
         items.update(attrs)
-        tag = _xml.set_attrs(f"<{tname}>", items)
+        key = (tname, *items.items())
+        tag = self._tags.get(key)
+        if tag is None:
+            tag = self._tags[key] = _xml.set_attrs(f"<{tname}>", items)
         return tag, tname
 
     # units
@@ -722,6 +731,9 @@ class Writer:
     def state_attrs(self, edits: list[TargetEdit], others: list[str | None] = ()) -> dict[str, str | None]:
         if not self.h.dialect.writes_state or not edits:
             return {}
+        if len(edits) == 1 and not others:
+            e = edits[0]
+            return {"state": STATUS_TO_STATE[e.status], "state-qualifier": ORIGIN_TO_QUALIFIER.get(e.origin)}
         statuses = [e.status for e in edits] + [s for s in others if s]
         status = min(statuses, key=lambda s: STATUS_RANK[s])
         quals = {ORIGIN_TO_QUALIFIER.get(e.origin) for e in edits}
@@ -827,7 +839,13 @@ class Writer:
         """``<alt-trans alttranstype="previous-version">`` for every edit that replaces a target: a copy of the
         source and the replaced target (codes verbatim), after the trans-unit's last XLIFF element (before
         extension elements such as ``sdl:seg-defs``, as the schema orders them)."""
-        items = [(s.unit, s) for s in tu.segs] if tu.segs is not None else [(tu.unit, None)]
+        if tu.segs is None:
+            edit = tu.unit.edit
+            if edit is None or edit.replaced is None:
+                return
+            items = [(tu.unit, None)]
+        else:
+            items = [(s.unit, s) for s in tu.segs]
         items = [(u, s, u.edit.replaced) for u, s in items if u.edit is not None and u.edit.replaced is not None]
         if not items:
             return
@@ -883,15 +901,19 @@ class Writer:
 
     def run(self) -> str:
         for tu in self.h.tus:
-            units = tu.units()
-            if not any(u.changed for u in units):
-                continue
-            for u in units:
-                if u.changed:
-                    self.check_unit(u)
             if tu.segs is None:
+                u = tu.unit
+                if u.edit is None and u.qe_edit is None:
+                    continue
+                self.check_unit(u)
                 self.plain(tu)
             else:
+                units = tu.units()
+                if not any(u.changed for u in units):
+                    continue
+                for u in units:
+                    if u.changed:
+                        self.check_unit(u)
                 self.segmented(tu)
             self.previous_versions(tu)  # after a new target, before the dialect's extension elements
             self.h.dialect.write_tu(self, tu)
