@@ -32,8 +32,10 @@ Decisions (see docs/translate.md):
 * **Post-edit** renders the source and the existing target with the same tag numbering, asks the model to
   correct the target (``prompts.post_edit_messages``), restores the codes and writes the result with
   ``needs-review`` / origin ``post-edit`` when it differs; the change is measured with TER (sacrebleu,
-  edits from the original to the post-edited text). The format modules cannot yet write the original as an
-  ``alt-trans`` / ``mtc:match`` candidate, so the original target is kept in the job's JSON summary.
+  edits from the original to the post-edited text). Every replaced target (post-edit, ``overwrite``) is passed
+  as ``set_target(previous=...)``: the format writes it as a candidate (``alt-trans`` previous-version,
+  ``mtc:match``, PO comment); one whose codes the format cannot write that way is dropped from the candidates
+  (recorded on the unit) rather than failing the file. The JSON summary has ``before``/``after`` as well.
 """
 
 from __future__ import annotations
@@ -475,7 +477,11 @@ class _Job:
             status = "needs-review"
         if origin in ("mt", "post-edit") and status == "translated" and not confident:
             status = "needs-review"
-        unit.set_target(segment, status=status, origin=origin, match_score=score if origin.startswith("tm") else None)
+        # a replaced target (post-edit, --overwrite) is kept in the file as a candidate (alt-trans / mtc:match / PO
+        # comment) so the translator can compare
+        previous = unit.target if unit.has_target else None
+        unit.set_target(segment, status=status, origin=origin, match_score=score if origin.startswith("tm") else None,
+                        previous=previous)
         unit.qa_issues = issues
         r.status, r.origin, r.score = status, origin, score
         r.qa = [i.as_dict() for i in issues]
@@ -932,12 +938,32 @@ def run_files(task: str, inputs: Sequence[Path], outputs: Sequence[Path], engine
     else:
         raise ValueError(f"unknown task {task!r}")
     for doc, fs in zip(good_docs, good):
-        try:
-            doc.save(Path(fs.output))
-        except TowerCatError as exc:
-            fs.error = str(exc)
+        _save(doc, fs)
     order = {str(p): i for i, p in enumerate(inputs)}
     summary.files = sorted(good + failed, key=lambda f: order.get(f.path, 0))
     summary.seconds = time.perf_counter() - t0
     return summary
 
+
+def _save(doc: Document, fs: FileSummary) -> None:
+    """Write a document. A replaced target that the format cannot keep as a candidate (its codes do not nest in the
+    file's markup) is dropped from the candidates, recorded on the unit, and the save retried."""
+    from tower_cat.errors import CodeMismatchError
+
+    by_id = {u.id: u for u in doc.units}
+    results = {r.unit: r for r in fs.results}
+    for _ in range(len(doc.units) + 1):
+        try:
+            doc.save(Path(fs.output))
+            return
+        except CodeMismatchError as exc:
+            unit = by_id.get(exc.unit) if exc.unit is not None else None
+            if unit is None or unit.edit is None or unit.edit.previous is None:
+                fs.error = str(exc)
+                return
+            unit.edit.previous = None
+            if exc.unit in results:
+                results[exc.unit].problems.append(f"previous target not kept as a candidate: {exc.message}")
+        except TowerCatError as exc:
+            fs.error = str(exc)
+            return
