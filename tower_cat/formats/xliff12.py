@@ -206,6 +206,14 @@ class _ContentReader:
         self.xf = xf
         self.ns = ns
         self.prefix = f"{{{ns}}}" if ns else ""
+        # InlineCode is immutable: equal codes (the same markup, id and display) share one object per document
+        self._codes: dict[tuple, InlineCode] = {}
+
+    def _code(self, *key) -> InlineCode:
+        code = self._codes.get(key)
+        if code is None:
+            code = self._codes[key] = InlineCode(*key)
+        return code
 
     def segment(self, el: etree._Element) -> Segment:
         if not len(el):  # the common case: text only
@@ -235,6 +243,7 @@ class _ContentReader:
         index, starts, tag_ends, closes, ends = spans.index, spans.starts, spans.tag_ends, spans.closes, spans.ends
         prefix = self.prefix
         plen = len(prefix)
+        codes = self._codes
         for child in el:
             tag = child.tag
             if not isinstance(tag, str):  # comment or processing instruction: keep it as a code
@@ -255,11 +264,15 @@ class _ContentReader:
                         display = get("mtype") or ""
                     end = ends[i]
                     if tag_end == end:
-                        append(InlineCode(cid, _STANDALONE_KIND, src[start:end], local, display))
+                        append(self._code(cid, _STANDALONE_KIND, src[start:end], local, display, False))
                     else:
-                        append(InlineCode(cid, _OPEN_KIND, src[start:tag_end], local, display))
+                        key = (cid, _OPEN_KIND, src[start:tag_end], local, display, False)
+                        code = codes.get(key)
+                        append(code if code is not None else self._code(*key))
                         self._walk(child, parts, counter)
-                        append(InlineCode(cid, _CLOSE_KIND, src[closes[i]:end], local, display))
+                        key = (cid, _CLOSE_KIND, src[closes[i]:end], local, display, False)
+                        code = codes.get(key)
+                        append(code if code is not None else self._code(*key))
                 else:
                     raw = src[starts[i]:ends[i]]
                     display = get("equiv-text") or (child.text or "")[:40] if local != "x" else get("equiv-text") or ""
@@ -281,7 +294,9 @@ class _ContentReader:
                         local = name
                     if not cid:
                         cid = self._synthetic_id(local, raw, counter)
-                    append(InlineCode(cid, kind, raw, local or "", display, isolated))
+                    key = (cid, kind, raw, local or "", display, isolated)
+                    code = codes.get(key)
+                    append(code if code is not None else self._code(*key))
             tail = child.tail
             if tail:
                 append(tail)
