@@ -224,8 +224,7 @@ class ScriptedEngine:
         self.calls: list[list] = []
         self.info = type("Info", (), {"wording": "instruct"})()
         self.stats = EngineStats()
-        self.path, self.hf_model = "/nonexistent", None
-        self.tokenizer = type("Tok", (), {"model_max_length": 4096})()
+        self.context_length = 4096
 
     def render(self, messages):
         return type("R", (), {"tokens": ["t"] * 4})()

@@ -448,10 +448,6 @@ class _Rendered:
         self.tokens = tokens
 
 
-class _Tok:
-    model_max_length = 10 ** 30
-
-
 class FakeEngine:
     """Scripted engine: the output for a prompt is looked up by its source markup (``sources``)."""
 
@@ -461,10 +457,7 @@ class FakeEngine:
         self.options: list[GenerationOptions] = []
         self.info = _Info()
         self.stats = EngineStats()
-        self.path = Path("/nonexistent")
-        self.hf_model = None
-        self.tokenizer = _Tok()
-        self.context = context
+        self.context_length = context
 
     def render(self, messages):
         return _Rendered(["t"] * 4)

@@ -14,6 +14,7 @@ backend="transformers" runs the exact model. Seq2seq models (Marian, NLLB, M2M-1
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -629,6 +630,22 @@ class Engine:
     @property
     def is_loaded(self) -> bool:
         return self._backend is not None
+
+    @functools.cached_property
+    def context_length(self) -> int:
+        """The model's context window in tokens: max_position_embeddings (or its aliases) of the converted or
+        original config, else the tokenizer's model_max_length when it is a real number, else 4096."""
+        for folder in filter(None, (Path(self.path), Path(self.hf_model) if self.hf_model else None)):
+            try:
+                data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+                value = data.get(key) or (data.get("text_config") or {}).get(key)
+                if isinstance(value, int) and value > 0:
+                    return value
+        n = getattr(self.tokenizer, "model_max_length", None)
+        return n if isinstance(n, int) and 0 < n < 1_000_000 else 4096
 
     @property
     def backend(self):

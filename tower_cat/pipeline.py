@@ -55,7 +55,7 @@ from tower_cat.errors import TowerCatError
 
 __all__ = [
     "PipelineOptions", "UnitResult", "FileSummary", "JobSummary", "translate_documents", "post_edit_documents",
-    "run_files", "plan_outputs", "render_like", "model_context_length",
+    "run_files", "plan_outputs", "render_like",
 ]
 
 ProgressCallback = Callable[[int, int], None]  # (units done, units total)
@@ -260,30 +260,6 @@ def resolve_languages(doc: Document, opts: PipelineOptions) -> tuple[str, str]:
     return src, tgt
 
 
-# --------------------------------------------------------------------------------------------------- model
-
-def model_context_length(engine, default: int = 4096) -> int:
-    """The model's context window: the original config's max_position_embeddings when reachable, else the
-    tokenizer's model_max_length when it is a real number, else ``default``."""
-    candidates = [Path(engine.path)]
-    if engine.hf_model:
-        candidates.append(Path(engine.hf_model))
-    for folder in candidates:
-        cfg = folder / "config.json"
-        try:
-            data = json.loads(cfg.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-            value = data.get(key) or (data.get("text_config") or {}).get(key)
-            if isinstance(value, int) and value > 0:
-                return value
-    n = getattr(engine.tokenizer, "model_max_length", None)
-    if isinstance(n, int) and 0 < n < 1_000_000:
-        return n
-    return default
-
-
 # --------------------------------------------------------------------------------------------------- job data
 
 @dataclass
@@ -357,7 +333,7 @@ class _Job:
 
     def context_length(self) -> int:
         if self._ctx_len is None:
-            self._ctx_len = self.opts.max_context_tokens or model_context_length(self.engine)
+            self._ctx_len = self.opts.max_context_tokens or self.engine.context_length
         return self._ctx_len
 
     def _prompt_tokens(self, messages: list[dict], exact: bool) -> int:

@@ -43,7 +43,7 @@ from tower_cat.instructions import Check, CheckResult, InstructionReport, Instru
 
 __all__ = [
     "Session", "Turn", "SessionStore", "SessionManager", "SessionError", "SessionNotFound", "Accepted",
-    "segment_from_markup", "segment_markup", "markup_like", "context_length",
+    "segment_from_markup", "segment_markup", "markup_like",
 ]
 
 SESSION_FORMAT = 1
@@ -342,27 +342,6 @@ class SessionStore:
 
 # --------------------------------------------------------------------------------------------------- manager
 
-def context_length(engine, default: int = 4096) -> int:
-    """The model's context window: the original config's max_position_embeddings when reachable, else the
-    tokenizer's model_max_length when it is a real number, else ``default``."""
-    folders = [Path(engine.path)]
-    if getattr(engine, "hf_model", None):
-        folders.append(Path(engine.hf_model))
-    for folder in folders:
-        try:
-            data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-            value = data.get(key) or (data.get("text_config") or {}).get(key)
-            if isinstance(value, int) and value > 0:
-                return value
-    n = getattr(engine.tokenizer, "model_max_length", None)
-    if isinstance(n, int) and 0 < n < 1_000_000:
-        return n
-    return default
-
-
 class SessionManager:
     """Start, revise, undo and accept sessions with one engine; every change is saved in the store.
 
@@ -393,7 +372,7 @@ class SessionManager:
 
     @property
     def context_tokens(self) -> int:
-        return self.max_context_tokens or context_length(self.engine)
+        return self.max_context_tokens or self.engine.context_length
 
     # -- public API ---------------------------------------------------------------------------------------
 
