@@ -590,3 +590,193 @@ def test_missing_languages_are_a_clear_error(tmp_path):
     assert not summary.failed
     again = formats.load(tmp_path / "o.xlf")
     assert again.target_lang == "de" and again.units[0].target.text == "Hallo"
+
+
+# ------------------------------------------------------------------------------------------------ QE-gated post-editing
+
+class _APEFakeEngine(FakeEngine):
+    """FakeEngine whose post-edit prompts get their own scripted outputs (looked up by source markup)."""
+
+    def __init__(self, outputs, post_edits: dict[str, str]):
+        super().__init__(outputs)
+        self.post_edits = post_edits
+        self.post_edit_prompts: list[str] = []
+
+    def generate(self, prompts, options=None, *, sources=None):
+        pe = [m[-1]["content"].startswith("Post-edit") for m in prompts]
+        if not any(pe):
+            return super().generate(prompts, options, sources=sources)
+        assert all(pe), "translation and post-edit prompts are never mixed in one call"
+        self.calls.append(list(prompts))
+        self.post_edit_prompts += [m[-1]["content"] for m in prompts]
+        return [Generation((Hypothesis(self.post_edits.get(src, ""), (), -0.2, False),)) for src in sources]
+
+
+class _ScriptedQE:
+    """A QE backend: the score of a translation is looked up by its text (default 50); every call is recorded."""
+
+    name = "scripted"
+
+    def __init__(self, scores: dict[str, float | None]):
+        self.scores = scores
+        self.calls: list[list] = []
+
+    def describe(self) -> str:
+        return "scripted"
+
+    def score(self, items):
+        from tower_cat.qe import QEResult
+
+        self.calls.append(list(items))
+        return [QEResult(self.scores.get(it.target, 50.0)) for it in items]
+
+
+APE_UNITS = [("1", "Open the file."), ("2", "Close the window."), ("3", "Save your work."),
+             ("4", 'Click <g id="1">Save</g> now.'), ("5", "Quit the app."), ("6", "Open the file."),
+             ("7", "Move the note to the trash.")]
+APE_MT = {"Open the file.": "Datei auf.", "Close the window.": "Fenster zu.", "Save your work.": "Speichern Sie.",
+          "Click <1>Save</1> now.": "Klicken <1>Speichern</1> jetzt.", "Quit the app.": "App beenden.",
+          "Move the note to the trash.": "Verschieben Sie den Vermerk in den Mülleimer."}
+APE_PE = {"Open the file.": "Öffnen Sie die Datei.",             # better: applied (twice: unit 1 and its repeat 6)
+          "Close the window.": "Schließen Fenster.",             # worse: MT kept
+          "Click <1>Save</1> now.": "Klicken <1>Speichern jetzt.",  # broken codes: failed
+          "Quit the app.": "App beenden.",                       # unchanged: MT kept, not re-scored
+          "Move the note to the trash.": "Verschieben Sie die Notiz in den Papierkorb.",  # terms fixed: applied
+          "Save your work.": "must never be asked"}
+APE_QE = {"Datei auf.": 30.0, "Öffnen Sie die Datei.": 90.0, "Fenster zu.": 40.0, "Schließen Fenster.": 20.0,
+          "Speichern Sie.": 95.0, "Klicken Speichern jetzt.": 10.0, "App beenden.": 55.0,
+          "Verschieben Sie den Vermerk in den Mülleimer.": None,  # unscorable: goes to post-editing
+          "Verschieben Sie die Notiz in den Papierkorb.": 80.0}
+
+
+def test_qe_gated_post_editing_keeps_the_better_version(tmp_path):
+    from tower_cat.terminology import Glossary
+
+    glossary = Glossary.load(SAMPLES / "glossary.de.csv")
+    units = APE_UNITS + [("8", "Already done.")]
+    path = tmp_path / "ape.xlf"
+    path.write_text(_xliff(units).replace("<source>Already done.</source>",
+                                          "<source>Already done.</source><target>Schon erledigt.</target>"),
+                    encoding="utf-8")
+    doc = formats.load(path)
+    fake = _APEFakeEngine(APE_MT, APE_PE)
+    backend = _ScriptedQE(APE_QE)
+    summary = pipeline.translate_documents([doc], fake, glossary=glossary, qe=backend,
+                                           options=PipelineOptions(ape_below=60, term_repair=0))
+    r = {x.unit: x for x in summary.files[0].results}
+
+    # one batched QE call over the MT targets (the repeat scored once, the unit with a target not at all), one for
+    # the changed corrections
+    assert len(backend.calls) == 2
+    assert [it.target for it in backend.calls[0]] == ["Datei auf.", "Fenster zu.", "Speichern Sie.",
+                                                      "Klicken Speichern jetzt.", "App beenden.",
+                                                      "Verschieben Sie den Vermerk in den Mülleimer."]
+    assert all(it.source_lang == "en-US" and it.target_lang == "de-DE" for it in backend.calls[0])
+    assert sorted(it.target for it in backend.calls[1]) == sorted(
+        ["Öffnen Sie die Datei.", "Schließen Fenster.", "Verschieben Sie die Notiz in den Papierkorb."])
+    # post-edit prompts only for the weak units, with the source's tag numbering and the glossary terms
+    assert len(fake.post_edit_prompts) == 5 and not any("Save your work." in p for p in fake.post_edit_prompts)
+    assert any("translation: Klicken <1>Speichern</1> jetzt." in p for p in fake.post_edit_prompts)
+    assert any("note = Notiz" in p for p in fake.post_edit_prompts)
+
+    # improved -> the correction is the target, origin post-edit, QE of the correction
+    for uid in ("1", "6"):
+        assert (r[uid].ape, r[uid].qe_before, r[uid].qe_after, r[uid].qe) == ("applied", 30.0, 90.0, 90.0)
+        assert r[uid].action == "mt" and r[uid].origin == "post-edit" and r[uid].status == "needs-review"
+        assert (r[uid].before, r[uid].after) == ("Datei auf.", "Öffnen Sie die Datei.") and r[uid].ter > 0
+    assert doc.units[0].target.text == "Öffnen Sie die Datei." and doc.units[0].edit.origin == "post-edit"
+    assert doc.units[0].edit.previous is None, "the discarded MT is not kept as a candidate"
+    # worse -> the MT stays
+    assert (r["2"].ape, r["2"].qe_before, r["2"].qe_after, r["2"].qe) == ("kept-original", 40.0, 20.0, 40.0)
+    assert doc.units[1].target.text == "Fenster zu." and r["2"].origin == "mt" and r["2"].after == "Schließen Fenster."
+    # above the threshold -> untouched
+    assert (r["3"].ape, r["3"].qe_before, r["3"].qe_after, r["3"].qe) == (None, 95.0, None, 95.0)
+    assert doc.units[2].target.text == "Speichern Sie." and r["3"].before is None
+    # broken codes in the correction -> failed, MT kept
+    assert r["4"].ape == "failed" and r["4"].ape_reason.startswith("codes") and r["4"].qe == 10.0
+    assert codes.render(doc.units[3].target).text == "Klicken <1>Speichern</1> jetzt."
+    # unchanged correction -> MT kept, not re-scored
+    assert (r["5"].ape, r["5"].qe_before, r["5"].qe_after) == ("kept-original", 55.0, 55.0)
+    # unscorable MT counts as below; a scored correction beats it; terms counted once, for the kept version
+    assert (r["7"].ape, r["7"].qe_before, r["7"].qe) == ("applied", None, 80.0) and r["7"].terms_ok is True
+    # file x2, save x2, note + trash: each unit counted once, the replaced MT's misses (Vermerk, Mülleimer) gone
+    assert summary.terms_checked == 6 and summary.terms_ok == 6
+    assert r["8"].action == "skipped" and r["8"].qe_before is None and r["8"].ape is None
+
+    t = summary.totals()
+    assert (t["qe_scored"], t["ape_threshold"], t["ape_candidates"], t["ape_improved"], t["ape_kept_original"],
+            t["ape_failed"]) == (6, 60, 6, 3, 2, 1)
+    assert t["translated"] == 7 and t["post_edited"] == 0
+    report = json.loads(summary.to_json())
+    assert report["qe"]["backend"] == "scripted" and report["qe"]["ape_below"] == 60
+    assert {x["unit"]: x["ape"] for x in report["files"][0]["results"]}["2"] == "kept-original"
+
+    # the kept version's score is written into the file and read back
+    out = tmp_path / "out.xlf"
+    doc.save(out)
+    again = {u.id: u for u in formats.load(out).units}
+    assert again["1"].target.text == "Öffnen Sie die Datei." and again["1"].qe_score == pytest.approx(90.0)
+    assert again["2"].target.text == "Fenster zu." and again["2"].qe_score == pytest.approx(40.0)
+    assert again["3"].qe_score == pytest.approx(95.0) and again["7"].qe_score == pytest.approx(80.0)
+    assert again["8"].qe_score is None and again["8"].target.text == "Schon erledigt."
+    assert "previous-version" not in out.read_text(encoding="utf-8")
+
+
+def test_qe_backend_without_threshold_only_scores(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from tower_cat.cli_translate import print_summary
+
+    doc = _doc(tmp_path, APE_UNITS[:3])
+    fake = _APEFakeEngine(APE_MT, APE_PE)
+    backend = _ScriptedQE(APE_QE)
+    summary = pipeline.translate_documents([doc], fake, qe=backend, options=PipelineOptions())
+    assert len(backend.calls) == 1 and fake.post_edit_prompts == []
+    assert [u.qe_score for u in doc.units] == [30.0, 40.0, 95.0]
+    assert all(r.ape is None for r in summary.files[0].results)
+    t = summary.totals()
+    assert t["qe_scored"] == 3 and t["qe_mean"] == 55.0 and "ape_candidates" not in t
+    with pytest.raises(TowerCatError, match="QE backend"):
+        pipeline.translate_documents([_doc(tmp_path, APE_UNITS[:1], "x.xlf")], fake,
+                                     options=PipelineOptions(ape_below=50))
+    # the end table and line show the gate
+    doc2 = _doc(tmp_path, APE_UNITS[:3], "y.xlf")
+    summary2 = pipeline.translate_documents([doc2], _APEFakeEngine(APE_MT, APE_PE), qe=_ScriptedQE(APE_QE),
+                                            options=PipelineOptions(ape_below=60))
+    buf = io.StringIO()
+    print_summary(summary2, Console(file=buf, width=200))
+    text = buf.getvalue()
+    assert "QE-gated APE: 2 below 60, 1 improved, 1 kept the original, 0 failed" in text
+    assert "APE" in text and "improved" in text
+
+
+def test_cli_translate_qe_gated_post_editing(tiny_llama, tmp_path, capsys):
+    """Through the CLI with the tiny model as its own QE (log-probs): everything is below 101, so every machine
+    translation is post-edited and re-scored."""
+    from tower_cat.cli import main
+
+    src = tmp_path / "a.xlf"
+    src.write_text(_xliff([("1", "Open the file."), ("2", "Close the window."), ("3", "Open the file."),
+                           ("4", 'Click <g id="1">Save</g> now.')]), encoding="utf-8")
+    out = tmp_path / "out.xlf"
+    main(["translate", str(src), "-o", str(out), "--model", str(tiny_llama.ct2_path), "--no-cache",
+          "--device", "cpu", "--threads", "1", "--max-new-tokens", str(NEW_TOKENS), "--qe-backend", "logprob",
+          "--ape-below", "101", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    t = report["totals"]
+    assert report["qe"]["backend"].startswith("logprob:") and report["qe"]["ape_below"] == 101
+    assert t["translated"] >= 1 and t["qe_scored"] == t["translated"]
+    assert t["ape_candidates"] == t["translated"], "everything scores below 101"
+    assert t["ape_improved"] + t["ape_kept_original"] + t["ape_failed"] == t["ape_candidates"]
+    mt = [r for r in report["files"][0]["results"] if r["action"] == "mt"]
+    assert all(r["ape"] in ("applied", "kept-original", "failed") and r["qe_before"] is not None for r in mt)
+    assert all(r["origin"] == ("post-edit" if r["ape"] == "applied" else "mt") for r in mt)
+    again = {u.id: u for u in formats.load(out).units}  # reloads strictly
+    for r in mt:
+        assert again[r["unit"]].qe_score == pytest.approx(r["qe"], abs=0.01)
+    with pytest.raises(SystemExit) as exc:
+        main(["translate", str(src), "-o", str(tmp_path / "o2.xlf"), "--model", str(tiny_llama.ct2_path),
+              "--ape-below", "50"])
+    assert exc.value.code == 2 and "--qe-backend" in capsys.readouterr().err

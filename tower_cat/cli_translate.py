@@ -2,6 +2,7 @@
 
     tower-cat translate FILE... -o OUT --model DIR [--tm tm.sqlite|memory.tmx] [--glossary glossary.tbx]
                         [--source en] [--target de] [--few-shot 3] [--overwrite] [--in-place] [--json]
+                        [--qe-backend comet|llm|logprob [--qe-model DIR] [--ape-below T]]
     tower-cat post-edit FILE... -o OUT --model DIR [--glossary ...] [--json]
 
 OUT is a file for one input and a folder for several. Generations are cached (``--cache``, default
@@ -72,21 +73,36 @@ def _common(func: Callable) -> Callable:
 @click.option("--instruction", "instructions", multiple=True,
               help="An instruction for every unit (repeatable), e.g. \"max 40 characters\" or \"use 'Notiz'\": "
                    "verifiable ones are checked and retried once (docs/refine.md).")
+@click.option("--qe-backend", type=click.Choice(["comet", "llm", "logprob"]), default=None,
+              help="Score the machine translations (0-100, written into the files): comet (a COMET folder, "
+                   "--qe-model), llm (a Tower model as judge) or logprob (the model's token log-probabilities).")
+@click.option("--qe-model", type=click.Path(exists=True, path_type=Path), default=None,
+              help="QE model folder: required for comet; llm/logprob default to the translation model (--model).")
+@click.option("--ape-below", type=click.FloatRange(min=0), default=None,
+              help="QE-gated post-editing: post-edit machine translations scoring below T (0-100), re-score them "
+                   "and keep the better version. Needs --qe-backend.")
 def translate(files, output, in_place, model_dir, glossary, source_lang, target_lang, cache, no_cache,
               max_new_tokens, chunk_size, translated_above, backend, device, compute_type, threads, hf_model,
               as_json, no_progress, tm_path, few_shot, fuzzy_min, overwrite, exact_status, context_window,
-              term_repair, instructions) -> int:
+              term_repair, instructions, qe_backend, qe_model, ape_below) -> int:
     """Translate XLIFF/SDLXLIFF/MQXLIFF/PO files: TM leverage, glossary, document context, codes kept."""
     from tower_cat.pipeline import PipelineOptions
 
+    if ape_below is not None and qe_backend is None:
+        raise click.UsageError("--ape-below needs --qe-backend (comet, llm or logprob)")
+    if qe_backend == "comet" and qe_model is None:
+        raise click.UsageError("--qe-backend comet needs --qe-model DIR (a COMET model folder, e.g. "
+                               "wmt22-cometkiwi-da)")
+    if qe_model is not None and qe_backend is None:
+        raise click.UsageError("--qe-model needs --qe-backend")
     opts = PipelineOptions(source_lang=source_lang, target_lang=target_lang, overwrite=overwrite,
                            few_shot=few_shot, fuzzy_min=fuzzy_min, exact_status=exact_status,
                            context_window=context_window, term_repair=term_repair, chunk_size=chunk_size,
                            max_new_tokens=max_new_tokens, translated_above=translated_above,
-                           instructions=tuple(instructions))
+                           instructions=tuple(instructions), ape_below=ape_below)
     return _run("translate", files, output, in_place, model_dir, glossary, tm_path, cache, no_cache, opts,
                 dict(backend=backend, device=device, compute_type=compute_type, threads=threads, hf_model=hf_model),
-                as_json, no_progress)
+                as_json, no_progress, qe=(qe_backend, qe_model) if qe_backend else None)
 
 
 @click.command("post-edit")
@@ -119,8 +135,26 @@ def _open_tm(path: Path | None, console):
     return TranslationMemory(path, readonly=True)
 
 
+def _open_qe(name: str, qe_model: Path | None, model_dir: Path, engine, engine_kwargs: dict[str, Any]):
+    """(backend, owns its model). llm/logprob share the translation engine unless --qe-model names another
+    model; the judge is asked for a score only (no error spans: half the generations)."""
+    from tower_cat import qe as qe_mod
+
+    if name == "comet":
+        device = str(engine_kwargs.get("device") or "auto")
+        if device not in ("auto", "cpu") and not device.startswith("cuda"):
+            device = "auto"  # 0,1 (replicas) is for the translation engine
+        return qe_mod.CometBackend(qe_model, device=device), True
+    own = qe_model is not None and Path(qe_model).resolve() != Path(model_dir).resolve()
+    model = qe_model if own else engine
+    kwargs = {k: engine_kwargs[k] for k in ("device", "compute_type", "threads") if own and k in engine_kwargs}
+    if name == "llm":
+        kwargs["spans"] = False
+    return qe_mod.get_backend(name, model, **kwargs), own
+
+
 def _run(task: str, files, output, in_place, model_dir, glossary_path, tm_path, cache, no_cache, opts,
-         engine_kwargs: dict[str, Any], as_json: bool, no_progress: bool) -> int:
+         engine_kwargs: dict[str, Any], as_json: bool, no_progress: bool, qe: tuple | None = None) -> int:
     from rich.console import Console
 
     from tower_cat.cli_engine import default_cache_path
@@ -138,16 +172,19 @@ def _run(task: str, files, output, in_place, model_dir, glossary_path, tm_path, 
     memory = _open_tm(tm_path, console)
     cache_path = None if no_cache else (cache or default_cache_path())
     engine = Engine.load(model_dir, cache=cache_path, **engine_kwargs)
+    qe_backend, own_qe = _open_qe(qe[0], qe[1], model_dir, engine, engine_kwargs) if qe else (None, False)
     try:
         with _progress(console, task, disable=no_progress or as_json) as report:
             summary = run_files(task, files, outputs, engine, tm=memory, glossary=glossary, options=opts,
-                                progress=report)
+                                progress=report, qe=qe_backend)
     except KeyboardInterrupt:
         if cache_path is not None:
             console.print(f"Interrupted: nothing was written. Finished translations are kept in {cache_path}; "
                           "run the same command again to continue from there.")
         raise
     finally:
+        if qe_backend is not None and own_qe:
+            qe_backend.close()
         engine.close()
         if memory is not None:
             memory.close()
@@ -192,8 +229,10 @@ def summary_table(summary):
     post = summary.task == "post-edit"
     table = Table(title=f"tower-cat {summary.task}: {summary.seconds:.1f}s "
                         f"(model {summary.model_seconds:.1f}s, {summary.prompts} prompts)")
+    qe, ape = summary.qe_backend is not None, summary.ape_below is not None
     cols = ["file", "units"] + (["post-\nedited", "un-\nchanged"] if post else ["TM", "MT"]) + \
-           ["skipped", "not\nwritten", "needs\nreview", "tag\nerrors", "terms\nok"]
+           ["skipped", "not\nwritten", "needs\nreview", "tag\nerrors", "terms\nok"] + \
+           (["mean\nQE"] if qe else []) + ([f"QE <\n{summary.ape_below:g}", "APE\nimproved"] if ape else [])
     names = [Path(f.path).name for f in summary.files]
     for c in cols:
         if c == "file":
@@ -214,10 +253,16 @@ def summary_table(summary):
                       sum(1 for r in rs if r.action == "post-edit" and not r.status)]
         else:
             middle = [sum(1 for r in rs if r.action == "tm"), sum(1 for r in rs if r.action == "mt")]
+        extra = []
+        if qe:
+            qes = [r.qe for r in rs if r.qe is not None]
+            extra.append(f"{sum(qes) / len(qes):.1f}" if qes else "–")
+        if ape:
+            extra += [str(sum(1 for r in rs if r.ape)), str(sum(1 for r in rs if r.ape == "applied"))]
         table.add_row(Path(f.path).name, str(len(rs)), *map(str, middle),
                       str(sum(1 for r in rs if r.action == "skipped")),
                       str(sum(1 for r in rs if r.action == "not-written")),
-                      str(sum(1 for r in written if r.status == "needs-review")), str(tag_errors), terms)
+                      str(sum(1 for r in written if r.status == "needs-review")), str(tag_errors), terms, *extra)
     return table
 
 
@@ -233,6 +278,12 @@ def print_summary(summary, console) -> None:
                 f"{t['skipped']} skipped, {t['not_written']} not written; mean TER {t.get('mean_ter')}; "
                 f"term compliance: {terms}")
     console.print(line)
+    if summary.qe_backend is not None:
+        qe_line = f"QE ({summary.qe_backend}): {t['qe_scored']} machine translations scored, mean {t['qe_mean']}"
+        if summary.ape_below is not None:
+            qe_line += (f"; QE-gated APE: {t['ape_candidates']} below {summary.ape_below:g}, {t['ape_improved']} "
+                        f"improved, {t['ape_kept_original']} kept the original, {t['ape_failed']} failed")
+        console.print(qe_line)
     for f in summary.files:
         if f.error:
             console.print(f"[red]{f.path}: {f.error}[/red]")

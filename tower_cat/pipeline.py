@@ -36,6 +36,14 @@ Decisions (see docs/translate.md):
   as ``set_target(previous=...)``: the format writes it as a candidate (``alt-trans`` previous-version,
   ``mtc:match``, PO comment); one whose codes the format cannot write that way is dropped from the candidates
   (recorded on the unit) rather than failing the file. The JSON summary has ``before``/``after`` as well.
+* **QE-gated post-editing** (translate with a QE backend, ``translate_documents(qe=...)``): the MT targets (not TM
+  hits, not skipped units) are scored in one backend call and the scores set on the units (``set_qe``). With
+  ``ape_below`` T, those below T (or that the backend could not score) go through the post-edit path above (same
+  prompts, glossary terms, code numbering and restoration, same engine), the corrections are re-scored in one call,
+  and the better version is kept per unit; a tie keeps the MT. A kept correction is written with origin
+  ``post-edit``; the candidate in the file is still what the file had before the job (never the discarded MT).
+  Each unit's result records ``qe_before`` / ``qe_after`` / ``qe`` (written) and ``ape`` = applied |
+  kept-original | failed (``ape_reason``); the totals count them.
 """
 
 from __future__ import annotations
@@ -87,6 +95,7 @@ class PipelineOptions:
     translated_above: float | None = None  # confidence (0-100) at which clean MT is written "translated"
     max_context_tokens: int | None = None  # the model's context length (None: read from the model)
     instructions: tuple[str, ...] = ()  # translator's instructions: in every prompt, checked, one retry
+    ape_below: float | None = None     # translate + QE backend: post-edit MT scoring below this (0-100), keep the better
 
     def generation_options(self):
         from tower_cat.engine import GenerationOptions
@@ -111,6 +120,13 @@ class UnitResult:
     before: str | None = None           # post-edit: the original target (plain text)
     after: str | None = None
     instructions: dict | None = None    # instruction checks (instructions.InstructionReport.as_dict())
+    # translate with a QE backend: QE of the MT target, of its post-edited version (QE-gated APE), the score written
+    # into the file (the kept version's); ape: applied | kept-original | failed (None: not below the threshold)
+    qe_before: float | None = None
+    qe_after: float | None = None
+    qe: float | None = None
+    ape: str | None = None
+    ape_reason: str | None = None       # ape == "failed": why the post-edit could not be used
 
 
 @dataclass
@@ -143,6 +159,9 @@ class JobSummary:
     engine: dict[str, int] = field(default_factory=dict)
     terms_checked: int = 0
     terms_ok: int = 0
+    qe_backend: str | None = None       # translate with QE: the backend (QEBackend.describe())
+    ape_below: float | None = None      # QE-gated post-editing threshold
+    qe_seconds: float = 0.0             # inside the QE backend
 
     @property
     def results(self) -> list[UnitResult]:
@@ -182,11 +201,23 @@ class JobSummary:
         if self.task == "post-edit":
             ters = [r.ter for r in rs if r.ter is not None]
             out["mean_ter"] = round(sum(ters) / len(ters), 2) if ters else None
+        if self.qe_backend is not None:
+            qes = [r.qe for r in rs if r.qe is not None]
+            out["qe_scored"] = sum(1 for r in rs if r.qe_before is not None)
+            out["qe_mean"] = round(sum(qes) / len(qes), 2) if qes else None
+            if self.ape_below is not None:
+                out["ape_threshold"] = self.ape_below
+                out["ape_candidates"] = sum(1 for r in rs if r.ape is not None)  # below the threshold
+                out["ape_improved"] = sum(1 for r in rs if r.ape == "applied")
+                out["ape_kept_original"] = sum(1 for r in rs if r.ape == "kept-original")
+                out["ape_failed"] = sum(1 for r in rs if r.ape == "failed")
         return out
 
     def as_dict(self) -> dict[str, Any]:
+        qe = ({"qe": {"backend": self.qe_backend, "ape_below": self.ape_below, "seconds": round(self.qe_seconds, 3)}}
+              if self.qe_backend is not None else {})
         return {"task": self.task, "totals": self.totals(), "seconds": round(self.seconds, 3),
-                "model_seconds": round(self.model_seconds, 3), "prompts": self.prompts, "engine": self.engine,
+                "model_seconds": round(self.model_seconds, 3), "prompts": self.prompts, "engine": self.engine, **qe,
                 "files": [{**{k: v for k, v in asdict(f).items() if k != "results"},
                            "units": f.units, "results": [asdict(r) for r in f.results]} for f in self.files]}
 
@@ -269,6 +300,8 @@ class _Task:
     rendered: Rendered
     result: UnitResult
     before_markup: str | None = None  # post-edit: the original target, numbered like the source
+    terms_counted: tuple[int, int] = (0, 0)  # glossary hits / compliant hits of the written target (summary)
+    candidate: Any = None    # QE-gated APE: (restored, reason or None, generation, problems) of the post-edit
 
 
 @dataclass
@@ -430,7 +463,9 @@ class _Job:
     # -- writing --------------------------------------------------------------------------------------
 
     def write(self, task: _Task, segment: Segment, *, origin: str, status: str, score: float | None,
-              problems: list[str], confident: bool = False, terms=None) -> None:
+              problems: list[str], confident: bool = False, terms=None, previous: Any = ...) -> None:
+        """Set a unit's target (QA, terms, status rules) and record it. ``previous``: the replaced target kept as
+        a candidate (default: the unit's current target). Writing a unit again replaces its term counts."""
         doc = self.docs[task.doc]
         unit = task.unit
         src_lang, tgt_lang = self.langs[task.doc]
@@ -446,8 +481,10 @@ class _Job:
         issues = qa.check_unit(unit.source, segment, max_length=unit.max_length, size_unit=unit.size_unit,
                                doc=doc, terms=terms)
         if terms is not None:
-            self.summary.terms_checked += len(terms.hits)
-            self.summary.terms_ok += terms.ok_hits
+            hits, ok_hits = task.terms_counted
+            task.terms_counted = (len(terms.hits), terms.ok_hits)
+            self.summary.terms_checked += len(terms.hits) - hits
+            self.summary.terms_ok += terms.ok_hits - ok_hits
             r.terms_ok = terms.ok if terms.hits else None
         if (qa.has_errors(issues) or problems) and status != "needs-review":  # QA error or repaired codes
             status = "needs-review"
@@ -455,7 +492,8 @@ class _Job:
             status = "needs-review"
         # a replaced target (post-edit, --overwrite) is kept in the file as a candidate (alt-trans / mtc:match / PO
         # comment) so the translator can compare
-        previous = unit.target if unit.has_target else None
+        if previous is ...:
+            previous = unit.target if unit.has_target else None
         unit.set_target(segment, status=status, origin=origin, match_score=score if origin.startswith("tm") else None,
                         previous=previous)
         unit.qa_issues = issues
@@ -478,6 +516,46 @@ class _Job:
 
     def finish_chunk(self, chunk: list[_Prompt], gens: list) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    # -- post-editing (the post-edit job and QE-gated post-editing of the translate job) ---------------
+
+    def add_post_edit(self, task: _Task) -> tuple[bool, list[str]]:
+        """Queue the post-edit prompt of a unit that has a target: the source and the target rendered with the same
+        tag numbering, the glossary terms of the source; units with the same source and target share a prompt.
+        Returns (queued, problems of rendering the target); not queued: the prompt does not fit the context."""
+        src, tgt = self.langs[task.doc]
+        unit = task.unit
+        before, problems = render_like(task.rendered, unit.target)
+        task.before_markup = before
+        key = (src.lower(), tgt.lower(), task.rendered.text, before)
+        prompt = self.prompts.get(key)
+        if prompt is None:
+            terms = self.glossary.prompt_terms(unit.source, src, tgt) if self.glossary is not None else []
+            messages = prompts.post_edit_messages(task.rendered.text, before, src, tgt, terms=terms,
+                                                  wording=self.wording)
+            if not self.fits(messages, task.rendered.text):
+                return False, problems
+            prompt = self.prompts[key] = _Prompt(key, messages, task.rendered.text, src, tgt, terms)
+        prompt.tasks.append(task)
+        return True, problems
+
+    def corrected(self, prompt: _Prompt, task: _Task, gen) -> tuple[codes.Restored, str | None]:
+        """The model's correction restored onto the unit's codes, and why it cannot be written (None: it can)."""
+        restored = codes.parse(task.rendered, clean_output(gen.text, prompt.tgt_lang, task.rendered.text))
+        if not restored.segment.text.strip():
+            return restored, "empty output" + (" (truncated)" if gen.truncated else "")
+        if not restored.ok:
+            return restored, "codes: " + "; ".join(restored.problems)
+        return restored, None
+
+    @staticmethod
+    def unchanged(task: _Task, segment: Segment) -> bool:
+        """The correction is the original target (same text, same codes in the same places)."""
+        return render_like(task.rendered, segment)[0] == task.before_markup
+
+    def write_post_edit(self, task: _Task, restored: codes.Restored, gen, problems: list[str], **kw) -> None:
+        self.write(task, restored.segment, origin="post-edit", status="translated", score=self.confidence(gen),
+                   problems=problems + restored.problems, confident=self.is_confident(gen), **kw)
 
     def finish(self) -> JobSummary:
         self.summary.engine = asdict(self.engine.stats) if self.engine is not None else {}
@@ -641,6 +719,95 @@ class _TranslateJob(_Job):
     def _restore(self, prompt: _Prompt, task: _Task, text: str) -> codes.Restored:
         return codes.parse(task.rendered, clean_output(text, prompt.tgt_lang, task.rendered.text))
 
+    # -- quality estimation and QE-gated post-editing -------------------------------------------------
+
+    def _qe(self, backend, pairs: Sequence[tuple[_Task, Segment]]) -> list:
+        """One backend call for (task, target) pairs; equal items (repeated sources) are scored once."""
+        from tower_cat.qe import QEItem, segment_text
+
+        items = []
+        for task, segment in pairs:
+            src, tgt = self.langs[task.doc]
+            items.append(QEItem(segment_text(task.unit.source), segment_text(segment), None, src, tgt,
+                                id=str(task.unit.id)))
+        keys = [(it.source, it.target, it.source_lang, it.target_lang) for it in items]
+        index: dict[tuple, int] = {}
+        unique = []
+        for key, it in zip(keys, items):
+            if key not in index:
+                index[key] = len(unique)
+                unique.append(it)
+        t0 = time.perf_counter()
+        try:
+            results = list(backend.score(unique)) if unique else []
+        finally:
+            self.summary.qe_seconds += time.perf_counter() - t0
+        if len(results) != len(unique):
+            raise TowerCatError(f"the QE backend returned {len(results)} scores for {len(unique)} translations")
+        return [results[index[k]] for k in keys]
+
+    def qe_gate(self, backend) -> None:
+        """Score the machine translations (not TM hits, not skipped units) in one backend call. With ``ape_below``:
+        post-edit those below it (or that the backend could not score) through the post-edit path, re-score the
+        corrections, and keep the better version per unit (a tie keeps the MT). The kept version's score is set
+        on the unit (``set_qe``: the formats write it) and everything is recorded in the unit's result."""
+        threshold = self.opts.ape_below
+        self.summary.qe_backend, self.summary.ape_below = backend.describe(), threshold
+        tasks = [t for p in self.prompts.values() for t in p.tasks if t.result.action == "mt" and t.result.status]
+        order = {id(u): (di, ui) for di, d in enumerate(self.docs) for ui, u in enumerate(d.units)}
+        tasks.sort(key=lambda t: order[id(t.unit)])  # file order
+        first = self._qe(backend, [(t, t.unit.target) for t in tasks])
+        kept = {id(t): res for t, res in zip(tasks, first)}
+        for t, res in zip(tasks, first):
+            t.result.qe_before = _round(res.score)
+        weak = [t for t, res in zip(tasks, first)
+                if threshold is not None and (res.score is None or res.score < threshold)]
+        if weak:
+            self._post_edit_weak(backend, weak, kept)
+        for t in tasks:
+            res = kept[id(t)]
+            t.result.qe = _round(res.score)
+            if res.score is not None:
+                t.unit.set_qe(t.result.qe)
+            t.unit.meta["qe"] = {"backend": self.summary.qe_backend, "score": res.score,
+                                 "error_spans": [list(sp) for sp in res.error_spans]}
+
+    def _post_edit_weak(self, backend, weak: list[_Task], kept: dict) -> None:
+        ape = _APEJob(self)
+        ape.prepare_tasks(weak)
+        ape.run_prompts()
+        self.total, self.done = ape.total, ape.done
+        ter = _ter()
+        rescore: list[_Task] = []
+        for t in weak:
+            r = t.result
+            restored, reason, gen, problems = t.candidate
+            r.before = t.unit.target.text
+            if reason is not None:
+                r.ape, r.ape_reason = "failed", reason
+                r.after = restored.segment.text if restored is not None else None
+            elif self.unchanged(t, restored.segment):
+                r.ape, r.after, r.qe_after, r.ter = "kept-original", r.before, r.qe_before, 0.0
+            else:
+                r.after = restored.segment.text
+                r.ter = round(ter.sentence_score(r.before, [r.after]).score, 2)
+                rescore.append(t)
+        for t, res in zip(rescore, self._qe(backend, [(t, t.candidate[0].segment) for t in rescore])):
+            r = t.result
+            r.qe_after = _round(res.score)
+            before = kept[id(t)].score
+            if res.score is None or (before is not None and res.score <= before):
+                r.ape = "kept-original"
+                continue
+            restored, _, gen, problems = t.candidate
+            after = r.after
+            # the MT is replaced in memory only: the candidate kept in the file is what the file had before the job
+            self.write_post_edit(t, restored, gen, problems, previous=t.unit.edit.previous if t.unit.edit else None)
+            r.ape, r.after = "applied", after
+            kept[id(t)] = res
+        for t in weak:
+            t.candidate = None
+
     def finish_chunk(self, chunk: list[_Prompt], gens: list) -> None:
         choice: dict[int, tuple[str, Any]] = {}  # prompt index -> (text, generation)
         repair: list[int] = []
@@ -770,63 +937,93 @@ class _PostEditJob(_Job):
                     result.reason = reason
                     continue
                 self.total += 1
-                rendered = codes.render(unit.source)
-                before, problems = render_like(rendered, unit.target)
-                task = _Task(di, unit, rendered, result, before_markup=before)
+                task = _Task(di, unit, codes.render(unit.source), result)
                 result.before = unit.target.text
-                result.problems = problems
-                key = (src.lower(), tgt.lower(), rendered.text, before)
-                prompt = self.prompts.get(key)
-                if prompt is None:
-                    terms = self.glossary.prompt_terms(unit.source, src, tgt) if self.glossary is not None else []
-                    messages = prompts.post_edit_messages(rendered.text, before, src, tgt, terms=terms,
-                                                          wording=self.wording)
-                    if not self.fits(messages, rendered.text):
-                        result.action, result.reason = "not-written", TOO_LONG
-                        self._tick()
-                        continue
-                    prompt = self.prompts[key] = _Prompt(key, messages, rendered.text, src, tgt, terms)
-                prompt.tasks.append(task)
+                queued, result.problems = self.add_post_edit(task)
+                if not queued:
+                    result.action, result.reason = "not-written", TOO_LONG
+                    self._tick()
 
     def finish_chunk(self, chunk: list[_Prompt], gens: list) -> None:
-        from sacrebleu.metrics import TER
-
-        ter = TER()
+        ter = _ter()
         for prompt, gen in zip(chunk, gens):
             for task in prompt.tasks:
-                restored = codes.parse(task.rendered, clean_output(gen.text, prompt.tgt_lang, task.rendered.text))
-                if not restored.segment.text.strip():
-                    self.not_written(task, "empty output" + (" (truncated)" if gen.truncated else ""),
-                                     restored.problems)
-                    continue
-                if not restored.ok:
-                    self.not_written(task, "codes: " + "; ".join(restored.problems), restored.problems)
+                restored, reason = self.corrected(prompt, task, gen)
+                if reason is not None:
+                    self.not_written(task, reason, restored.problems)
                     continue
                 before = task.unit.target.text
                 after = restored.segment.text
                 task.result.ter = round(ter.sentence_score(before, [after]).score, 2)
                 task.result.after = after
-                if render_like(task.rendered, restored.segment)[0] == task.before_markup:
+                if self.unchanged(task, restored.segment):
                     task.result.action, task.result.reason = "post-edit", "unchanged"
                     continue
                 task.result.action = "post-edit"
-                self.write(task, restored.segment, origin="post-edit", status="translated",
-                           score=self.confidence(gen), problems=task.result.problems + restored.problems,
-                           confident=self.is_confident(gen))
+                self.write_post_edit(task, restored, gen, task.result.problems)
+
+
+def _ter():
+    from sacrebleu.metrics import TER
+
+    return TER()
+
+
+class _APEJob(_PostEditJob):
+    """The post-edit pass of QE-gated post-editing, run inside a translate job over its weak MT units: the same
+    prompts, generation and code restoration as ``post-edit``, but nothing is written here: each task gets its
+    ``candidate`` (restored, reason it cannot be used or None, generation, problems) for the translate job to
+    re-score and keep or drop."""
+
+    def __init__(self, parent: _Job):
+        super().__init__(parent.docs, parent.engine, glossary=parent.glossary, options=parent.opts,
+                         progress=parent.progress, summaries=parent.files)
+        self.summary, self.langs = parent.summary, parent.langs  # one summary: prompts, model time
+        self.total, self.done = parent.total, parent.done
+
+    def prepare_tasks(self, tasks: Sequence[_Task]) -> None:
+        self.total += len(tasks)
+        for task in tasks:
+            queued, problems = self.add_post_edit(task)
+            task.candidate = (None, None if queued else TOO_LONG, None, problems)
+            if not queued:
+                self._tick()
+
+    def finish_chunk(self, chunk: list[_Prompt], gens: list) -> None:
+        for prompt, gen in zip(chunk, gens):
+            for task in prompt.tasks:
+                restored, reason = self.corrected(prompt, task, gen)
+                doc = self.docs[task.doc]
+                if reason is None and not doc.can_store(restored.segment.text):
+                    reason = f"charset: {doc.charset} cannot store the post-edited text"
+                task.candidate = (restored, reason, gen, task.candidate[3])
+
+
+def _round(score: float | None) -> float | None:
+    return None if score is None else round(float(score), 2)
 
 
 # --------------------------------------------------------------------------------------------------- public API
 
 def translate_documents(docs: Sequence[Document], engine, *, tm=None, glossary=None,
                         options: PipelineOptions | None = None, progress: ProgressCallback | None = None,
-                        summaries: Sequence[FileSummary] | None = None) -> JobSummary:
+                        summaries: Sequence[FileSummary] | None = None, qe=None) -> JobSummary:
     """Translate every unit of the documents that may be translated; targets are set on the units (save the
-    documents to write them). One engine, one prompt per distinct source, generation in chunks."""
+    documents to write them). One engine, one prompt per distinct source, generation in chunks.
+
+    ``qe``: a ``qe.QEBackend``: the machine translations are scored and the scores set on the units; with
+    ``options.ape_below`` those below it are post-edited, re-scored, and the better version kept (QE-gated APE).
+    """
+    options = options or PipelineOptions()
+    if options.ape_below is not None and qe is None:
+        raise TowerCatError("QE-gated post-editing (ape_below) needs a QE backend", hint="pass --qe-backend")
     t0 = time.perf_counter()
-    job = _TranslateJob(docs, engine, tm=tm, glossary=glossary, options=options or PipelineOptions(),
-                        progress=progress, summaries=summaries)
+    job = _TranslateJob(docs, engine, tm=tm, glossary=glossary, options=options, progress=progress,
+                        summaries=summaries)
     job.prepare()
     job.run_prompts()
+    if qe is not None:
+        job.qe_gate(qe)
     summary = job.finish()
     summary.seconds = time.perf_counter() - t0
     return summary
@@ -876,8 +1073,10 @@ def plan_outputs(inputs: Sequence[Path], output: Path | None, in_place: bool = F
 
 
 def run_files(task: str, inputs: Sequence[Path], outputs: Sequence[Path], engine, *, tm=None, glossary=None,
-              options: PipelineOptions | None = None, progress: ProgressCallback | None = None) -> JobSummary:
+              options: PipelineOptions | None = None, progress: ProgressCallback | None = None,
+              qe=None) -> JobSummary:
     """Load the files, run the job over all of them at once (one prompt set, one engine), write each output.
+    ``qe`` (translate): a QE backend, see ``translate_documents``.
 
     A file that cannot be read or written is recorded in its FileSummary (``error``) and the others go on.
     """
@@ -907,7 +1106,7 @@ def run_files(task: str, inputs: Sequence[Path], outputs: Sequence[Path], engine
             failed.append(fs)
     if task == "translate":
         summary = translate_documents(good_docs, engine, tm=tm, glossary=glossary, options=opts, progress=progress,
-                                      summaries=good)
+                                      summaries=good, qe=qe)
     elif task == "post-edit":
         summary = post_edit_documents(good_docs, engine, glossary=glossary, options=opts, progress=progress,
                                       summaries=good)
