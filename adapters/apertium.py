@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from .app import APERTIUM, Params, read_params, service_of
+from .app import APERTIUM, Params, service_of
 from .service import SegmentIn, ServiceError
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from tower_cat import codes, prompts
-from tower_cat.document import CodeKind, Segment
+from tower_cat.document import Segment
 from tower_cat.errors import TowerCatError
 from tower_cat.terminology import PREFERRED, Concept, Glossary, Term
 
@@ -503,23 +503,6 @@ class SegmentOut:
         return d
 
 
-def render_like(rendered: codes.Rendered, segment: Segment) -> str:
-    """``segment`` (a translation of the rendered source) as numbered-tag markup with the source's numbers;
-    codes the source does not have are dropped (codes compare by value: tags.py derives ids from markup)."""
-    numbers = {c: n for n, c in rendered.codes.items()}
-    closers = {c: n for n, c in rendered.closers.items()}
-    tokens: list = []
-    for p in segment.parts:
-        if isinstance(p, str):
-            tokens.append(p)
-        elif p.kind is CodeKind.CLOSE and p in closers:
-            tokens.append(codes.Tag(closers[p], "close"))
-        elif p in numbers:
-            n = numbers[p]
-            tokens.append(codes.Tag(n, "open" if rendered.paired(n) else "single"))
-    return codes.join_tokens(tokens)
-
-
 class Service:
     """Everything the protocol adapters call. Build with :meth:`from_config` or hand in an engine (tests)."""
 
@@ -742,7 +725,7 @@ class Service:
         msgs, rendereds, outs = [], [], []
         for source, translation in pairs:
             rendered = codes.render(source.segment)
-            mt = render_like(rendered, translation.segment)
+            mt = codes.render_like(rendered, translation.segment)[0]
             pair_terms = self._terms(source.segment.text, src, tgt, glossary_ids, terms)
             msgs.append(prompts.post_edit_messages(rendered.text, mt, src, tgt, terms=pair_terms,
                                                    wording=self.wording))

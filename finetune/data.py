@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from tower_cat import codes as codes_mod
 from tower_cat import prompts
-from tower_cat.document import CodeKind, Segment
+from tower_cat.document import Segment
 from tower_cat.errors import TowerCatError
 from tower_cat.languages import language_name
 

@@ -17,7 +17,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tower_cat.testing import SAMPLES_DIR

@@ -356,7 +356,6 @@ def train(model_dir: str | Path, out_dir: str | Path, *, stage: str, data: Seque
     A run whose checkpoints exist in OUT_DIR/checkpoints resumes from the latest (config.resume).
     """
     import torch
-    import transformers
 
     config = config or TrainConfig()
     if stage not in ("cpt", "sft"):

@@ -385,11 +385,11 @@ def test_render_like_numbers_target_like_source():
     x = InlineCode("2", CodeKind.STANDALONE, '<x id="2"/>')
     source = Segment(["Click ", g_open, "Save", g_close, " to keep ", x, " changes"])
     target = Segment([x, " Klicken Sie ", g_open, "Speichern", g_close])
-    markup, problems = pipeline.render_like(codes.render(source), target)
+    markup, problems = codes.render_like(codes.render(source), target)
     assert codes.render(source).text == "Click <1>Save</1> to keep <2/> changes"
     assert markup == "<2/> Klicken Sie <1>Speichern</1>" and problems == []
     stray = InlineCode("9", CodeKind.STANDALONE, '<x id="9"/>')
-    markup, problems = pipeline.render_like(codes.render(source), Segment(["a", stray]))
+    markup, problems = codes.render_like(codes.render(source), Segment(["a", stray]))
     assert markup == "a" and len(problems) == 1
 
 

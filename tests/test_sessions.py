@@ -12,7 +12,7 @@ import pytest
 from tower_cat import codes, prompts
 from tower_cat.document import CodeKind, InlineCode, Segment
 from tower_cat.engine import Generation, GenerationOptions, Hypothesis
-from tower_cat.sessions import (SessionError, SessionManager, SessionNotFound, SessionStore, markup_like,
+from tower_cat.sessions import (SessionError, SessionManager, SessionNotFound, SessionStore,
                                 segment_from_markup, segment_markup)
 from tower_cat.tm import TranslationMemory
 
@@ -129,7 +129,7 @@ def test_codes_survive_every_turn_with_the_tiny_model(engines, tmp_path):
         if not turn.ok or turn.problems:
             assert turn.problems  # what the parser repaired or flagged is reported
         # the next turn sees this answer with every tag
-        assert turn.markup == markup_like(codes.render(SOURCE), turn.segment)
+        assert turn.markup == codes.render_like(codes.render(SOURCE), turn.segment)[0]
         assert all(tag in turn.markup for tag in ("<1>", "</1>", "<2/>"))
     for i in range(1, len(session.turns)):
         assert session.messages(i)[-2]["content"] == session.turns[i - 1].markup

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tower_cat.errors import TowerCatError, UnsafeXMLError
+from tower_cat.errors import UnsafeXMLError
 from tower_cat.terminology import DEPRECATED, SUPERSEDED, Glossary, GlossaryError, english_forms, fold
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,6 @@ failures), 1 when a file could not be read or written, 2 for a usage or model er
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 

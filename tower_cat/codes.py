@@ -37,7 +37,7 @@ from tower_cat.document import CodeKind, InlineCode, Part, Segment
 
 __all__ = [
     "Tag", "Rendered", "Restored", "render", "parse", "check", "strip_tags", "escape", "unescape",
-    "tokenize", "join_tokens", "map_text", "pair_codes", "TAG_RE",
+    "tokenize", "join_tokens", "map_text", "pair_codes", "render_like", "TAG_RE",
 ]
 
 # Whitespace-tolerant tag pattern: <1>, </1>, <1/>, < 1 >, </ 1>, <1 />, < / 1 / > ...
@@ -445,3 +445,29 @@ def check(source: Segment, target: Segment) -> list[str]:
             continue
         msgs.append(f"codes {describe(o)!r} … {describe(c)!r} form a pair that the source does not have")
     return msgs
+
+
+def render_like(rendered: Rendered, segment: Segment) -> tuple[str, list[str]]:
+    """Markup for another segment of the same unit (an existing target, a TM target, a revision) with the tag
+    numbers of the rendered source, so the model sees one numbering for both.
+
+    A code equal to the source's ``<n>`` / ``</n>`` / ``<n/>`` code gets that tag; a code the source lacks is
+    left out and reported. Equal codes that occur twice are numbered in order of appearance.
+    """
+    slots: dict[InlineCode, list[Tag]] = {}
+    for n, code in rendered.codes.items():
+        slots.setdefault(code, []).append(Tag(n, "open" if rendered.paired(n) else "single"))
+    for n, code in rendered.closers.items():
+        slots.setdefault(code, []).append(Tag(n, "close"))
+    tokens: list[Token] = []
+    problems: list[str] = []
+    for part in segment.parts:
+        if isinstance(part, str):
+            tokens.append(part)
+            continue
+        queue = slots.get(part)
+        if not queue:
+            problems.append(f"target code {describe(part)!r} is not in the source: left out")
+            continue
+        tokens.append(queue.pop(0))
+    return join_tokens(tokens), problems

@@ -13,7 +13,6 @@ A second run reuses the model, the TM and the generation cache, and takes second
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path

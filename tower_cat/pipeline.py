@@ -54,16 +54,16 @@ import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 from tower_cat import codes, prompts, qa
-from tower_cat.codes import Rendered, Tag
-from tower_cat.document import Document, InlineCode, Segment, Unit
+from tower_cat.codes import Rendered
+from tower_cat.document import Document, Segment, Unit
 from tower_cat.errors import TowerCatError
 
 __all__ = [
     "PipelineOptions", "UnitResult", "FileSummary", "JobSummary", "translate_documents", "post_edit_documents",
-    "run_files", "plan_outputs", "render_like",
+    "run_files", "plan_outputs",
 ]
 
 ProgressCallback = Callable[[int, int], None]  # (units done, units total)
@@ -226,31 +226,6 @@ class JobSummary:
 
 
 # --------------------------------------------------------------------------------------------------- codes
-
-def render_like(rendered: Rendered, target: Segment) -> tuple[str, list[str]]:
-    """Markup for ``target`` with the tag numbers of the rendered source (post-editing, TM targets).
-
-    A target code equal to the source's ``<n>`` / ``</n>`` / ``<n/>`` code gets that tag; a code the source
-    lacks is dropped (reported). Equal codes that occur twice are numbered in order of appearance.
-    """
-    slots: dict[InlineCode, list[Tag]] = {}
-    for n, code in rendered.codes.items():
-        slots.setdefault(code, []).append(Tag(n, "open" if rendered.paired(n) else "single"))
-    for n, code in rendered.closers.items():
-        slots.setdefault(code, []).append(Tag(n, "close"))
-    tokens: list[Any] = []
-    problems: list[str] = []
-    for part in target.parts:
-        if isinstance(part, str):
-            tokens.append(part)
-            continue
-        queue = slots.get(part)
-        if not queue:
-            problems.append(f"target code {codes.describe(part)!r} is not in the source: left out")
-            continue
-        tokens.append(queue.pop(0))
-    return codes.join_tokens(tokens), problems
-
 
 _JUNK = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd]")
 
@@ -525,7 +500,7 @@ class _Job:
         Returns (queued, problems of rendering the target); not queued: the prompt does not fit the context."""
         src, tgt = self.langs[task.doc]
         unit = task.unit
-        before, problems = render_like(task.rendered, unit.target)
+        before, problems = codes.render_like(task.rendered, unit.target)
         task.before_markup = before
         key = (src.lower(), tgt.lower(), task.rendered.text, before)
         prompt = self.prompts.get(key)
@@ -551,7 +526,7 @@ class _Job:
     @staticmethod
     def unchanged(task: _Task, segment: Segment) -> bool:
         """The correction is the original target (same text, same codes in the same places)."""
-        return render_like(task.rendered, segment)[0] == task.before_markup
+        return codes.render_like(task.rendered, segment)[0] == task.before_markup
 
     def write_post_edit(self, task: _Task, restored: codes.Restored, gen, problems: list[str], **kw) -> None:
         self.write(task, restored.segment, origin="post-edit", status="translated", score=self.confidence(gen),
@@ -659,7 +634,7 @@ class _TranslateJob(_Job):
     @staticmethod
     def _tm_markup(match) -> tuple[str, str, list[str]]:
         rendered = codes.render(match.source)
-        tgt, problems = render_like(rendered, match.target)
+        tgt, problems = codes.render_like(rendered, match.target)
         return rendered.text, tgt, problems
 
     def _add_prompt(self, task: _Task, neighbours: tuple[list[str], list[str]]) -> None:
@@ -877,7 +852,7 @@ class _TranslateJob(_Job):
             restored = self._restore(prompt, first, choice[i][0])
             results = iset.verify(restored.segment.text, prompt.tgt_lang)
             prompt.instructions = InstructionReport(results, iset.unverifiable)
-            messages = iset.retry_messages(prompt.messages, render_like(first.rendered, restored.segment)[0], results)
+            messages = iset.retry_messages(prompt.messages, codes.render_like(first.rendered, restored.segment)[0], results)
             if messages is not None and self.fits(messages, prompt.source):
                 retry.append((i, iset, results, replace(prompt, messages=messages)))
         if not retry:

@@ -43,7 +43,7 @@ from tower_cat.instructions import Check, CheckResult, InstructionReport, Instru
 
 __all__ = [
     "Session", "Turn", "SessionStore", "SessionManager", "SessionError", "SessionNotFound", "Accepted",
-    "segment_from_markup", "segment_markup", "markup_like",
+    "segment_from_markup", "segment_markup",
 ]
 
 SESSION_FORMAT = 1
@@ -82,23 +82,6 @@ def segment_from_markup(text: str) -> Segment:
 def segment_markup(segment: Segment) -> str:
     """The segment with each inline code written as its original markup."""
     return "".join(p if isinstance(p, str) else p.xml for p in segment.parts)
-
-
-def markup_like(rendered: codes.Rendered, segment: Segment) -> str:
-    """Numbered-tag markup of a translation of the rendered source, with the source's tag numbers (codes compare
-    by value; a code the source lacks is left out)."""
-    slots: dict[InlineCode, list[Tag]] = {}
-    for n, code in rendered.codes.items():
-        slots.setdefault(code, []).append(Tag(n, "open" if rendered.paired(n) else "single"))
-    for n, code in rendered.closers.items():
-        slots.setdefault(code, []).append(Tag(n, "close"))
-    tokens: list[Any] = []
-    for part in segment.parts:
-        if isinstance(part, str):
-            tokens.append(part)
-        elif slots.get(part):
-            tokens.append(slots[part].pop(0))
-    return codes.join_tokens(tokens)
 
 
 def _seg_dump(seg: Segment) -> Any:
@@ -546,7 +529,7 @@ class SessionManager:
         raw = gen.text
         text = prompts.clean_translation(raw, session.target_lang)
         restored = codes.parse(rendered, text)
-        return restored, markup_like(rendered, restored.segment), raw
+        return restored, codes.render_like(rendered, restored.segment)[0], raw
 
     def _answer(self, session: Session, turn: Turn) -> None:
         """Generate the answer to ``turn`` (already the last of ``session.turns`` for a revision, or the first),

@@ -795,7 +795,6 @@ class TranslationMemory:
         if not cands:
             return []
         ctx_keys = set(context_keys(context))
-        scored: list[tuple[float, float, str, dict]] = []  # per source: (base score, similarity, kind, pens)
         by_source: dict[int, tuple[float, float, dict]] = {}
         for sid, norm in cands.items():
             sim, base, pens = self._text_score(qtext, norm, min_score)
