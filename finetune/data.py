@@ -263,28 +263,14 @@ def _doc_pairs(path: Path, source: str | None, targets: Sequence[str]) -> Iterat
                       str(path), _unit_notes(unit))
 
 
-def _note(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= 200 else text[:199] + "…"
-
-
 def _unit_notes(unit) -> tuple[str, ...]:
-    """The notes the pipeline shows for a short unit (tower_cat.pipeline: msgctxt, resource key, notes)."""
-    out = []
-    ctx = unit.context
-    if ctx.msgctxt:
-        out.append(f"Context: {ctx.msgctxt}.")
-    if ctx.resname and not ctx.resname.isdigit():
-        out.append(f"Key: {ctx.resname}.")
-    out += [_note(n) for n in unit.notes[:2] if n.strip()]
-    return tuple(out)
+    return tuple(prompts.unit_notes(unit.context.msgctxt, unit.context.resname, unit.notes))
 
 
 def _tmx_notes(unit) -> tuple[str, ...]:
     """A TMX tu's x-context prop reads like a msgctxt; its notes like unit notes."""
-    out = [f"Context: {v}." for k, v in unit.props if k.lower() in ("x-context", "x-msgctxt") and v.strip()][:1]
-    out += [_note(n) for n in unit.notes[:2] if n.strip()]
-    return tuple(out)
+    ctx = next((v for k, v in unit.props if k.lower() in ("x-context", "x-msgctxt") and v.strip()), None)
+    return tuple(prompts.unit_notes(ctx, None, unit.notes))
 
 
 def read_mono(paths: Iterable[str | Path]) -> list[str]:

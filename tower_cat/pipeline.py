@@ -604,17 +604,7 @@ class _TranslateJob(_Job):
     def _notes(self, unit: Unit) -> list[str]:
         if not self.opts.notes or self.wording == "base" or unit.source.words() > self.opts.short_words:
             return []
-        out = []
-        ctx = unit.context
-        if ctx.msgctxt:
-            out.append(f"Context: {ctx.msgctxt}.")
-        if ctx.resname and not ctx.resname.isdigit():
-            out.append(f"Key: {ctx.resname}.")
-        for note in unit.notes[:2]:
-            note = " ".join(note.split())
-            if note:
-                out.append(note if len(note) <= 200 else note[:199] + "…")
-        return out
+        return prompts.unit_notes(unit.context.msgctxt, unit.context.resname, unit.notes)
 
     def _use_tm(self, task: _Task, match) -> bool:
         """Fill a unit from a 100/101 % TM match when its codes map onto the unit's; True when written."""

@@ -87,6 +87,22 @@ def _context_lines(src: str, before: Sequence[str], after: Sequence[str], notes:
     return out
 
 
+def unit_notes(msgctxt: str | None = None, resname: str | None = None, notes: Sequence[str] = ()) -> list[str]:
+    """The notes a short UI string gets in its translation prompt: PO msgctxt / TMX x-context, the resource key
+    (not a bare number), and up to two developer notes, each on one line. The runtime pipeline and the
+    fine-tuning data both build them here, so a tuned model sees exactly what it will be sent."""
+    out = []
+    if msgctxt:
+        out.append(f"Context: {msgctxt}.")
+    if resname and not resname.isdigit():
+        out.append(f"Key: {resname}.")
+    for note in notes[:2]:
+        note = " ".join(note.split())
+        if note:
+            out.append(note if len(note) <= 200 else note[:199] + "…")
+    return out
+
+
 def translate_prompt(text: str, source_lang: str, target_lang: str, *, wording: str = "instruct",
                      examples: Sequence[Example | tuple[str, str]] = (), terms: Sequence[Term | tuple[str, str]] = (),
                      context_before: Sequence[str] = (), context_after: Sequence[str] = (),
