@@ -717,8 +717,8 @@ def gate(units: Iterable, backend: QEBackend, threshold: float, *, source_lang: 
     """QE gate: score the units (as ``score_units``) and return those below ``threshold`` (0-100), in order.
 
     A unit the backend could not score (an LLM judge reply without a number) counts as below: it goes to the
-    slow path (post-editing, review) rather than through. The translate pipeline uses it to send only weak
-    MT to post-editing::
+    slow path (post-editing, review) rather than through. For scripts over loaded documents; ``tower-cat
+    translate --ape-below`` gates inside the pipeline instead, where repeated sources are scored once::
 
         weak = gate(doc.translatable_units(), backend, 70, source_lang=doc.source_lang, target_lang=doc.target_lang)
     """
