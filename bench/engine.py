@@ -1,6 +1,6 @@
 """Engine benchmark: Hugging Face transformers vs CTranslate2 (fp32, and int8 as the engine picks it).
 
-One ~57M-parameter Llama-architecture model (random weights, 32k vocabulary), every engine forced to produce
+One ~50M-parameter Llama-architecture model (random weights; shape options below), every engine forced to produce
 exactly the same number of new tokens per prompt (min = max new tokens), so all do the same work. Measured
 in one run: batch 16 (throughput) and batch 1 (latency) next to the memory-bandwidth bound at batch 1
 (weight bytes read per token / memcpy bandwidth measured with numpy).
@@ -42,14 +42,21 @@ NOTES = """## Reading the numbers
 - Every engine produces exactly the same number of new tokens per prompt (`min_new_tokens = max_new_tokens`), so the
   columns compare the same work. Weights are random: this measures speed, not translation quality.
 - `CT2 auto` is what `Engine.load(path)` picks with no settings: int8 on CPU (bfloat16 / int8_bfloat16 on GPUs
-  that have it). CTranslate2 runs on its default backend: `CT2_USE_MKL=1` ruins int8 on AMD CPUs.
-- At batch 16, CT2 fp32 is about as fast as (or slower than) PyTorch fp32 on this AMD CPU; int8 is where
-  CTranslate2 wins. At batch 1 CT2 is faster in both types (less per-step overhead).
-- On a shared machine (load average above the core count), OpenMP threads that spin-wait collapse: 2-thread
-  runs of either library then become 5-10x slower and the ratios meaningless. `OMP_WAIT_POLICY=PASSIVE` keeps
-  the measurement sane there (it was set for the table above); on an idle machine leave it unset.
+  that have it), and on the CPU one single-threaded CTranslate2 replica per core, with the batch split so every
+  replica decodes its share. Both CT2 rows use that layout with `--threads` replicas; PyTorch gets `--threads`
+  intra-op threads. CTranslate2 runs on its default backend: `CT2_USE_MKL=1` ruins int8 on AMD CPUs.
+- Why replicas: on this 2-core CPU, one CT2 replica with 2 threads reached ~505-540 tok/s int8 at batch 16
+  (2.0x HF), two 1-thread replicas ~900 (3.2x); at batch 1 one thread is faster than two as well (157 vs 122
+  tok/s): a ~50M model's per-step GEMMs are too small to pay for thread synchronisation. For a 7B model on a
+  many-core CPU, `--threads N --replicas 1` is the latency set-up.
+- The default model is proportioned like a real Llama (embedding + output layer ~1/5 of the weights;
+  TowerInstruct-7B: 4 %). `--vocab 32000 --hidden 512 --inter 1408` gives a vocabulary-heavy ~58M model where
+  the output projection dominates; there int8 gains more (4.0x HF at batch 16 in our run).
+- On a shared machine (load average above the core count), OpenMP threads that spin-wait collapse and the
+  ratios become meaningless. `OMP_WAIT_POLICY=PASSIVE` keeps such a measurement sane; on an idle machine leave
+  it unset (the table above was taken on an idle machine, load average ~1).
 - Reproduce: `.venv/bin/python bench/engine.py [--threads 2] [--device cuda] [--markdown docs/bench-engine.md]`
-  (about 2 minutes here).
+  (about a minute here).
 """
 
 
@@ -67,12 +74,16 @@ def memcpy_bandwidth(mib: int = 256, repeats: int = 5) -> float:
     return 2 * src.nbytes / best
 
 
-def build_model(root: Path) -> tuple[Path, Path, int, int]:
+def build_model(root: Path, vocab: int = 8000, hidden: int = 640, layers: int = 8,
+                inter: int = 1728) -> tuple[Path, Path, int, int]:
+    """A ~50M Llama. The default shape keeps the embedding + output layer at a fifth of the weights, close to
+    a real Tower model (TowerInstruct-7B: 4 %, Tower+ 2B: 23 %); ``--vocab 32000 --hidden 512 --inter 1408``
+    gives the vocabulary-heavy shape (56 % embeddings), where the output projection dominates decoding."""
     from tower_cat.testing import build_tiny_model
 
-    model = build_tiny_model(root, "llama", model_vocab_size=32000, hidden_size=512, layers=8, heads=8,
-                             kv_heads=8, intermediate_size=1408, init_range=0.02)
-    hidden, vocab, layers, inter = 512, 32000, 8, 1408
+    heads = hidden // 64
+    model = build_tiny_model(root, "llama", model_vocab_size=vocab, hidden_size=hidden, layers=layers, heads=heads,
+                             kv_heads=heads, intermediate_size=inter, init_range=0.02)
     per_layer = 4 * hidden * hidden + 3 * hidden * inter
     total = 2 * vocab * hidden + layers * per_layer
     touched = vocab * hidden + layers * per_layer  # per token: one embedding row, all layers, the output layer
@@ -101,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
+    parser.add_argument("--vocab", type=int, default=8000, help="model vocabulary (embedding rows)")
+    parser.add_argument("--hidden", type=int, default=640)
+    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--inter", type=int, default=1728, help="MLP intermediate size")
     args = parser.parse_args(argv)
 
     import ctranslate2
@@ -110,14 +125,17 @@ def main(argv: list[str] | None = None) -> int:
     from tower_cat.engine import Engine
 
     torch.set_num_threads(args.threads)
+    ct2_layout = {"replicas": args.threads} if args.device == "cpu" else {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        hf_dir, ct2_dir, params, touched = build_model(Path(tmp) / "bench-llama")
+        hf_dir, ct2_dir, params, touched = build_model(Path(tmp) / "bench-llama", args.vocab, args.hidden, args.layers,
+                                                       args.inter)
         engines = {
             "HF transformers fp32": Engine.load(hf_dir, backend="transformers", device=args.device,
                                                 compute_type="float32", threads=args.threads),
-            "CT2 fp32": Engine.load(ct2_dir, device=args.device, compute_type="float32", threads=args.threads),
-            "CT2 auto": Engine.load(ct2_dir, device=args.device, threads=args.threads),
+            # CT2 with the engine's own CPU layout for this many cores (one single-threaded replica per core)
+            "CT2 fp32": Engine.load(ct2_dir, device=args.device, compute_type="float32", **ct2_layout),
+            "CT2 auto": Engine.load(ct2_dir, device=args.device, **ct2_layout),
         }
         auto_type = engines["CT2 auto"].compute_type
         batch = [P.translate_messages(s, "en", "de") for s in SENTENCES]
@@ -140,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     bytes_per = {"float32": 4, "int8": 1, "int8_float32": 1, "bfloat16": 2, "float16": 2, "int8_bfloat16": 1,
                  "int8_float16": 1}
     lines = [
-        f"Model: Llama architecture, {params / 1e6:.1f}M parameters (random weights, 32k vocabulary), "
+        f"Model: Llama architecture, {params / 1e6:.1f}M parameters (random weights, vocabulary {args.vocab}, "
+        f"hidden {args.hidden}, {args.layers} layers, MLP {args.inter}; embedding + output layer "
+        f"{2 * args.vocab * args.hidden / params:.0%} of the weights), "
         f"{args.new_tokens} forced new tokens per prompt, greedy, {args.threads} threads, device {args.device}.",
         f"CTranslate2 {ctranslate2.__version__}, torch {torch.__version__}, {platform.processor() or platform.machine()}"
         f" ({os.cpu_count()} CPUs, load average {load:.1f} at the end"

@@ -487,3 +487,29 @@ def test_nllb_and_m2m_language_codes():
     assert nllb_code("deu_Latn") == "deu_Latn" and m2m_code("pt-BR") == "__pt__"
     with pytest.raises(ValueError):
         nllb_code("xx")
+
+
+def test_cpu_layout_defaults_and_overrides():
+    from tower_cat.engine import cpu_layout, default_threads
+
+    cores = default_threads()
+    assert cpu_layout(None, None) == (1, cores)  # one single-threaded replica per core
+    assert cpu_layout(4, None) == (4, 1)  # threads alone: one replica, latency set-up
+    assert cpu_layout(None, 3) == (1, 3)
+    assert cpu_layout(2, 2) == (2, 2)
+    assert cpu_layout(None, None, backend="transformers") == (cores, 1)
+
+
+def test_work_is_split_so_every_replica_decodes(tiny_llama):
+    """Eight prompts on two replicas: two batches (counted), and the same greedy output as one replica."""
+    from tower_cat.engine import Engine, GenerationOptions
+
+    texts = [f"Open the note number {i} in a new window." for i in range(8)]
+    msgs = [prompts.translate_messages(t, "en", "de") for t in texts]
+    opts = GenerationOptions(max_new_tokens=6, use_cache=False)
+    two = Engine.load(tiny_llama.ct2_path, device="cpu", compute_type="float32", replicas=2, cache=None)
+    one = Engine.load(tiny_llama.ct2_path, device="cpu", compute_type="float32", threads=1, replicas=1, cache=None)
+    assert (two.threads, two.replicas, two.parallel) == (1, 2, 2)
+    out2, out1 = two.generate(msgs, opts), one.generate(msgs, opts)
+    assert two.stats.batches == 2 and one.stats.batches == 1
+    assert [g.tokens for g in out2] == [g.tokens for g in out1]

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     inputs = [SAMPLES / name for name in INPUTS]
     outputs = [OUT / name for name in INPUTS]
-    engine = Engine.load(model, device="cpu", threads=1, cache=CACHE / "demo-generations.sqlite")
+    engine = Engine.load(model, device="cpu", cache=CACHE / "demo-generations.sqlite")
     try:
         with _progress(console, "translate", disable=False) as report:
             summary = run_files("translate", inputs, outputs, engine, tm=memory, glossary=glossary,

@@ -200,6 +200,20 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def cpu_layout(threads: int | None, replicas: int | None, backend: str = "ct2") -> tuple[int, int]:
+    """(threads per replica, replicas) on the CPU. With neither given, CTranslate2 gets one single-threaded
+    replica per core and the engine splits work so every replica decodes its own batch: measured on the 2-core
+    development machine, that is 1.8x the tokens/s of one 2-thread replica at batch 16 and faster at batch 1
+    too (small per-step GEMMs pay more for thread synchronisation than they gain). Given ``replicas`` alone:
+    that many single-threaded replicas; ``threads`` alone: one replica with that many threads (the latency
+    set-up for a big model on many cores)."""
+    if backend != "ct2":  # PyTorch: one model, intra-op threads
+        return threads or default_threads(), 1
+    if threads is None and replicas is None:
+        return 1, default_threads()
+    return threads or 1, replicas or 1
+
+
 def _file_digest(path: Path, h) -> None:
     """Size + first and last MiB: content-based, but cheap for 15 GB weight files."""
     size = path.stat().st_size
@@ -557,12 +571,14 @@ class Engine:
 
     @classmethod
     def load(cls, path: str | Path, device: str | int | Sequence[int] = "auto", compute_type: str = "auto",
-             threads: int | None = None, replicas: int = 1, *, backend: str = "ct2",
+             threads: int | None = None, replicas: int | None = None, *, backend: str = "ct2",
              hf_model: str | Path | None = None, cache: str | Path | GenerationCache | None = None,
              seed: int | None = None) -> "Engine":
         """Open a model folder (weights load on first use). `path` may be an HF folder for backend=transformers.
 
         `seed` makes sampling reproducible from one load to the next (CT2 seeds its threads at load time).
+        `threads`/`replicas`: on the CPU, see :func:`cpu_layout` (default: one single-threaded replica per core);
+        on GPUs, `replicas` per device (default 1).
         """
         import transformers
 
@@ -615,8 +631,12 @@ class Engine:
             hf_dir = Path(hf)
             fingerprint = model_fingerprint(hf_dir, [p.name for p in hf_dir.glob("*.safetensors")]
                                             + [p.name for p in hf_dir.glob("*.bin")]) if hf_dir.is_dir() else hf
+        if dev == "cpu":
+            threads, replicas = cpu_layout(threads, replicas, backend)
+        else:
+            threads, replicas = threads or default_threads(), replicas or 1
         return cls(path, info, tokenizer, backend=backend, device=dev, device_index=indices,
-                   compute_type=compute_type, threads=threads or default_threads(), replicas=max(1, replicas),
+                   compute_type=compute_type, threads=threads, replicas=max(1, replicas),
                    hf_model=hf, cache=cache, fingerprint=fingerprint, seed=seed)
 
     @property
@@ -817,14 +837,21 @@ class Engine:
                     progress(len(done), len(unique))
         return [done[k] for k in keys]
 
+    @property
+    def parallel(self) -> int:
+        """How many batches the model decodes at once: CT2 replicas on every device; one for transformers."""
+        return len(self.device_index) * self.replicas if self.backend_name == "ct2" else 1
+
     def _cut_batches(self, order: list[int], rendered, budgets, opts: GenerationOptions) -> list[list[int]]:
-        """Length-sorted prompts -> batches whose padded size (prompt + new tokens) fits the token budget."""
+        """Length-sorted prompts -> batches whose padded size (prompt + new tokens) fits the token budget, and
+        at least one batch per replica when there are enough prompts, so no replica idles."""
         batches: list[list[int]] = []
         current: list[int] = []
         width = 0
+        size = min(opts.max_batch_size, max(1, -(-len(order) // self.parallel)))
         for i in order:
             w = max(width, len(rendered[i]) + budgets[i])
-            if current and (w * (len(current) + 1) > opts.max_batch_tokens or len(current) >= opts.max_batch_size):
+            if current and (w * (len(current) + 1) > opts.max_batch_tokens or len(current) >= size):
                 batches.append(current)
                 current, w = [], len(rendered[i]) + budgets[i]
             current.append(i)
