@@ -1,4 +1,4 @@
-"""`tower-cat refine`: interactive translation of one segment in the terminal (see docs/refine.md).
+"""`tower-cat refine`: interactive translation of one segment in the terminal (README: "Interactive translation and instructions").
 
 The model translates TEXT, then every line typed is an instruction ("more formal", "max 40 characters",
 "use 'Notiz'"); each revision is shown with a word diff to the previous one and the outcome of the verifiable

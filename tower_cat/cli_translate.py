@@ -71,7 +71,7 @@ def _common(func: Callable) -> Callable:
               help="n-best width when a translation misses a glossary term (0: off).")
 @click.option("--instruction", "instructions", multiple=True,
               help="An instruction for every unit (repeatable), e.g. \"max 40 characters\" or \"use 'Notiz'\": "
-                   "verifiable ones are checked and retried once (docs/refine.md).")
+                   "verifiable ones are checked and retried once (README: Instructions tower-cat can check).")
 @click.option("--qe-backend", type=click.Choice(["comet", "llm", "logprob"]), default=None,
               help="Score the machine translations (0-100, written into the files): comet (a COMET folder, "
                    "--qe-model), llm (a Tower model as judge) or logprob (the model's token log-probabilities).")

@@ -7,7 +7,7 @@
 3. Translate ``samples/tower-notes.en-de.xlf``, ``tower-notes.de.po`` and ``tower-notes.en-pt.xliff`` with the TM
    and ``samples/glossary.tbx`` into ``out/demo/``, and print the summary.
 
-The demo model only shows the pipeline working end to end; docs/translate.md says how to run a real Tower model.
+The demo model only shows the pipeline working end to end; the README ("Use a real Tower model") says how to run a real Tower model.
 A second run reuses the model, the TM and the generation cache, and takes seconds.
 """
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                   "targets, states and provenance changed; every unit's outcome is in out/demo/summary.json.")
     console.print(Text("The demo model is tiny and trained for a few minutes on the sample memory: it shows the "
                        "pipeline, not translation quality. For real work convert TowerInstruct or Tower+ "
-                       "(docs/translate.md).", style="dim"))
+                       "(README: \"Use a real Tower model\").", style="dim"))
     return 1 if summary.failed else 0
 
 

@@ -10,7 +10,7 @@ The translate job, unit by unit (DESIGN.md, "The job in one picture")::
       -> clean the output, restore inline codes (codes.parse), terminology repair (n-best, keep a compliant one)
       -> QA (qa.py)  ->  unit.set_target(status, origin, match_score)   or a recorded reason why not
 
-Decisions (see docs/translate.md):
+Decisions (README: "Translating and post-editing files"):
 
 * **TM leverage.** A 101 % (context) match is written with status ``translated`` and origin ``tm-context``; a
   100 % (exact) match with ``needs-review`` and origin ``tm-exact`` — the same text in another context can

@@ -119,7 +119,7 @@ COMET_HELP = (
     "licence on huggingface.co first and `huggingface-cli login`; CC-BY-NC-SA) and "
     "`huggingface-cli download microsoft/infoxlm-large config.json tokenizer.json sentencepiece.bpe.model "
     "tokenizer_config.json special_tokens_map.json --local-dir wmt22-cometkiwi-da/encoder`, then copy the folder. "
-    "See docs/qe.md"
+    "See 'Getting COMET models' in the tower-cat README."
 )
 
 _ENCODER_SUBDIRS = ("encoder", "pretrained_model")
