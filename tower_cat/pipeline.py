@@ -318,8 +318,13 @@ class _Job:
 
     # -- set-up ---------------------------------------------------------------------------------------
 
-    def _languages(self, doc: Document) -> tuple[str, str]:
-        return resolve_languages(doc, self.opts)
+    def _start_file(self, di: int, doc: Document):
+        """Resolve the file's languages and fill its summary header; returns the file's summary."""
+        fs = self.files[di]
+        src, tgt = resolve_languages(doc, self.opts)
+        self.langs.append((src, tgt))
+        fs.format, fs.source_lang, fs.target_lang, fs.units = doc.format, src, tgt, len(doc.units)
+        return fs
 
     def _skip_reason(self, unit: Unit) -> str | None:
         if unit.locked:
@@ -549,10 +554,8 @@ class _TranslateJob(_Job):
 
     def prepare(self) -> None:
         for di, doc in enumerate(self.docs):
-            fs = self.files[di]
-            src, tgt = self._languages(doc)
-            self.langs.append((src, tgt))
-            fs.format, fs.source_lang, fs.target_lang, fs.units = doc.format, src, tgt, len(doc.units)
+            fs = self._start_file(di, doc)
+            src, tgt = self.langs[di]
             neighbours = self._neighbours(doc)
             for ui, unit in enumerate(doc.units):
                 result = UnitResult(unit=unit.id, action="skipped")
@@ -888,10 +891,8 @@ class _PostEditJob(_Job):
 
     def prepare(self) -> None:
         for di, doc in enumerate(self.docs):
-            fs = self.files[di]
-            src, tgt = self._languages(doc)
-            self.langs.append((src, tgt))
-            fs.format, fs.source_lang, fs.target_lang, fs.units = doc.format, src, tgt, len(doc.units)
+            fs = self._start_file(di, doc)
+            src, tgt = self.langs[di]
             for unit in doc.units:
                 result = UnitResult(unit=unit.id, action="skipped")
                 fs.results.append(result)
