@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from tests.test_corpus import _tree_diff
 from tower_cat import formats
 from tower_cat.document import CodeKind, InlineCode, Segment
 from tower_cat.errors import CodeMismatchError, FormatError, TowerCatError
@@ -75,26 +76,6 @@ def _stripped_tree(path: Path):
     for el in doomed:
         el.getparent().remove(el)
     return root
-
-
-def _norm(text):
-    return "" if text is None or not text.strip() else text
-
-
-def _tree_diff(a, b, where="/"):
-    if a.tag != b.tag:
-        return f"{where}: tag {a.tag} != {b.tag}"
-    if isinstance(a.tag, str) and dict(a.attrib) != dict(b.attrib):
-        return f"{where}{a.tag}: attributes {dict(a.attrib)} != {dict(b.attrib)}"
-    if _norm(a.text) != _norm(b.text) or _norm(a.tail) != _norm(b.tail):
-        return f"{where}{a.tag}: text {a.text!r}/{a.tail!r} != {b.text!r}/{b.tail!r}"
-    if len(a) != len(b):
-        return f"{where}{a.tag}: {len(a)} children != {len(b)}"
-    for x, y in zip(a, b):
-        diff = _tree_diff(x, y, f"{where}{a.tag}/")
-        if diff:
-            return diff
-    return None
 
 
 pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus is absent")
