@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from .app import APERTIUM, Params, service_of
+from .http import APERTIUM, Params, service_of
 from .service import SegmentIn, ServiceError
 
 

@@ -1,6 +1,6 @@
 """Which languages the served model translates, and how each protocol spells them.
 
-Internally a language is a BCP-47-ish code as ``tower_cat.tm.normalize_lang`` writes it (``en``, ``pt-BR``,
+Internally a language is a BCP-47-ish code as ``tower_cat.languages.normalize_lang`` writes it (``en``, ``pt-BR``,
 ``zh-Hant``). The model's family decides the default list (TowerInstruct: the 10 languages of its card;
 Tower+: the 22 languages and variants of its card); ``tower-cat serve --languages`` overrides it.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tower_cat.languages import NAMES, language_name
-from tower_cat.tm import normalize_lang
+from tower_cat.languages import normalize_lang
 
 TOWER_V1 = ["en", "de", "fr", "nl", "it", "es", "pt", "ko", "ru", "zh"]
 TOWER_PLUS = ["en", "de", "es", "fr", "it", "ko", "nl", "ru", "pt", "zh", "cs", "uk", "hi", "is", "ja", "pl",

@@ -19,7 +19,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from .app import DEEPL, Params, bearer_key, multi_route, read_params, service_of
+from .http import DEEPL, Params, bearer_key, multi_route, read_params, service_of
 from .service import Dictionary, NotFound, SegmentIn, ServiceError, entries_tsv, parse_entries
 
 FORMALITIES = {"default", "more", "less", "prefer_more", "prefer_less"}

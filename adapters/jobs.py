@@ -223,7 +223,7 @@ def manager(request: Request) -> JobManager:
 
 
 def add_routes(r: APIRouter) -> None:
-    from .app import OURS, bearer_key, read_params
+    from .http import OURS, bearer_key, read_params
 
     @r.post("/files", status_code=202, summary="Upload a file (XLIFF/SDLXLIFF/MQXLIFF/PO/TMX) to translate")
     async def upload(request: Request):

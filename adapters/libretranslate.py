@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from .app import LIBRE, multi_route, read_params, service_of
+from .http import LIBRE, multi_route, read_params, service_of
 from .service import SegmentIn, ServiceError
 
 MAX_ALTERNATIVES = 3

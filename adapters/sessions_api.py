@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 
 from tower_cat.sessions import Session, SessionError, SessionManager, SessionNotFound, SessionStore
 
-from .app import OURS, bearer_key, service_of
+from .http import OURS, bearer_key, service_of
 from .service import NotFound, ServiceError
 from .tags import to_markup
 from .v1 import SegmentModel, TagMode, TermModel, _parts_json, _segment_in

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from tower_cat.document import CodeKind, InlineCode, Segment
 
-from .app import OURS, bearer_key, service_of
+from .http import OURS, bearer_key, service_of
 from .service import Dictionary, SegmentIn, ServiceError, parse_entries
 from .tags import Markup
 

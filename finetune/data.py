@@ -185,7 +185,7 @@ class RawPair:
 
 
 def _norm_lang(code: str | None) -> str | None:
-    from tower_cat.tm import normalize_lang
+    from tower_cat.languages import normalize_lang
 
     return normalize_lang(code)
 
@@ -199,7 +199,7 @@ def _lang_ok(code: str) -> str:
 
 
 def _matches(query: str, stored: str | None) -> bool:
-    from tower_cat.tm import lang_matches
+    from tower_cat.languages import lang_matches
 
     return stored is not None and lang_matches(_norm_lang(query), _norm_lang(stored))
 

@@ -304,8 +304,8 @@ def test_exported_model_translates(demo_run):
     assert out.text.strip() and not out.truncated
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tower_cat.cli_translate") is None,
-                    reason="tower-cat translate (tower_cat/cli_translate.py) is not there yet")
+@pytest.mark.skipif(importlib.util.find_spec("tower_cat.cli.translate") is None,
+                    reason="tower-cat translate (tower_cat/cli/translate.py) is not there yet")
 def test_cli_translate_with_tuned_model(demo_run, tmp_path):
     from click.testing import CliRunner
 

@@ -727,7 +727,7 @@ def test_qe_backend_without_threshold_only_scores(tmp_path):
 
     from rich.console import Console
 
-    from tower_cat.cli_translate import print_summary
+    from tower_cat.cli.translate import print_summary
 
     doc = _doc(tmp_path, APE_UNITS[:3])
     fake = _APEFakeEngine(APE_MT, APE_PE)

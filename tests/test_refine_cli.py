@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tower_cat.cli_refine import word_diff
+from tower_cat.cli.refine import word_diff
 
 pexpect = pytest.importorskip("pexpect")
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tower_cat.document import CodeKind, InlineCode, Segment, UnitContext
+from tower_cat.document import CodeKind, InlineCode, Segment, UnitContext, segment_from_json, segment_to_json
 from tower_cat.errors import FormatError, TowerCatError
-from tower_cat.tm import (CASE_PENALTY, CODE_PENALTY, NUMBER_PENALTY, TranslationMemory, lang_matches,
-                          normalize_lang, segment_from_json, segment_to_json)
+from tower_cat.languages import lang_matches, normalize_lang
+from tower_cat.tm import CASE_PENALTY, CODE_PENALTY, NUMBER_PENALTY, TranslationMemory
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"

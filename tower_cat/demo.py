@@ -29,7 +29,7 @@ INPUTS = ("tower-notes.en-de.xlf", "tower-notes.de.po", "tower-notes.en-pt.xliff
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tower_cat.cli_translate import _progress, print_summary
+    from tower_cat.cli.translate import _progress, print_summary
     from tower_cat.engine import Engine
     from tower_cat.finetune.demo import build_demo_model
     from tower_cat.pipeline import PipelineOptions, run_files

@@ -8,6 +8,7 @@ sees numbered placeholders (see ``codes.py``).
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Union
@@ -263,3 +264,37 @@ class Document:
         from tower_cat import formats
 
         formats.save(self, Path(path))
+
+
+# --------------------------------------------------------------------------------------------------------
+# segments <-> JSON
+
+
+def segment_to_json(seg: Segment) -> str:
+    if len(seg.parts) == 1 and isinstance(seg.parts[0], str):  # plain text: the common case, fast
+        return json.dumps(seg.parts, ensure_ascii=False)
+    parts: list[Any] = []
+    for p in seg.parts:
+        if isinstance(p, str):
+            parts.append(p)
+        else:
+            d = {"id": p.id, "k": p.kind.value, "x": p.xml}
+            if p.tag:
+                d["t"] = p.tag
+            if p.display:
+                d["d"] = p.display
+            if p.isolated:
+                d["i"] = 1
+            parts.append(d)
+    return json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
+
+
+def segment_from_json(data: str) -> Segment:
+    parts: list[Any] = []
+    for p in json.loads(data):
+        if isinstance(p, str):
+            parts.append(p)
+        else:
+            parts.append(InlineCode(id=p["id"], kind=CodeKind(p["k"]), xml=p["x"], tag=p.get("t", ""),
+                                    display=p.get("d", ""), isolated=bool(p.get("i"))))
+    return Segment(parts)

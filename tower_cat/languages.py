@@ -8,6 +8,7 @@ Bokmål vs Nynorsk); en-US, de-AT, fr-CA and the like stay plain, as the cards d
 
 from __future__ import annotations
 
+import functools
 import re
 
 # ISO 639-1/-3 primary subtags -> plain English names (Tower v1's 10 languages, Tower+'s 22, plus the usual
@@ -115,3 +116,42 @@ def nllb_code(code: str) -> str:
 def m2m_code(code: str) -> str:
     """M2M-100 language token: 'pt-BR' -> '__pt__'."""
     return f"__{split_code(code)[0]}__"
+
+
+# --------------------------------------------------------------------------------------------------------
+# language codes
+
+
+@functools.lru_cache(maxsize=4096)
+def normalize_lang(code: str | None) -> str | None:
+    """'en_us' / 'EN-us' / 'en-US' -> 'en-US'; 'zh-hant-tw' -> 'zh-Hant-TW'; '' / None -> None."""
+    if code is None:
+        return None
+    code = code.strip().replace("_", "-")
+    if not code:
+        return None
+    parts = [p for p in code.split("-") if p]
+    out = [parts[0].lower()]
+    for p in parts[1:]:
+        if len(p) == 4 and p.isalpha():
+            out.append(p.title())  # script
+        elif len(p) in (2, 3) and (p.isalpha() or p.isdigit()):
+            out.append(p.upper())  # region
+        else:
+            out.append(p.lower())  # variant / private use
+    return "-".join(out)
+
+
+def lang_base(code: str) -> str:
+    return code.split("-", 1)[0].lower()
+
+
+def lang_matches(query: str, stored: str, fallback: bool = True) -> bool:
+    """Whether an entry stored as ``stored`` serves a query for ``query`` (both normalised)."""
+    if query == stored:
+        return True
+    if not fallback or lang_base(query) != lang_base(stored):
+        return False
+    q, s = query.split("-")[1:], stored.split("-")[1:]
+    # de-DE <-> de; zh-Hant-TW <-> zh-Hant; never pt-PT <-> pt-BR
+    return q[: len(s)] == s or s[: len(q)] == q

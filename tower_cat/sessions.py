@@ -85,13 +85,13 @@ def segment_markup(segment: Segment) -> str:
 
 
 def _seg_dump(seg: Segment) -> Any:
-    from tower_cat.tm import segment_to_json
+    from tower_cat.document import segment_to_json
 
     return json.loads(segment_to_json(seg))
 
 
 def _seg_load(data: Any) -> Segment:
-    from tower_cat.tm import segment_from_json
+    from tower_cat.document import segment_from_json
 
     return segment_from_json(json.dumps(data, ensure_ascii=False))
 

@@ -62,7 +62,7 @@ from rapidfuzz.distance import Levenshtein
 from tower_cat.document import Document, Segment, Unit
 from tower_cat.errors import TowerCatError
 from tower_cat.formats import _xml
-from tower_cat.tm import lang_base, lang_matches, normalize_lang
+from tower_cat.languages import lang_base, lang_matches, normalize_lang
 
 PREFERRED, ADMITTED, DEPRECATED, SUPERSEDED = "preferred", "admitted", "deprecated", "superseded"
 FORBIDDEN_STATUSES = {DEPRECATED, SUPERSEDED, "notRecommended", "obsolete"}

@@ -59,7 +59,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from rapidfuzz.distance import Levenshtein
 
-from tower_cat.document import CodeKind, InlineCode, Segment, Unit, UnitContext
+from tower_cat.document import Segment, Unit, UnitContext, segment_from_json, segment_to_json
+from tower_cat.languages import lang_base, lang_matches, normalize_lang
 from tower_cat.errors import TowerCatError
 
 SCHEMA_VERSION = 1
@@ -84,79 +85,6 @@ _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
 
 class TMError(TowerCatError):
     """A translation-memory problem: unreadable database, missing language, bad import file."""
-
-
-# --------------------------------------------------------------------------------------------------------
-# language codes
-
-
-@functools.lru_cache(maxsize=4096)
-def normalize_lang(code: str | None) -> str | None:
-    """'en_us' / 'EN-us' / 'en-US' -> 'en-US'; 'zh-hant-tw' -> 'zh-Hant-TW'; '' / None -> None."""
-    if code is None:
-        return None
-    code = code.strip().replace("_", "-")
-    if not code:
-        return None
-    parts = [p for p in code.split("-") if p]
-    out = [parts[0].lower()]
-    for p in parts[1:]:
-        if len(p) == 4 and p.isalpha():
-            out.append(p.title())  # script
-        elif len(p) in (2, 3) and (p.isalpha() or p.isdigit()):
-            out.append(p.upper())  # region
-        else:
-            out.append(p.lower())  # variant / private use
-    return "-".join(out)
-
-
-def lang_base(code: str) -> str:
-    return code.split("-", 1)[0].lower()
-
-
-def lang_matches(query: str, stored: str, fallback: bool = True) -> bool:
-    """Whether an entry stored as ``stored`` serves a query for ``query`` (both normalised)."""
-    if query == stored:
-        return True
-    if not fallback or lang_base(query) != lang_base(stored):
-        return False
-    q, s = query.split("-")[1:], stored.split("-")[1:]
-    # de-DE <-> de; zh-Hant-TW <-> zh-Hant; never pt-PT <-> pt-BR
-    return q[: len(s)] == s or s[: len(q)] == q
-
-
-# --------------------------------------------------------------------------------------------------------
-# segments <-> JSON
-
-
-def segment_to_json(seg: Segment) -> str:
-    if len(seg.parts) == 1 and isinstance(seg.parts[0], str):  # plain text: the common case, fast
-        return json.dumps(seg.parts, ensure_ascii=False)
-    parts: list[Any] = []
-    for p in seg.parts:
-        if isinstance(p, str):
-            parts.append(p)
-        else:
-            d = {"id": p.id, "k": p.kind.value, "x": p.xml}
-            if p.tag:
-                d["t"] = p.tag
-            if p.display:
-                d["d"] = p.display
-            if p.isolated:
-                d["i"] = 1
-            parts.append(d)
-    return json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
-
-
-def segment_from_json(data: str) -> Segment:
-    parts: list[Any] = []
-    for p in json.loads(data):
-        if isinstance(p, str):
-            parts.append(p)
-        else:
-            parts.append(InlineCode(id=p["id"], kind=CodeKind(p["k"]), xml=p["x"], tag=p.get("t", ""),
-                                    display=p.get("d", ""), isolated=bool(p.get("i"))))
-    return Segment(parts)
 
 
 def _as_segment(value: str | Segment) -> Segment:

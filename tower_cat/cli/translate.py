@@ -156,7 +156,7 @@ def _run(task: str, files, output, in_place, model_dir, glossary_path, tm_path, 
          engine_kwargs: dict[str, Any], as_json: bool, no_progress: bool, qe: tuple | None = None) -> int:
     from rich.console import Console
 
-    from tower_cat.cli_engine import default_cache_path
+    from tower_cat.cli.models import default_cache_path
     from tower_cat.engine import Engine
     from tower_cat.pipeline import plan_outputs, run_files
     from tower_cat.terminology import Glossary

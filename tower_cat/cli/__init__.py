@@ -15,20 +15,20 @@ from tower_cat.errors import TowerCatError
 
 # command name -> "module:attribute"
 LAZY_COMMANDS: dict[str, str] = {
-    "inspect": "tower_cat.cli_files:inspect_cmd",
-    "validate": "tower_cat.cli_files:validate_cmd",
-    "pseudo": "tower_cat.cli_files:pseudo_cmd",
-    "qe": "tower_cat.cli_qe:qe",
-    "evaluate": "tower_cat.cli_qe:evaluate",
-    "tm": "tower_cat.cli_tm:tm",
-    "terms": "tower_cat.cli_tm:terms",
-    "convert": "tower_cat.cli_engine:convert",
-    "translate-text": "tower_cat.cli_engine:translate_text",
-    "refine": "tower_cat.cli_refine:refine",
+    "inspect": "tower_cat.cli.files:inspect_cmd",
+    "validate": "tower_cat.cli.files:validate_cmd",
+    "pseudo": "tower_cat.cli.files:pseudo_cmd",
+    "qe": "tower_cat.cli.qe:qe",
+    "evaluate": "tower_cat.cli.qe:evaluate",
+    "tm": "tower_cat.cli.tm:tm",
+    "terms": "tower_cat.cli.tm:terms",
+    "convert": "tower_cat.cli.models:convert",
+    "translate-text": "tower_cat.cli.models:translate_text",
+    "refine": "tower_cat.cli.refine:refine",
     "finetune": "tower_cat.finetune.cli:finetune",
     "serve": "tower_cat.adapters.cli:serve",
-    "translate": "tower_cat.cli_translate:translate",
-    "post-edit": "tower_cat.cli_translate:post_edit",
+    "translate": "tower_cat.cli.translate:translate",
+    "post-edit": "tower_cat.cli.translate:post_edit",
 }
 
 
