@@ -3,22 +3,25 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The exact versions the suite passed with (pip constraints). `make upgrade` re-resolves and rewrites it.
+LOCK := constraints.txt
+EXTRAS := ml,server,test
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test bench clean browser
+.PHONY: venv demo test bench clean browser upgrade
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade "pip>=24" "setuptools>=77.0.3,<81" wheel
 	# torch first: the pinned CPU wheel; a bare torch requirement would pull CUDA packages.
-	$(BIN)/pip install -q torch==2.13.0
-	# transformers<5 in the same call as unbabel-comet, or pip backtracks to ancient comet releases.
-	$(BIN)/pip install -q -e ".[ml,server,test]" "transformers>=4.57,<4.58"
+	$(BIN)/pip install -q -c $(LOCK) torch==2.13.0
+	# everything else at the locked versions (transformers<5 stays in the same call as unbabel-comet).
+	$(BIN)/pip install -q -c $(LOCK) -e ".[$(EXTRAS)]" "transformers>=4.57,<4.58"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -35,6 +38,19 @@ bench: $(STAMP)
 # Headless chromium for the HTML report test (tests/test_report.py skips without it).
 browser:
 	command -v chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+# Re-resolve every dependency in a fresh venv (pins of pyproject.toml only, no lock), run the whole suite there,
+# and only when it passes rewrite $(LOCK) with what was installed. Review and commit the diff of $(LOCK).
+upgrade:
+	rm -rf .venv-upgrade
+	$(PY) -m venv .venv-upgrade || python3 -m venv .venv-upgrade
+	.venv-upgrade/bin/pip install -q --upgrade "pip>=24" "setuptools>=77.0.3,<81" wheel
+	.venv-upgrade/bin/pip install -q torch==2.13.0
+	.venv-upgrade/bin/pip install -q -e ".[$(EXTRAS)]" "transformers>=4.57,<4.58"
+	.venv-upgrade/bin/python -m pytest -q -p no:cacheprovider
+	.venv-upgrade/bin/python tools/write_lock.py .venv-upgrade $(LOCK)
+	rm -rf .venv-upgrade
+	# the new lock takes effect at the next `make venv` (the stamp depends on it)
 
 clean:
 	rm -rf $(VENV) .cache build *.egg-info
