@@ -16,6 +16,7 @@ from tower_cat.errors import TowerCatError
 # command name -> "module:attribute"
 LAZY_COMMANDS: dict[str, str] = {
     "inspect": "tower_cat.cli.files:inspect_cmd",
+    "analyze": "tower_cat.cli.analyze:analyze",
     "validate": "tower_cat.cli.files:validate_cmd",
     "pseudo": "tower_cat.cli.files:pseudo_cmd",
     "qe": "tower_cat.cli.qe:qe",
