@@ -22,19 +22,18 @@ import queue
 import re
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from tower_cat import codes, prompts
 from tower_cat.document import Segment
 from tower_cat.errors import TowerCatError
-from tower_cat.terminology import PREFERRED, Concept, Glossary, Term
 
 from .catalog import Catalog, LanguageError
 from .langdetect import Detection, LanguageDetector
+from .state import (Caller, Dictionary, GlossaryStore, KeyUsage, ServerState, StoredGlossary,  # noqa: F401
+                    UsageCounter, open_state, owner_id)
 from .tags import Markup, parse_markup
 
 log = logging.getLogger("tower_cat.server")
@@ -99,6 +98,14 @@ class ServerConfig:
     tm_examples: int = 3
     jobs_dir: str | None = None
     sessions: str | None = None                             # SQLite file of /v1/sessions (survives restarts)
+    state: str | None = None                                # server state (SQLite); default <jobs_dir>/state.sqlite
+    admin_key: str | None = None                            # sees and manages every key's records
+    tm_mode: str = "shared"                                 # shared: one TM for all keys; per-key: one TM per key
+    job_workers: int = 2                                    # file jobs run at the same time
+    job_max_seconds: float = 3600.0                         # a file job past this is cancelled
+    job_max_units: int = 200_000                            # units per uploaded file
+    job_max_rss_mb: int | None = None                       # server RSS past this cancels the largest running job
+    job_keep_days: float = 7.0                              # finished jobs (and their files) kept this long
     preload: bool = True
 
 
@@ -279,11 +286,6 @@ class Batcher:
 # glossaries (DeepL v2/v3 and /v1 share them)
 
 
-def _now_iso() -> str:
-    # DeepL clients parse %Y-%m-%dT%H:%M:%S.%f%z: fractional seconds are required
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
-
-
 def parse_entries(entries: str, entries_format: str = "tsv") -> list[tuple[str, str]]:
     """DeepL glossary entries: TSV ``source\\ttarget`` lines or CSV ``source,target[,src_lang,tgt_lang]``."""
     fmt = (entries_format or "tsv").lower()
@@ -316,140 +318,6 @@ def parse_entries(entries: str, entries_format: str = "tsv") -> list[tuple[str, 
 
 def entries_tsv(entries: Sequence[tuple[str, str]]) -> str:
     return "\n".join(f"{s}\t{t}" for s, t in entries)
-
-
-@dataclass
-class Dictionary:
-    source_lang: str   # base code, lower case
-    target_lang: str
-    entries: list[tuple[str, str]]
-    _glossary: Glossary | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def glossary(self) -> Glossary:
-        if self._glossary is None:
-            concepts = []
-            for i, (s, t) in enumerate(self.entries):
-                c = Concept(id=f"e{i}", dnt=(s == t))
-                c.add(Term(s, self.source_lang, None))
-                c.add(Term(t, self.target_lang, PREFERRED))
-                concepts.append(c)
-            self._glossary = Glossary(concepts, src_lang=self.source_lang, tgt_lang=self.target_lang)
-        return self._glossary
-
-
-@dataclass
-class StoredGlossary:
-    glossary_id: str
-    name: str
-    creation_time: str
-    dictionaries: list[Dictionary]
-    owner: str | None = None
-    builtin: Glossary | None = None     # loaded from --glossary (TBX/CSV): serves any pair it has
-
-    def v2(self) -> dict:
-        d = self.dictionaries[0] if self.dictionaries else Dictionary("", "", [])
-        return {"glossary_id": self.glossary_id, "name": self.name, "ready": True, "source_lang": d.source_lang,
-                "target_lang": d.target_lang, "creation_time": self.creation_time, "entry_count": len(d.entries)}
-
-    def v3(self) -> dict:
-        return {"glossary_id": self.glossary_id, "name": self.name, "creation_time": self.creation_time,
-                "dictionaries": [{"source_lang": d.source_lang, "target_lang": d.target_lang,
-                                  "entry_count": len(d.entries)} for d in self.dictionaries]}
-
-    def dictionary(self, source_lang: str, target_lang: str) -> Dictionary | None:
-        s, t = source_lang.split("-")[0].lower(), target_lang.split("-")[0].lower()
-        return next((d for d in self.dictionaries if d.source_lang == s and d.target_lang == t), None)
-
-    def prompt_terms(self, text: str, source_lang: str, target_lang: str) -> list[tuple[str, str]]:
-        if self.builtin is not None:
-            return self.builtin.prompt_terms(text, source_lang, target_lang)
-        d = self.dictionary(source_lang, target_lang)
-        return d.glossary.prompt_terms(text, d.source_lang, d.target_lang) if d else []
-
-
-class GlossaryStore:
-    MAX_GLOSSARIES = 1000
-
-    def __init__(self):
-        self._items: dict[str, StoredGlossary] = {}
-        self._lock = threading.Lock()
-
-    def create(self, name: str, dictionaries: list[Dictionary], owner: str | None = None) -> StoredGlossary:
-        if not name or not name.strip():
-            raise ServiceError("glossary name must not be empty")
-        with self._lock:
-            if len(self._items) >= self.MAX_GLOSSARIES:
-                raise ServiceError("too many glossaries", status=456)
-            g = StoredGlossary(str(uuid.uuid4()), name, _now_iso(), dictionaries, owner)
-            self._items[g.glossary_id] = g
-        return g
-
-    def add_builtin(self, path: str) -> StoredGlossary:
-        glossary = Glossary.load(path)
-        gid = "file-" + Path(path).stem.replace(".", "-")
-        g = StoredGlossary(gid, Path(path).name, _now_iso(), [], None, glossary)
-        self._items[gid] = g
-        return g
-
-    def get(self, glossary_id: str) -> StoredGlossary:
-        g = self._items.get(glossary_id)
-        if g is None:
-            raise NotFound("glossary not found")
-        return g
-
-    def list(self) -> list[StoredGlossary]:
-        return list(self._items.values())
-
-    def delete(self, glossary_id: str) -> None:
-        with self._lock:
-            g = self._items.get(glossary_id)
-            if g is None:
-                raise NotFound("glossary not found")
-            if g.builtin is not None:
-                raise ServiceError("glossaries loaded with --glossary cannot be deleted", status=403)
-            del self._items[glossary_id]
-
-    def builtins(self) -> list[StoredGlossary]:
-        return [g for g in self._items.values() if g.builtin is not None]
-
-
-# ----------------------------------------------------------------------------------------------------------
-# usage
-
-
-@dataclass
-class KeyUsage:
-    characters: int = 0
-    requests: int = 0
-    segments: int = 0
-
-
-class UsageCounter:
-    def __init__(self, limit: int | None = None):
-        self.limit = limit
-        self._by_key: dict[str, KeyUsage] = {}
-        self._lock = threading.Lock()
-
-    def check(self, key: str | None, characters: int) -> None:
-        if self.limit is None:
-            return
-        u = self._by_key.get(key or "", KeyUsage())
-        if u.characters + characters > self.limit:
-            raise QuotaExceeded("Quota Exceeded")
-
-    def add(self, key: str | None, characters: int, segments: int) -> None:
-        with self._lock:
-            u = self._by_key.setdefault(key or "", KeyUsage())
-            u.characters += characters
-            u.requests += 1
-            u.segments += segments
-
-    def get(self, key: str | None) -> KeyUsage:
-        return self._by_key.get(key or "", KeyUsage())
-
-    def all(self) -> dict[str, KeyUsage]:
-        return dict(self._by_key)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -516,10 +384,12 @@ class Service:
                                max_batch_prompts=self.config.max_batch_prompts, max_pending=self.config.max_pending)
         self.tm = tm
         self._tm_lock = threading.Lock()
-        self.glossaries = GlossaryStore()
+        self.state: ServerState = open_state(self.config.state or (
+            str(Path(self.config.jobs_dir) / "state.sqlite") if self.config.jobs_dir else None))
+        self.glossaries = GlossaryStore(self.state)
         for path in self.config.glossaries:
             self.glossaries.add_builtin(path)
-        self.usage = UsageCounter(self.config.character_limit)
+        self.usage = UsageCounter(self.config.character_limit, self.state)
         self.started = time.time()
         self.jobs = None  # set by the app (files endpoints)
 
@@ -547,15 +417,22 @@ class Service:
         self.batcher.close()
         if self.tm is not None:
             self.tm.close()
+        self.state.close()
 
     # -- authentication ---------------------------------------------------------------------------------
 
     def check_key(self, key: str | None) -> str | None:
         """The key a request is counted under; Unauthorized when keys are configured and this one is not."""
-        if self.config.api_keys:
-            if not key or key not in self.config.api_keys:
+        if self.config.api_keys or self.config.admin_key:
+            if not key or (key not in self.config.api_keys and key != self.config.admin_key):
                 raise Unauthorized("Invalid or missing API key")
         return key
+
+    def caller(self, key: str | None) -> Caller:
+        """Whose records a request sees (see adapters/state.py): without keys, one tenant that sees all."""
+        if not (self.config.api_keys or self.config.admin_key):
+            return Caller("", admin=True)
+        return Caller(owner_id(key), admin=bool(self.config.admin_key) and key == self.config.admin_key)
 
     # -- languages --------------------------------------------------------------------------------------
 
