@@ -68,8 +68,8 @@ class BackgroundServer:
 @click.command("serve")
 @click.option("--model", "model", required=True, type=click.Path(exists=True, file_okay=False),
               help="Model folder made by `tower-cat convert`.")
-@click.option("--tm", "tm", type=click.Path(dir_okay=False), help="Translation memory (SQLite) for exact "
-              "matches and few-shot examples; /v1/tm adds to it.")
+@click.option("--tm", "tm", metavar="DB|URL", help="Translation memory (a SQLite file or a postgresql:// URL; "
+              "default: $TOWER_CAT_TM_URL) for exact matches and few-shot examples; /v1/tm adds to it.")
 @click.option("--glossary", "glossaries", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="TBX or CSV/TSV glossary applied to every request (repeatable).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")

@@ -401,11 +401,9 @@ class Service:
             raise TowerCatError("no model given", hint="pass --model DIR (a folder made by `tower-cat convert`)")
         engine = Engine.load(config.model, device=config.device, compute_type=config.compute_type,
                              threads=config.threads, cache=config.cache)
-        tm = None
-        if config.tm:
-            from tower_cat.tm import TranslationMemory
+        from tower_cat.tm import open_translation_memory
 
-            tm = TranslationMemory(config.tm)
+        tm = open_translation_memory(config.tm)  # a database or postgresql:// URL; None: $TOWER_CAT_TM_URL
         service = cls(engine, config, tm=tm)
         if config.preload:
             service.batcher.call(lambda: engine.backend).result()

@@ -24,8 +24,9 @@ from tower_cat.finetune.recipe import STAGE_CHOICES
 
 def _data_options(func: Callable) -> Callable:
     options = [
-        click.option("--tm", "tm_paths", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                     help="Translation memory: TMX, XLIFF or PO (repeat for several)."),
+        click.option("--tm", "tm_paths", multiple=True, metavar="FILE|DB|URL",
+                     help="Translation memory: TMX, XLIFF or PO, a TM database or a postgresql:// URL (repeat for "
+                          "several)."),
         click.option("--mono", "mono_paths", multiple=True, type=click.Path(exists=True, path_type=Path),
                      help="Monolingual text for CPT: a .txt file or a folder of them (repeatable)."),
         click.option("--glossary", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,

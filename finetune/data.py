@@ -210,7 +210,12 @@ def read_pairs(paths: Iterable[str | Path], source: str | None = None,
 
     A TMX yields one pair per requested target language (every language but the source by default).
     """
+    from tower_cat.tm import is_tm_database
+
     for path in paths:
+        if is_tm_database(path):
+            yield from _tm_database_pairs(path, source, targets)
+            continue
         path = Path(path)
         if not path.is_file():
             raise DataError("no such file", path=path)
@@ -219,6 +224,20 @@ def read_pairs(paths: Iterable[str | Path], source: str | None = None,
             yield from _tmx_pairs(path, source, targets)
         else:
             yield from _doc_pairs(path, source, targets)
+
+
+def _tm_database_pairs(spec: str | Path, source: str | None, targets: Sequence[str]) -> Iterator[RawPair]:
+    """Entries of a TM database (SQLite file or postgresql:// URL), in the order they were added."""
+    from tower_cat.tm import open_translation_memory
+
+    with open_translation_memory(spec, readonly=True) as memory:
+        name = memory.path
+        for n, (s, t, src_seg, tgt_seg, info) in enumerate(memory.iter_entries(source)):
+            tgt = next((want for want in targets if _matches(want, t)), None) if targets else t
+            if tgt is None:
+                continue
+            yield RawPair(src_seg, tgt_seg, _norm_lang(source or s), _norm_lang(tgt), f"{name}#{info['id']}", n,
+                          name)
 
 
 def _tmx_pairs(path: Path, source: str | None, targets: Sequence[str]) -> Iterator[RawPair]:

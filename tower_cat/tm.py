@@ -1034,3 +1034,112 @@ def _make_tmx_unit(tmx: Any, n: int, src: str, tgt: str, source: Segment, target
     props = [("x-tower-cat-origin", info["origin"])] if info.get("origin") else []
     return tmx.TmxUnit(index=n, line=None, tuid=str(info["id"]), variants={src: source, tgt: target}, srclang=src,
                        props=props, attrs=attrs)
+
+
+# --------------------------------------------------------------------------------------------------------
+# opening a TM from what a user typed: a database, a TMX, or a PostgreSQL URL
+
+TM_URL_ENV = "TOWER_CAT_TM_URL"
+"""Environment variable naming the TM (a ``postgresql://`` URL or a database path) when no ``--tm`` is given."""
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(spec: str | Path | None) -> bool:
+    return isinstance(spec, str) and spec.lower().startswith(POSTGRES_SCHEMES)
+
+
+def translation_memory_spec(spec: str | Path | None) -> str | Path | None:
+    """The TM a command should use: ``spec`` when given, else ``$TOWER_CAT_TM_URL`` (None when neither)."""
+    if spec is not None and str(spec) != "":
+        return spec
+    return os.environ.get(TM_URL_ENV, "").strip() or None
+
+
+def is_tm_database(spec: str | Path) -> bool:
+    """True for a ``postgresql://`` URL or an existing SQLite file (a tower-cat TM database, not a TMX)."""
+    if is_postgres_url(spec):
+        return True
+    path = Path(spec)
+    return path.is_file() and path.stat().st_size > 0 and _is_sqlite_file(path)
+
+
+def _is_sqlite_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise TMError(f"cannot read the translation memory: {exc.strerror or exc}", path=path) from None
+    # SQLite itself treats an empty file as an empty database
+    return head == SQLITE_HEADER or head == b""
+
+
+def open_translation_memory(spec: str | Path | None = None, *, readonly: bool = False, ignore_case: bool = False,
+                            fallback: bool = True,
+                            on_import: Callable[[ImportStats], None] | None = None) -> "TranslationMemory | None":
+    """Open the TM a user named, whatever kind it is; the one place the CLI, the server and refine open TMs.
+
+    ``spec`` (or, when it is None, ``$TOWER_CAT_TM_URL``) is one of:
+
+    * a ``postgresql://`` URL: the team TM on PostgreSQL (``tower_cat.tm_postgres``);
+    * a tower-cat TM database (SQLite; recognised by its header, not its name). A path that does not exist yet
+      becomes a new database unless ``readonly``;
+    * a TMX file: imported into a throw-away in-memory TM (``on_import`` receives the import statistics). Only
+      for reading: a command that writes to its TM (``readonly=False``) refuses a TMX, since what it writes would
+      be lost — ``tower-cat tm import`` makes a database of it;
+    * ``":memory:"``: an empty throw-away TM.
+
+    Returns None when ``spec`` is None and the environment variable is not set.
+    """
+    spec = translation_memory_spec(spec)
+    if spec is None:
+        return None
+    if is_postgres_url(spec):
+        try:
+            from tower_cat.tm_postgres import PostgresTranslationMemory
+        except ImportError as exc:
+            raise TMError(f"a PostgreSQL TM needs the postgres extra ({exc})", path=_redact_url(str(spec)),
+                          hint="pip install 'tower-cat[postgres]'") from None
+        return PostgresTranslationMemory(str(spec), ignore_case=ignore_case, fallback=fallback, readonly=readonly)
+    if str(spec) == ":memory:":
+        return TranslationMemory(":memory:", ignore_case=ignore_case, fallback=fallback)
+    path = Path(spec)
+    if path.is_dir():
+        raise TMError("is a folder, not a translation memory", path=path,
+                      hint="give a TM database, a TMX file or a postgresql:// URL")
+    if not path.exists():
+        if readonly:
+            raise TMError("no such translation memory", path=path,
+                          hint="give a TM database (`tower-cat tm import` makes one), a TMX file or a "
+                               "postgresql:// URL")
+        return TranslationMemory(path, ignore_case=ignore_case, fallback=fallback)
+    if _is_sqlite_file(path):
+        return TranslationMemory(path, ignore_case=ignore_case, fallback=fallback, readonly=readonly)
+    from tower_cat import formats
+    from tower_cat.errors import FormatError
+
+    try:
+        fmt = formats.detect(path)
+    except FormatError:
+        fmt = None
+    if fmt != "tmx":
+        raise TMError("neither a tower-cat TM database (SQLite) nor a TMX file", path=path,
+                      hint="give a TM database, a TMX file or a postgresql:// URL")
+    if not readonly:
+        raise TMError("a TMX file cannot be written to", path=path,
+                      hint=f"make a TM database of it first: tower-cat tm import {path} --db tm.sqlite")
+    memory = TranslationMemory(":memory:", ignore_case=ignore_case, fallback=fallback)
+    try:
+        stats = memory.import_file(path)
+    except BaseException:
+        memory.close()
+        raise
+    if on_import is not None:
+        on_import(stats)
+    return memory
+
+
+def _redact_url(url: str) -> str:
+    """A URL fit for messages and logs: the password replaced by ``***``."""
+    return re.sub(r"^(\w+://[^:/@]*):[^@/]*@", r"\1:***@", url)

@@ -168,8 +168,9 @@ def _interactive(manager, session, console, view: _View, tm_path) -> int:
               help="Run without prompting: one revision per instruction (repeatable), then print the result.")
 @click.option("--first", "first", multiple=True,
               help="An instruction for the first translation itself (repeatable).")
-@click.option("--tm", "tm_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Translation memory (SQLite): fuzzy matches as examples; :accept stores the result there.")
+@click.option("--tm", "tm_path", metavar="DB|URL",
+              help="Translation memory (a SQLite file or a postgresql:// URL; default: $TOWER_CAT_TM_URL): fuzzy "
+                   "matches as examples; :accept stores the result there.")
 @click.option("--glossary", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Glossary (TBX, CSV/TSV): its terms go into the request and revisions are checked.")
 @click.option("--max-length", type=int, help="The segment's length limit (for 'fit the maxwidth').")
@@ -205,11 +206,10 @@ def refine(text, model_dir, source_lang, target_lang, instructions, first, tm_pa
     console = Console(highlight=False, soft_wrap=True)
     engine = Engine.load(model_dir, device=device, compute_type=compute_type, threads=threads, backend=backend,
                          hf_model=hf_model, cache=None if no_cache else default_cache_path())
-    tm = None
-    if tm_path:
-        from tower_cat.tm import TranslationMemory
+    from tower_cat.tm import open_translation_memory
 
-        tm = TranslationMemory(tm_path)
+    tm = open_translation_memory(tm_path)  # None: $TOWER_CAT_TM_URL, else no TM
+    tm_path = tm.path if tm is not None else None  # a URL without its password
     gloss = None
     if glossary:
         from tower_cat.terminology import Glossary

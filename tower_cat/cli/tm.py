@@ -4,6 +4,9 @@
     tower-cat tm lookup "text" --db tm.sqlite --source en --target de [--json] [--min-score 70] [--limit 5]
     tower-cat tm export --db tm.sqlite -o out.tmx [--source en-US] [--target de-DE]
     tower-cat tm stats --db tm.sqlite
+
+``--db`` (alias ``--tm``) is a SQLite TM file or a ``postgresql://`` URL (a team TM); without it,
+``$TOWER_CAT_TM_URL``. ``lookup`` and ``export`` also read a TMX directly.
     tower-cat terms check FILE --glossary glossary.tbx [--source ..] [--target ..] [--json]
 
 Duplicates on import (see ``tower_cat.tm``): the same source + target + languages is stored once (its timestamp
@@ -26,6 +29,20 @@ def _console(err: bool = False):
     return Console(stderr=err, highlight=False)
 
 
+_DB_HELP = ("TM database: a SQLite file, or a postgresql:// URL (default: $TOWER_CAT_TM_URL)")
+
+
+def _tm_spec(db: str | None) -> str:
+    """--db, else $TOWER_CAT_TM_URL, else a usage error."""
+    from tower_cat.tm import TM_URL_ENV, translation_memory_spec
+
+    spec = translation_memory_spec(db)
+    if spec is None:
+        raise click.UsageError(f"give the TM with --db (a database file or a postgresql:// URL) or set {TM_URL_ENV}")
+    return str(spec)
+
+
+
 @click.group("tm")
 def tm() -> None:
     """Translation memory: import TMX/XLIFF/PO, look up matches, export TMX."""
@@ -33,23 +50,23 @@ def tm() -> None:
 
 @tm.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--db", required=True, type=click.Path(dir_okay=False, path_type=Path), help="TM database file.")
+@click.option("--db", "--tm", "db", metavar="DB|URL", help=_DB_HELP)
 @click.option("--source", "src", help="Source language (picks it in a multilingual TMX; required when a file "
               "does not say).")
 @click.option("--target", "tgt", help="Target language (default: every other language of the file).")
 @click.option("--batch-size", default=2000, show_default=True, help="Units per transaction.")
 @click.option("--restart", is_flag=True, help="Read an interrupted file from the start instead of resuming.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def import_cmd(files: tuple[Path, ...], db: Path, src: str | None, tgt: str | None, batch_size: int,
+def import_cmd(files: tuple[Path, ...], db: str | None, src: str | None, tgt: str | None, batch_size: int,
                restart: bool, no_progress: bool) -> None:
     """Import translation units into the TM (TMX streamed; XLIFF, SDLXLIFF, MQXLIFF, PO: units with a target)."""
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                                TimeElapsedColumn)
 
-    from tower_cat.tm import TranslationMemory
+    from tower_cat.tm import open_translation_memory
 
     console = _console(err=True)
-    with TranslationMemory(db) as memory:
+    with open_translation_memory(_tm_spec(db)) as memory:
         for path in files:
             show = not no_progress and console.is_terminal
             progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
@@ -74,7 +91,7 @@ def import_cmd(files: tuple[Path, ...], db: Path, src: str | None, tgt: str | No
 
 @tm.command("lookup")
 @click.argument("text")
-@click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--db", "--tm", "db", metavar="DB|TMX|URL", help=_DB_HELP + "; a TMX is read for this lookup.")
 @click.option("--source", "src", required=True)
 @click.option("--target", "tgt", required=True)
 @click.option("--limit", default=5, show_default=True)
@@ -82,12 +99,12 @@ def import_cmd(files: tuple[Path, ...], db: Path, src: str | None, tgt: str | No
 @click.option("--context", "ctx", help="Context key (resname / msgctxt) for 101% matches.")
 @click.option("--ignore-case", is_flag=True, help="Exact matches ignore letter case.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def lookup_cmd(text: str, db: Path, src: str, tgt: str, limit: int, min_score: float, ctx: str | None,
+def lookup_cmd(text: str, db: str | None, src: str, tgt: str, limit: int, min_score: float, ctx: str | None,
                ignore_case: bool, as_json: bool) -> None:
     """Look up exact, context and fuzzy matches for a source text."""
-    from tower_cat.tm import TranslationMemory
+    from tower_cat.tm import open_translation_memory
 
-    with TranslationMemory(db, ignore_case=ignore_case, readonly=True) as memory:
+    with open_translation_memory(_tm_spec(db), ignore_case=ignore_case, readonly=True) as memory:
         matches = memory.lookup(text, src, tgt, context={"key": ctx} if ctx else None, limit=limit,
                                 min_score=min_score)
     if as_json:
@@ -107,27 +124,27 @@ def lookup_cmd(text: str, db: Path, src: str, tgt: str, limit: int, min_score: f
 
 
 @tm.command("export")
-@click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--db", "--tm", "db", metavar="DB|TMX|URL", help=_DB_HELP + ".")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--source", "src")
 @click.option("--target", "tgt")
-def export_cmd(db: Path, output: Path, src: str | None, tgt: str | None) -> None:
+def export_cmd(db: str | None, output: Path, src: str | None, tgt: str | None) -> None:
     """Export the TM (or one language pair) as TMX 1.4."""
-    from tower_cat.tm import TranslationMemory
+    from tower_cat.tm import open_translation_memory
 
-    with TranslationMemory(db, readonly=True) as memory:
+    with open_translation_memory(_tm_spec(db), readonly=True) as memory:
         count = memory.export_tmx(output, src, tgt)
     _console(err=True).print(f"wrote {count:,} translation units to {output}")
 
 
 @tm.command("stats")
-@click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--db", "--tm", "db", metavar="DB|URL", help=_DB_HELP + ".")
 @click.option("--json", "as_json", is_flag=True)
-def stats_cmd(db: Path, as_json: bool) -> None:
+def stats_cmd(db: str | None, as_json: bool) -> None:
     """Entries per language pair and past imports."""
-    from tower_cat.tm import TranslationMemory
+    from tower_cat.tm import open_translation_memory
 
-    with TranslationMemory(db, readonly=True) as memory:
+    with open_translation_memory(_tm_spec(db), readonly=True) as memory:
         stats = memory.stats()
     if as_json:
         click.echo(json.dumps(stats, indent=2))

@@ -57,8 +57,9 @@ def _common(func: Callable) -> Callable:
 
 @click.command("translate")
 @_common
-@click.option("--tm", "tm_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Translation memory: a tower-cat TM database, or a TMX file (imported for this run).")
+@click.option("--tm", "tm_path", metavar="DB|TMX|URL", default=None,
+              help="Translation memory: a tower-cat TM database, a postgresql:// URL, or a TMX file (imported for "
+                   "this run). Default: $TOWER_CAT_TM_URL when set.")
 @click.option("--few-shot", type=click.IntRange(0, 20), default=3, show_default=True,
               help="Fuzzy TM matches shown to the model as examples.")
 @click.option("--fuzzy-min", type=float, default=70.0, show_default=True, help="Lowest TM score used as example.")
@@ -119,19 +120,14 @@ def post_edit(files, output, in_place, model_dir, glossary, source_lang, target_
                 as_json, no_progress)
 
 
-def _open_tm(path: Path | None, console):
-    if path is None:
-        return None
-    from tower_cat import formats
-    from tower_cat.tm import TranslationMemory
+def _open_tm(spec: str | None, console):
+    from tower_cat.tm import open_translation_memory
 
-    if formats.detect(path) == "tmx":
-        memory = TranslationMemory(":memory:")
-        stats = memory.import_file(path)
-        console.print(f"{path}: {stats.units:,} units imported for this run "
+    def imported(stats) -> None:
+        console.print(f"{stats.path}: {stats.units:,} units imported for this run "
                       f"(`tower-cat tm import` keeps them in a database)")
-        return memory
-    return TranslationMemory(path, readonly=True)
+
+    return open_translation_memory(spec, readonly=True, on_import=imported)
 
 
 def _open_qe(name: str, qe_model: Path | None, model_dir: Path, engine, engine_kwargs: dict[str, Any]):
