@@ -1,8 +1,13 @@
-"""The FastAPI application: our ``/v1`` API plus the DeepL, LibreTranslate and Apertium APy protocols.
+"""The FastAPI application: our ``/v1`` API plus the DeepL, LibreTranslate, Apertium APy, OpenAI, Microsoft
+Translator v3, ModernMT and Google Translation v2 protocols.
 
 Every protocol answers errors in its own shape (DeepL ``{"message"}``, LibreTranslate ``{"error"}``, Apertium
-``{"responseStatus", "responseDetails"}``, ours ``{"detail"}``), decided by the path — ``/translate`` is shared
-by LibreTranslate and Apertium and told apart by its ``langpair`` parameter.
+``{"responseStatus", "responseDetails"}``, OpenAI/Microsoft/Google ``{"error": {…}}``, ModernMT
+``{"status", "error"}``, ours ``{"detail"}``), decided by ``http.protocol_of``. The paths several protocols
+share — ``/translate`` (LibreTranslate, Apertium, Microsoft, ModernMT), ``/languages`` and ``/detect``
+(LibreTranslate, Microsoft) — are routed here by what only one protocol sends (``api-version`` and
+``Ocp-Apim-*`` for Microsoft, ``MMT-*``/``X-HTTP-Method-Override`` for ModernMT, ``langpair`` for Apertium),
+so no request ever gets another protocol's answer shape.
 """
 
 from __future__ import annotations
@@ -11,15 +16,17 @@ import logging
 import re
 from typing import Callable
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from tower_cat.errors import TowerCatError
 
-from . import apertium, deepl, libretranslate, sessions_api, v1
-from .http import _DEEPL_MESSAGES, DEEPL, OURS, error_response, protocol_of
+from . import apertium, deepl, google, libretranslate, microsoft, modernmt, openai_api, sessions_api, v1
+from .http import (_DEEPL_MESSAGES, APERTIUM, DEEPL, MICROSOFT, MODERNMT, OURS, ProtocolError, error_response,
+                   protocol_of, read_params)
 from .service import Service, ServiceError
 
 log = logging.getLogger("tower_cat.server")
@@ -43,7 +50,7 @@ class BodyLimit:
         if "//" in scope.get("path", ""):  # "http://host:8000/" + "/translate" (OmegaT appends "/translate")
             scope = dict(scope, path=re.sub("/{2,}", "/", scope["path"]))
         limit = self.limit_for(scope)
-        proto = protocol_of(scope.get("path", ""), scope.get("query_string", b""))
+        proto = protocol_of(scope.get("path", ""), scope.get("query_string", b""), None, scope.get("headers"))
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -87,48 +94,108 @@ class BodyLimit:
 # ----------------------------------------------------------------------------------------------------------
 
 
+def _protocol(request: Request) -> str:
+    return protocol_of(request.url.path, request.url.query, request.state, request.headers)
+
+
+def _error(request: Request, status: int, message: str, code=None) -> Response:
+    proto = _protocol(request)
+    callback = request.query_params.get("callback") if proto == APERTIUM else None
+    if callback:  # JSONP clients cannot read an error status: the envelope carries it
+        return apertium.reply({"responseData": {"translatedText": None}, "responseDetails": message,
+                               "responseStatus": status}, callback)
+    return error_response(proto, status, message, code)
+
+
+def shared_paths() -> APIRouter:
+    """``/translate``, ``/languages``, ``/detect``: each request to the one protocol it speaks."""
+    r = APIRouter(tags=["shared paths (LibreTranslate, Apertium, Microsoft, ModernMT)"])
+
+    @r.api_route("/translate", methods=["GET", "POST"])
+    async def translate(request: Request):
+        proto = protocol_of(request.url.path, request.url.query, None, request.headers)
+        if proto == MICROSOFT:
+            if request.method != "POST":
+                request.state.protocol = MICROSOFT
+                raise ProtocolError("The request method is not supported for the requested resource.",
+                                    status=405, code=405000)
+            return await microsoft.translate(request)
+        if proto == MODERNMT:
+            return await modernmt.translate(request)
+        params = await read_params(request)
+        if params.has("langpair"):  # Apertium APy (langpair in the query or a form body)
+            return await apertium.translate(request, params)
+        return await libretranslate.translate(request, params)
+
+    @r.api_route("/languages", methods=["GET", "POST"])
+    async def languages(request: Request):
+        if protocol_of(request.url.path, request.url.query, None, request.headers) == MICROSOFT:
+            return await microsoft.languages(request)
+        return await libretranslate.languages(request)
+
+    @r.api_route("/detect", methods=["GET", "POST"])
+    async def detect(request: Request):
+        if protocol_of(request.url.path, request.url.query, None, request.headers) == MICROSOFT:
+            return await microsoft.detect(request)
+        return await libretranslate.detect(request, await read_params(request))
+
+    return r
+
+
 def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="tower-cat", version="0.1.0",
                   description="Tower-family LLM translation for CAT tools: our /v1 API and DeepL-, "
-                              "LibreTranslate- and Apertium-APy-compatible endpoints.")
+                              "LibreTranslate-, Apertium-APy-, OpenAI-, Microsoft-Translator-v3-, ModernMT- and "
+                              "Google-Translation-v2-compatible endpoints.")
     app.state.service = service
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError):
-        proto = protocol_of(request.url.path, request.url.query, request.state)
+        proto = _protocol(request)
         message = exc.message
         if proto == DEEPL and exc.status in _DEEPL_MESSAGES and exc.status != 403:
             message = _DEEPL_MESSAGES[exc.status] if exc.status != 413 else exc.message
-        return error_response(proto, exc.status, message)
+        return _error(request, exc.status, message, getattr(exc, "code", None))
 
     @app.exception_handler(TowerCatError)
     async def _tower_error(request: Request, exc: TowerCatError):
-        return error_response(protocol_of(request.url.path, request.url.query, request.state), 400, str(exc))
+        return _error(request, 400, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
-        proto = protocol_of(request.url.path, request.url.query, request.state)
-        if proto == OURS:
+        if _protocol(request) == OURS:
             return JSONResponse({"detail": exc.errors()}, status_code=422)
-        return error_response(proto, 400, "invalid request: " + "; ".join(
+        return _error(request, 400, "invalid request: " + "; ".join(
             f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        proto = protocol_of(request.url.path, request.url.query, request.state)
-        return error_response(proto, exc.status_code, str(exc.detail))
+        return _error(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect):
+        # the client hung up (timeout, cancelled job): nothing to answer and nothing wrong on our side
+        log.info("client disconnected before the answer to %s %s", request.method, request.url.path)
+        return Response(status_code=499)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception):
+        if isinstance(exc, (ConnectionError, ClientDisconnect)):
+            log.info("client connection lost on %s %s: %s", request.method, request.url.path, exc)
+            return Response(status_code=499)
         log.exception("internal error on %s", request.url.path)
-        return error_response(protocol_of(request.url.path, request.url.query, request.state), 500,
-                              f"internal error: {type(exc).__name__}")
+        return _error(request, 500, f"internal error: {type(exc).__name__}")
 
+    app.include_router(openai_api.router())   # before /v1: /v1/models, /v1/chat/completions are OpenAI's
     app.include_router(v1.router())
     app.include_router(sessions_api.router())
     app.include_router(deepl.router())
+    app.include_router(shared_paths())
     app.include_router(libretranslate.router())
     app.include_router(apertium.router())
+    app.include_router(microsoft.router())
+    app.include_router(modernmt.router())
+    app.include_router(google.router())
 
     config = service.config
 

@@ -424,7 +424,8 @@ class Service:
         if self.config.api_keys or self.config.admin_key:
             if not key or (key not in self.config.api_keys and key != self.config.admin_key):
                 raise Unauthorized("Invalid or missing API key")
-        return key
+            return key
+        return None  # open mode: whatever string a client sends as its key is not an account to count under
 
     def caller(self, key: str | None) -> Caller:
         """Whose records a request sees (see adapters/state.py): without keys, one tenant that sees all."""
@@ -643,3 +644,88 @@ class Service:
                 "engine_stats": vars(e.stats).copy(), "batcher": vars(self.batcher.stats).copy(),
                 "pending": self.batcher.pending}
         return info
+
+    # -- raw chat: messages through the model's own chat template (the OpenAI-compatible door) -----------
+
+    async def chat(self, messages: list[dict], *, n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
+                   max_tokens: int | None = None, stop: Sequence[str] = (), key: str | None = None) -> "ChatResult":
+        """Generate replies to chat messages that are *not* a translation request.
+
+        The prompt is the model's own chat template (``Engine.render``); the job goes through the same
+        :class:`Batcher` as translations, so concurrent chat requests with the same decoding options share one
+        ``Engine.generate`` call. ``temperature`` 0 is greedy (``n`` identical choices); above 0 samples ``n``
+        hypotheses. ``stop`` strings cut the reply (finish reason ``stop``); the token budget gives ``length``.
+        """
+        if not messages:
+            raise ServiceError("'messages' must hold at least one message")
+        for i, m in enumerate(messages):
+            if m.get("role") not in ("system", "user", "assistant") or not isinstance(m.get("content"), str):
+                raise ServiceError(f"messages[{i}]: role must be system, user or assistant and content a string")
+        chars = sum(len(m["content"]) for m in messages)
+        if chars > self.config.max_chars:
+            raise ServiceError(f"request too large: {chars} characters (limit {self.config.max_chars})", status=413)
+        self.usage.check(key, chars)
+        try:
+            rendered = await asyncio.to_thread(self.engine.render, [dict(m) for m in messages])
+        except TowerCatError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a chat template refusing these roles (e.g. no system role)
+            raise ServiceError(f"the model's chat template cannot render these messages: {exc}") from None
+        prompt_tokens = len(rendered.tokens)
+        budget = max_tokens or self.config.max_new_tokens
+        room = self.engine.context_length - prompt_tokens
+        if room < 1:
+            raise ServiceError(f"the messages take {prompt_tokens} tokens; the model's context window is "
+                               f"{self.engine.context_length}")
+        budget = min(budget, room)
+        sampled = temperature > 0
+        opts = self.options(max_new_tokens=budget, sampling_topk=0 if sampled else 1, sampling_temperature=temperature if sampled else 1.0,
+                            sampling_topp=top_p if sampled else 1.0, num_hypotheses=n if sampled else 1)
+        gen = (await self.batcher.generate([[dict(m) for m in messages]], [None], opts))[0]
+        hyps = list(gen.hypotheses) if sampled else [gen.hypotheses[0]] * n
+        choices: list[tuple[str, str]] = []
+        completion_tokens = 0
+        for h in hyps[:n]:
+            text, reason = h.text, ("length" if h.truncated else "stop")
+            cut = min((text.find(s) for s in stop if s and s in text), default=-1)
+            if cut >= 0:
+                text, reason = text[:cut], "stop"
+                completion_tokens += await asyncio.to_thread(self.engine.count_tokens, text) if text else 0
+            else:
+                completion_tokens += len(h.tokens)
+            choices.append((text, reason))
+        self.usage.add(key, chars, 1)
+        return ChatResult(choices, prompt_tokens, completion_tokens)
+
+
+@dataclass
+class ChatResult:
+    """Replies of :meth:`Service.chat`: (text, finish reason) per choice and OpenAI-style token counts."""
+
+    choices: list[tuple[str, str]]
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class _LockedTM:
+    """The server's TM for the core: one lookup at a time (requests run their steps in worker threads)."""
+
+    def __init__(self, tm, lock: threading.Lock):
+        self._tm = tm
+        self._lock = lock
+
+    def lookup(self, *args, **kwargs):
+        with self._lock:
+            return self._tm.lookup(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tm, name)
+
+
+def _advance(steps, value, first: bool):
+    """One step of a core step generator: (True, its result) or (False, the GenerateCall it asks for)."""
+    try:
+        call = next(steps) if first else steps.send(value)
+    except StopIteration as stop:
+        return True, stop.value
+    return False, call
