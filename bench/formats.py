@@ -1,6 +1,7 @@
 """Load + save of a generated 100 000-unit XLIFF 1.2: tower-cat next to translate-toolkit, in one run.
 
     .venv/bin/python bench/formats.py [--units 100000] [--repeat 1]
+    .venv/bin/python bench/formats.py --tmx      # peak RSS of the streaming TMX reader, 10k..300k units
 
 Both tools read the same file and write it back; tower-cat is also timed writing a target into every unit
 (the real job), and the table prints ratios measured side by side.
@@ -56,10 +57,57 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
+TMX_RSS_SCRIPT = """
+import resource, sys
+from tower_cat.formats.tmx import iter_tmx
+n = sum(1 for _ in iter_tmx(sys.argv[1]))
+print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def generate_tmx(path: Path, units: int) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write('<?xml version="1.0" encoding="UTF-8"?>\n<tmx version="1.4"><header srclang="en" creationtool="t" '
+                 'creationtoolversion="1" datatype="plaintext" segtype="sentence" adminlang="en" o-tmf="t"/>\n<body>\n')
+        for i in range(units):
+            fh.write(f'<tu tuid="{i}"><tuv xml:lang="en"><seg>Sentence number {i} with a <ph>{{x}}</ph> placeholder '
+                     f'and some more words to make it longer.</seg></tuv><tuv xml:lang="de"><seg>Satz Nummer {i} mit '
+                     f'einem <ph>{{x}}</ph> Platzhalter und ein paar Wörtern mehr.</seg></tuv></tu>\n')
+        fh.write("</body>\n</tmx>\n")
+
+
+def tmx_stream_rss(sizes: tuple[int, ...] = (10_000, 60_000, 300_000)) -> None:
+    """Peak RSS of the streaming TMX reader (``iter_tmx``) over growing files, each in a fresh process: libxml2's
+    memory is invisible to tracemalloc, and the point is that the peak does not grow with the file."""
+    import subprocess
+    import sys
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            p = Path(tmp) / f"{n}.tmx"
+            generate_tmx(p, n)
+            start = time.perf_counter()
+            res = subprocess.run([sys.executable, "-c", TMX_RSS_SCRIPT, str(p)], capture_output=True, text=True,
+                                 check=True, cwd=Path(__file__).resolve().parents[1])
+            secs = time.perf_counter() - start
+            count, kb = map(int, res.stdout.split())
+            assert count == n
+            rows.append((n, p.stat().st_size, kb * 1024, secs))
+    print(f"\niter_tmx peak RSS, one process per file, Python {platform.python_version()}")
+    print(f"{'tus':>10}{'file MB':>10}{'peak RSS MB':>13}{'RSS growth vs first':>22}{'seconds':>9}")
+    for n, size, rss, secs in rows:
+        print(f"{n:>10,}{size / 1e6:>10.1f}{rss / 1e6:>13.1f}{(rss - rows[0][2]) / 1e6:>20.1f}MB{secs:>9.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--units", type=int, default=100_000)
+    ap.add_argument("--tmx", action="store_true", help="Only measure the streaming TMX reader's peak RSS.")
     args = ap.parse_args()
+    if args.tmx:
+        tmx_stream_rss()
+        return
 
     from translate.storage import xliff as ttk_xliff
 

@@ -46,7 +46,7 @@ def _ttk_store(path: Path):
     from translate.storage import pypo
 
     raw = path.read_bytes()
-    text, enc, bom = po._detect(raw, path)
+    text, enc, bom, _ = po._detect(raw, path)
     if enc not in ("utf-8",) or bom:
         data = re.sub(r"charset=\s*[A-Za-z0-9_.:-]+", "charset=UTF-8", text, count=1).encode("utf-8")
     else:
@@ -478,7 +478,7 @@ SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 def _skeleton(path: Path) -> list[str]:
     """The file's lines minus what an edit with ``previous=`` may change: msgstr strings, ``#,`` flag lines and
     tower-cat's own comments."""
-    text, _, _ = po._detect(path.read_bytes(), path)
+    text, _, _, _ = po._detect(path.read_bytes(), path)
     out, in_msgstr = [], False
     for line in text.splitlines():
         s = line.strip()

@@ -29,9 +29,11 @@ def _console() -> Console:
     return Console(highlight=False, soft_wrap=True)
 
 
-def _load(path: Path, strict: bool) -> Document:
-    name = formats.detect(path)
-    return formats.module(name).load(path, strict=strict)
+def _load(path: Path, strict: bool, lenient: bool = False) -> Document:
+    return formats.load(path, strict=strict, lenient=lenient)
+
+
+_LENIENT_HELP = "Read a PO whose declared charset does not fit its bytes as declared, with a warning (else an error)."
 
 
 def _issue_dict(issue: Issue) -> dict[str, Any]:
@@ -69,9 +71,10 @@ def file_stats(doc: Document) -> dict[str, Any]:
 @click.command("inspect")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
-def inspect_cmd(file: Path, as_json: bool) -> None:
+@click.option("--lenient", is_flag=True, help=_LENIENT_HELP)
+def inspect_cmd(file: Path, as_json: bool, lenient: bool = False) -> None:
     """Show what a localization file holds: format, languages, units, words, codes, states."""
-    doc = _load(file, strict=False)
+    doc = _load(file, strict=False, lenient=lenient)
     stats = file_stats(doc)
     if as_json:
         click.echo(json.dumps(stats, ensure_ascii=False, indent=2))
@@ -134,15 +137,17 @@ def code_issues(doc: Document) -> list[Issue]:
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @click.option("--codes/--no-codes", "check_codes", default=True, show_default=True,
               help="Also warn where a target's inline codes differ from its source.")
+@click.option("--lenient", is_flag=True, help=_LENIENT_HELP)
 @click.pass_context
-def validate_cmd(ctx: click.Context, files: tuple[Path, ...], as_json: bool, check_codes: bool) -> None:
+def validate_cmd(ctx: click.Context, files: tuple[Path, ...], as_json: bool, check_codes: bool,
+                 lenient: bool = False) -> None:
     """Check files against their format; list every error and warning. Exit code 1 if any file has an error."""
     results = []
     for path in files:
         entry: dict[str, Any] = {"file": str(path), "format": None, "errors": [], "warnings": []}
         try:
             entry["format"] = formats.detect(path)
-            doc = formats.module(entry["format"]).load(path, strict=False)
+            doc = formats.load(path, entry["format"], strict=False, lenient=lenient)
         except FormatError as exc:  # malformed XML, unsafe DOCTYPE, unknown format, missing file
             entry["errors"].append({"severity": "error", "line": exc.line, "unit": exc.unit,
                                     "message": exc.message + (f" ({exc.hint})" if exc.hint else "")})
@@ -198,8 +203,9 @@ def _same_file(a: Path, b: Path) -> bool:
               help="Make every text this much longer (0.3 = 30%).")
 @click.option("--in-place", is_flag=True, help="Overwrite FILE itself.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--lenient", is_flag=True, help=_LENIENT_HELP)
 def pseudo_cmd(file: Path, output: Path | None, target_lang: str | None, expansion: float, in_place: bool,
-               as_json: bool) -> None:
+               as_json: bool, lenient: bool = False) -> None:
     """Pseudo-translate FILE (accented, padded, bracketed text; codes kept) to test localization readiness."""
     from tower_cat.pseudo import pseudo_document
 
@@ -210,7 +216,7 @@ def pseudo_cmd(file: Path, output: Path | None, target_lang: str | None, expansi
     if file.exists() and _same_file(file, output) and not in_place:
         raise OutputError("refusing to overwrite the input file", path=output,
                           hint="choose another -o, or pass --in-place")
-    doc = formats.load(file)  # strict: a broken file stops here, before anything is written
+    doc = formats.load(file, lenient=lenient)  # strict: a broken file stops here, before anything is written
     summary = pseudo_document(doc, expansion=expansion, target_lang=target_lang)
     doc.save(output)
     if as_json:

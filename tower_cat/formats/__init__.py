@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from pathlib import Path
 from types import ModuleType
 
@@ -55,10 +56,15 @@ def detect(path: str | Path) -> str:
         "not a format tower-cat reads (XLIFF 1.2/2.x, SDLXLIFF, MQXLIFF, PO/POT, TMX)", path=path)
 
 
-def load(path: str | Path, format: str | None = None) -> Document:
+def load(path: str | Path, format: str | None = None, *, strict: bool = True, lenient: bool = False) -> Document:
+    """Load a file with the module its content calls for. ``lenient``: a PO whose declared charset does not fit
+    its bytes loads with a warning instead of an error (formats without such a check ignore it)."""
     path = Path(path)
     name = format or detect(path)
-    return module(name).load(path)
+    mod = module(name)
+    if lenient and "lenient" in inspect.signature(mod.load).parameters:
+        return mod.load(path, strict=strict, lenient=True)
+    return mod.load(path, strict=strict)
 
 
 def save(doc: Document, path: str | Path) -> None:

@@ -22,6 +22,16 @@ from tower_cat.errors import FormatError, UnsafeXMLError
 
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 
+# Limits on what input decides the size of. Generous: real CAT files stay far below them (the largest corpus
+# files nest 12 deep, have start tags under 4 KB and text nodes under 1 MB); a file past one is refused with a
+# FormatError naming the line, instead of costing unbounded memory, time or Python recursion. Module constants
+# so a deployment can raise them (``tower_cat.formats._xml.MAX_DEPTH = 512``).
+MAX_DEPTH = 256  # element nesting (libxml2's own default without XML_PARSE_HUGE)
+MAX_ELEMENTS = 50_000_000  # elements per file (a 1.6 M-unit XLIFF has about 8 M)
+MAX_UNITS = 5_000_000  # units (trans-units, tus, segments, PO messages) per file
+MAX_ATTRIBUTE_CHARS = 1_000_000  # one attribute value
+MAX_TEXT_CHARS = 100_000_000  # one run of text between two tags (SDLXLIFF embeds whole originals as base64)
+
 _BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
 _DECL_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 _DOCTYPE = re.compile(r"<!DOCTYPE(?:[^\[>]|\[.*?\])*>", re.S)
@@ -37,10 +47,41 @@ _TOKEN = re.compile(
 _ATTR = re.compile(r"""(\s+)([^\s=/>]+)(\s*=\s*)(["'])(.*?)\4""", re.S)
 
 
+_ASCII_PROBE = '<?xml version="1.0" encoding="x"?>\n<a b=\'c\'>&amp;+-/:;[]{}_.%#!09AZaz</a>'
+
+
+def ascii_compatible(codec: str) -> bool:
+    """True when the codec writes ASCII markup as ASCII bytes (UTF-8, Latin-1, windows-125x, Shift_JIS, ...).
+
+    UTF-7 is not (``<`` can be written ``+ADw-``: the classic way to smuggle markup past filters), nor are EBCDIC
+    code pages; both are refused. UTF-16 and UTF-32 are recognised by their BOM or zero bytes and allowed."""
+    try:
+        return _ASCII_PROBE.encode(codec) == _ASCII_PROBE.encode("ascii")
+    except (UnicodeError, LookupError):
+        return False
+
+
+def check_encoding(name: str, path: Path | None = None, line: int | None = None, where: str = "the XML declaration",
+                   ) -> str:
+    """The Python codec for an encoding a file declares, refusing unknown ones and those that are not
+    ASCII-compatible (UTF-7, EBCDIC, ...); UTF-16 and UTF-32 are allowed."""
+    import codecs
+
+    try:
+        codec = codecs.lookup(name).name
+    except LookupError:
+        raise FormatError(f"unknown character encoding {name!r} in {where}", path=path, line=line) from None
+    if codec.startswith(("utf-16", "utf-32")) or ascii_compatible(codec):
+        return codec
+    raise FormatError(f"character encoding {name!r} in {where} is refused: it is not ASCII-compatible, so markup "
+                      f"could hide in it", path=path, line=line, hint="convert the file to UTF-8")
+
+
 def decode(raw: bytes, path: Path | None = None) -> tuple[str, str, bytes]:
     """Decode an XML file the way an XML parser would: BOM, then the declaration, then UTF-8.
 
-    Returns (text without BOM, Python codec name, the BOM bytes to write back).
+    Returns (text without BOM, Python codec name, the BOM bytes to write back). Encodings that are not
+    ASCII-compatible (UTF-7, EBCDIC) are refused (:func:`check_encoding`).
     """
     bom, encoding = b"", None
     for mark, enc in _BOMS:
@@ -57,6 +98,7 @@ def decode(raw: bytes, path: Path | None = None) -> tuple[str, str, bytes]:
             encoding = m.group(1).decode("ascii").lower() if m else "utf-8"
             if encoding in ("utf-16", "utf16"):
                 encoding = "utf-16-le"
+            encoding = check_encoding(encoding, path, line=raw[:m.start(1)].count(b"\n") + 1 if m else None)
     try:
         text = raw[len(bom):].decode(encoding)
     except LookupError:
@@ -190,7 +232,10 @@ def parse(path: Path, raw: bytes | None = None) -> XmlFile:
         raise UnsafeXMLError(f"entity reference &{el.text.strip('&;')}; is not allowed", path=path,
                              line=el.sourceline)
     elements = list(root.iter(etree.Element))
-    starts, tag_ends, closes, ends = _scan(text)
+    if len(elements) > MAX_ELEMENTS:
+        raise FormatError(f"{len(elements)} elements: more than tower-cat reads in one file ({MAX_ELEMENTS})",
+                          path=path, hint="split the file")
+    starts, tag_ends, closes, ends = _scan(text, path)
     if len(starts) != len(elements):
         raise FormatError(f"could not locate {len(elements)} elements in the text (found {len(starts)})", path=path,
                           hint="please report this file to the tower-cat developers")
@@ -201,10 +246,45 @@ def parse(path: Path, raw: bytes | None = None) -> XmlFile:
 _SPECIAL = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>|<!DOCTYPE(?:[^\[>]|\[.*?\])*>", re.S)
 
 
-def _scan(text: str) -> tuple[list[int], list[int], list[int], list[int]]:
+def _line(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1
+
+
+def check_units(count: int, path: Path | None = None, line: int | None = None, what: str = "units") -> None:
+    """Refuse a file with more than :data:`MAX_UNITS` units (called by each reader as it counts)."""
+    if count > MAX_UNITS:
+        raise FormatError(f"more than {MAX_UNITS} {what} in one file: more than tower-cat reads", path=path,
+                          line=line, hint="split the file (or raise tower_cat.formats._xml.MAX_UNITS)")
+
+
+def check_depth(depth: int, path: Path | None = None, line: int | None = None) -> None:
+    if depth > MAX_DEPTH:
+        raise FormatError(f"elements nested more than {MAX_DEPTH} deep", path=path, line=line,
+                          hint="no CAT format needs this; raise tower_cat.formats._xml.MAX_DEPTH if it is real")
+
+
+def check_text(length: int, path: Path | None = None, line: int | None = None) -> None:
+    if length > MAX_TEXT_CHARS:
+        raise FormatError(f"a text of {length} characters: longer than tower-cat reads ({MAX_TEXT_CHARS})",
+                          path=path, line=line, hint="raise tower_cat.formats._xml.MAX_TEXT_CHARS if it is real")
+
+
+def check_start_tag(tag: str, path: Path | None = None, line: int | None = None) -> None:
+    """Refuse an attribute value longer than :data:`MAX_ATTRIBUTE_CHARS` (only called for long start tags)."""
+    for m in _ATTR.finditer(tag):
+        if len(m.group(5)) > MAX_ATTRIBUTE_CHARS:
+            raise FormatError(f"attribute {m.group(2)!r} has a value of {len(m.group(5))} characters: longer than "
+                              f"tower-cat reads ({MAX_ATTRIBUTE_CHARS})", path=path, line=line,
+                              hint="raise tower_cat.formats._xml.MAX_ATTRIBUTE_CHARS if it is real")
+
+
+def _scan(text: str, path: Path | None = None) -> tuple[list[int], list[int], list[int], list[int]]:
     """Offsets of every element of a well-formed document, in document order of the start tags: four parallel
     lists (start, tag_end, close, end). Relies on lxml having accepted the text: ``<`` only opens markup outside
-    comments, CDATA and processing instructions, and attribute values never contain ``<``."""
+    comments, CDATA and processing instructions, and attribute values never contain ``<``.
+
+    Also enforces :data:`MAX_DEPTH`, :data:`MAX_TEXT_CHARS` and :data:`MAX_ATTRIBUTE_CHARS` on the way (a
+    comparison per element)."""
     starts: list[int] = []
     tag_ends: list[int] = []
     closes: list[int] = []
@@ -212,6 +292,7 @@ def _scan(text: str) -> tuple[list[int], list[int], list[int], list[int]]:
     stack: list[int] = []
     push, pop = stack.append, stack.pop
     find, count = text.find, text.count
+    max_depth, max_text, max_attr = MAX_DEPTH, MAX_TEXT_CHARS, MAX_ATTRIBUTE_CHARS
     p = find("<")
     while p >= 0:
         c = text[p + 1]
@@ -223,13 +304,17 @@ def _scan(text: str) -> tuple[list[int], list[int], list[int], list[int]]:
         elif c == "!" or c == "?":
             m = _SPECIAL.match(text, p)
             if m is None:
-                raise FormatError(f"unrecognised markup at offset {p}")
+                raise FormatError(f"unrecognised markup at offset {p}", path=path, line=_line(text, p))
             gt = m.end() - 1
+            if gt - p > max_text:
+                check_text(gt - p, path, _line(text, p))
         else:
             gt = find(">", p)
             if count('"', p, gt) & 1 or count("'", p, gt):
                 m = _TOKEN.match(text, p)  # a '>' inside a quoted attribute value, or single quotes
                 gt = m.end() - 1
+            if gt - p > max_attr:
+                check_start_tag(text[p:gt + 1], path, _line(text, p))
             i = len(starts)
             starts.append(p)
             tag_ends.append(gt + 1)
@@ -240,7 +325,11 @@ def _scan(text: str) -> tuple[list[int], list[int], list[int], list[int]]:
                 closes.append(-1)
                 ends.append(-1)
                 push(i)
+                if len(stack) > max_depth:
+                    check_depth(len(stack), path, _line(text, p))
         p = find("<", gt)
+        if (p if p >= 0 else len(text)) - gt > max_text:
+            check_text((p if p >= 0 else len(text)) - gt - 1, path, _line(text, gt))
     return starts, tag_ends, closes, ends
 
 

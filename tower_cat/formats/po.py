@@ -46,11 +46,15 @@ from pathlib import Path
 
 from tower_cat.document import CodeKind, Document, InlineCode, Issue, Segment, Unit, UnitContext
 from tower_cat.errors import FormatError
-from tower_cat.formats._xml import Splicer, atomic_write
+from tower_cat.formats._xml import MAX_UNITS, Splicer, atomic_write, check_encoding, check_units
 
 FORMAT = "po"
 WIDTH = 79
 COMMENT_TAG = "tower-cat:"
+# The most plural forms a header may declare. Real languages need at most 6 (CLDR and gettext's own plural table:
+# Arabic, Welsh); gettext only checks that ``plural`` stays below ``nplurals`` for n = 0..1000, so a header can
+# ask for any number, and every plural message then gets that many units. Past this, the file is refused.
+MAX_NPLURALS = 20
 
 # --- sniffing -------------------------------------------------------------------------------------------------
 
@@ -369,8 +373,10 @@ def _strip_eol(line: str) -> str:
     return line.rstrip("\r\n")
 
 
-def _detect(raw: bytes, path: Path) -> tuple[str, str, bytes]:
-    """(text, codec, bom): BOM, UTF-16 without BOM, then the header's charset, then UTF-8."""
+def _detect(raw: bytes, path: Path) -> tuple[str, str, bytes, int | None]:
+    """(text, codec, bom, line of the header's charset): BOM, UTF-16 without BOM, then the header's charset, then
+    UTF-8. A charset that does not decode the bytes is an error naming the header line."""
+    line = None
     if raw.startswith(b"\xef\xbb\xbf"):
         enc, bom = "utf-8", raw[:3]
     elif raw.startswith(b"\xfe\xff"):
@@ -396,17 +402,76 @@ def _detect(raw: bytes, path: Path) -> tuple[str, str, bytes]:
             name = m.group(1).decode("ascii")
             if name.upper() != "CHARSET":
                 try:
-                    enc = codecs.lookup(name).name
+                    codecs.lookup(name)
                 except LookupError:
                     raise FormatError(f"unknown charset {name!r} in the Content-Type header", path=path, line=line,
                                       hint="use a charset name Python knows, e.g. UTF-8") from None
+                enc = check_encoding(name, path, line, where="the Content-Type header")
+            else:
+                line = None
     try:
         text = raw[len(bom):].decode(enc)
     except UnicodeDecodeError as exc:
-        line = raw[: len(bom) + exc.start].count(b"\n") + 1
-        raise FormatError(f"bytes that are not valid {enc}", path=path, line=line,
-                          hint="check the charset in the Content-Type header") from None
-    return text, enc, bom
+        bad = raw[: len(bom) + exc.start].count(b"\n") + 1
+        declared = f"the charset {enc} declared in the Content-Type header (line {line})" if line else enc
+        raise FormatError(f"bytes that are not valid {declared}", path=path, line=bad,
+                          hint="fix the charset in the Content-Type header, or convert the file "
+                               "(msgconv -t UTF-8)") from None
+    return text, enc, bom, line
+
+
+# letters of scripts that are written with spaces between words: Latin mixed with one of them inside a word is what
+# Latin-1 text read as KOI8-R, windows-1251/1253/1255/1256 ... looks like ("CafИ"), never real text
+_MOJIBAKE_SCRIPTS = ("CYRILLIC", "GREEK", "HEBREW", "ARABIC", "ARMENIAN", "GEORGIAN")
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+def _mixed_script_words(text: str) -> tuple[int, int, str | None]:
+    """(words mixing ASCII Latin letters with letters of another alphabet, words with non-ASCII letters, the first
+    mixed word)."""
+    import unicodedata
+
+    mixed = nonascii = 0
+    first = None
+    for m in _WORD.finditer(text):
+        w = m.group(0)
+        if w.isascii():
+            continue
+        nonascii += 1
+        if not any(c.isascii() for c in w):
+            continue
+        if any(not c.isascii() and unicodedata.name(c, "").split(" ", 1)[0] in _MOJIBAKE_SCRIPTS for c in w):
+            mixed += 1
+            first = first or w
+    return mixed, nonascii, first
+
+
+def charset_problems(raw: bytes, text: str, encoding: str, bom: bytes) -> list[str]:
+    """Why the text decoded with the header's (legacy, non-Unicode) charset is probably not what the file holds:
+    bytes that do not come back the same when re-encoded, bytes that are UTF-8 (non-ASCII) while the header
+    declares something else, or words that mix Latin letters with another alphabet (Latin-1 read as KOI8-R)."""
+    if encoding.startswith(("utf", "ascii")):
+        return []
+    problems = []
+    body = raw[len(bom):]
+    try:
+        same = text.encode(encoding) == body
+    except UnicodeEncodeError:
+        same = False
+    if not same:
+        problems.append(f"the bytes decoded as {encoding} do not encode back to the same bytes")
+    if not body.isascii():
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            problems.append(f"the text is UTF-8, not {encoding}")
+    mixed, nonascii, first = _mixed_script_words(text)
+    if mixed and mixed * 4 >= nonascii:
+        problems.append(f"read as {encoding}, {mixed} of {nonascii} words with non-ASCII letters mix Latin letters "
+                        f"with another alphabet (e.g. {first!r}): the bytes are in another charset")
+    return problems
 
 
 def _parse(text: str, path: Path, issues: list[Issue]) -> tuple[list[str], list[Entry]]:
@@ -439,7 +504,11 @@ def _parse(text: str, path: Path, issues: list[Issue]) -> tuple[list[str], list[
                     raise err(i, "string not terminated: a closing \" is missing on this line")
                 raise err(i, f"unexpected text {rest[pos:pos + 30]!r}: expected a quoted string")
             bad: list[str] = []
-            out.append(unescape(m.group(1), bad))
+            value = unescape(m.group(1), bad)
+            if "\x00" in value:
+                raise err(i, "a NUL character in a string (gettext strings end at NUL: the rest would be lost)",
+                          hint="remove the NUL byte or the \\0 escape")
+            out.append(value)
             for b in bad:
                 issues.append(Issue("warning", f"unknown escape sequence {b!r}", line=i + 1))
             pos = m.end()
@@ -575,6 +644,17 @@ def _parse_previous(e: Entry) -> None:
             e.previous[key] += unescape(sm.group(1))
 
 
+def _header_line(header: Entry, lines: list[str], name: str) -> int | None:
+    """The 1-based line of the header's ``name:`` field (the msgstr line when not found on its own line)."""
+    if not header.msgstr:
+        return None
+    f = header.msgstr[0]
+    for i in range(f.first, f.last):
+        if name.lower() + ":" in lines[i].lower():
+            return i + 1
+    return f.first + 1
+
+
 def _header_value(header: Entry | None, name: str) -> str | None:
     if header is None or not header.msgstr:
         return None
@@ -594,13 +674,26 @@ _OUR_PREVIOUS = re.compile(r"^#\s+tower-cat previous(?:\[(\d+)\])?:\s*(.*?)\s*$"
 PREVIOUS_TAG = "tower-cat previous"
 
 
-def load(path: Path, strict: bool = True) -> Document:
-    """Read a PO/POT file. With ``strict`` a broken file raises ``FormatError`` (file, line, what is wrong)."""
+def load(path: Path, strict: bool = True, lenient: bool = False) -> Document:
+    """Read a PO/POT file. With ``strict`` a broken file raises ``FormatError`` (file, line, what is wrong).
+
+    A legacy charset in the header that does not fit the bytes (:func:`charset_problems`) is an error naming
+    the header line; with ``lenient`` it is a warning and the file is read as the header says."""
     path = Path(path)
     raw = path.read_bytes()
-    text, encoding, bom = _detect(raw, path)
+    text, encoding, bom, charset_line = _detect(raw, path)
     issues: list[Issue] = []
+    for problem in charset_problems(raw, text, encoding, bom):
+        message = f"the charset in the Content-Type header is wrong: {problem}"
+        if lenient:
+            issues.append(Issue("warning", message + " (read as declared: --lenient)", line=charset_line))
+        elif strict:
+            raise FormatError(message, path=path, line=charset_line,
+                              hint="fix the header's charset, or pass --lenient to read the file as declared")
+        else:
+            issues.append(Issue("error", message, line=charset_line))
     lines, entries = _parse(text, path, issues)
+    check_units(len(entries), path, None, "messages")
     offsets = [0]
     for ln in lines:
         offsets.append(offsets[-1] + len(ln))
@@ -610,7 +703,15 @@ def load(path: Path, strict: bool = True) -> Document:
     if pf:
         m = re.search(r"nplurals\s*=\s*(\d+)", pf)
         if m:
-            nplurals = int(m.group(1))
+            nplurals = int(m.group(1)) if len(m.group(1)) < 10 else 10 ** 9
+            if not 1 <= nplurals <= MAX_NPLURALS:
+                pf_line = _header_line(header, lines, "Plural-Forms")
+                message = (f"the Plural-Forms header says nplurals={m.group(1)[:20]}: "
+                           + ("not a positive number" if nplurals < 1 else
+                              f"more plural forms than any language has (tower-cat reads up to {MAX_NPLURALS})"))
+                # refused even when not strict: every plural message would get this many units
+                raise FormatError(message, path=path, line=pf_line,
+                                  hint="real languages need 1 to 6 (e.g. nplurals=2; plural=(n != 1);)")
     language = _header_value(header, "Language") or None
     newline = "\r\n" if "\r\n" in text[:8192] else ("\r" if "\r" in text[:8192] and "\n" not in text[:8192]
                                                      else "\n")
@@ -639,6 +740,8 @@ def load(path: Path, strict: bool = True) -> Document:
             issues.append(Issue("warning", f"{len(e.msgstr)} plural forms but the header says nplurals={nplurals}",
                                 line=e.msgstr[0].first + 1, unit=key))
         units.extend(_units_of(e, handle))
+        if len(units) > MAX_UNITS:
+            check_units(len(units), path, e.msgid.first + 1)
     for u in units:
         handle.units[u.id] = (u.meta.pop("_entry"), u.meta.get("plural_index"))
     doc = Document(path=path, format=FORMAT, units=units, source_lang=None, target_lang=language, issues=issues,
@@ -783,6 +886,9 @@ def _splice_entry(e: Entry, units: list[Unit], h: PoHandle, sp: Splicer, path: P
         for u in edits:
             _, n = h.units[u.id]
             new_values[n] = from_segment(u.edit.segment)
+            if "\x00" in new_values[n]:
+                raise FormatError("the new target has a NUL character, which a PO string cannot hold; not written",
+                                  path=path, line=u.line, unit=u.id)
         if e.plural is None:
             f = e.msgstr[0]
             sp.replace(h.offsets[f.first], h.offsets[f.last],

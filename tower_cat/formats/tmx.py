@@ -64,7 +64,7 @@ def escape_content(s: str) -> str:
 
 # --- seg content -> Segment ----------------------------------------------------------------------------------------
 
-def _segment(seg: etree._Element, raw_of) -> Segment:
+def _segment(seg: etree._Element, raw_of, path: Path | None = None) -> Segment:
     """The content of a ``<seg>`` as a Segment. ``raw_of(el, part)`` gives an element's markup: part is "outer",
     "start" or "end".
 
@@ -85,8 +85,12 @@ def _segment(seg: etree._Element, raw_of) -> Segment:
         seen[base] = seen.get(base, 0) + 1
         return base if seen[base] == 1 else f"{base}.{seen[base]}"
 
-    def walk(el: etree._Element) -> None:
+    def walk(el: etree._Element, depth: int = 0) -> None:
+        if depth > _xml.MAX_DEPTH:  # the streaming reader has no _xml.parse to check it
+            _xml.check_depth(depth, path, el.sourceline)
         if el.text:
+            if len(el.text) > _xml.MAX_TEXT_CHARS:
+                _xml.check_text(len(el.text), path, el.sourceline)
             parts.append(el.text)
         for child in el:
             tag = child.tag
@@ -106,7 +110,7 @@ def _segment(seg: etree._Element, raw_of) -> Segment:
                         parts.append(InlineCode(cid, CodeKind.STANDALONE, raw_of(child, "outer"), "hi", display))
                     else:
                         parts.append(InlineCode(cid, CodeKind.OPEN, raw_of(child, "start"), "hi", display))
-                        walk(child)
+                        walk(child, depth + 1)
                         parts.append(InlineCode(cid, CodeKind.CLOSE, raw_of(child, "end"), "hi", display))
                 else:
                     raw = raw_of(child, "outer")
@@ -131,6 +135,8 @@ def _segment(seg: etree._Element, raw_of) -> Segment:
                         kind = CodeKind.STANDALONE
                     parts.append(InlineCode(cid, kind, raw, tag=local, display=display, isolated=isolated))
             if child.tail:
+                if len(child.tail) > _xml.MAX_TEXT_CHARS:
+                    _xml.check_text(len(child.tail), path, child.sourceline)
                 parts.append(child.tail)
 
     walk(seg)
@@ -203,6 +209,7 @@ def load(path: Path, strict: bool = True, target_lang: str | None = None) -> Doc
         issues.append(Issue("warning", "the header has no srclang; the first tuv of each tu is the source",
                             line=header.sourceline))
     tus = _children(body, "tu")
+    _xml.check_units(len(tus), path, body.sourceline, "<tu> elements")
     uses_xml_lang = True
     recs: list[tuple[etree._Element, list[etree._Element], str | None]] = []
     langs: list[str] = []
@@ -261,8 +268,8 @@ def load(path: Path, strict: bool = True, target_lang: str | None = None) -> Doc
             context.msgctxt = ctx[0]
         units.append(Unit(
             id=uid,
-            source=_segment(src_seg, raw_of) if src_seg is not None else Segment(),
-            target=_segment(tgt_seg, raw_of) if tgt_seg is not None else None,
+            source=_segment(src_seg, raw_of, path) if src_seg is not None else Segment(),
+            target=_segment(tgt_seg, raw_of, path) if tgt_seg is not None else None,
             notes=notes, context=context, line=tu.sourceline, meta=meta,
         ))
     source_lang = srclang if srclang and srclang != "*all*" else (units[0].meta["source_lang"] if units else None)
@@ -433,18 +440,43 @@ class TmxUnit:
         return self.variants[key] if key is not None else None
 
 
-def _head_text(path: Path) -> str:
-    """The first 64 KiB decoded (enough to see the XML declaration and any DOCTYPE)."""
+def _head_text(path: Path) -> tuple[str, str]:
+    """The first 64 KiB decoded (enough to see the XML declaration and any DOCTYPE) and the file's encoding.
+    A declared encoding that is not ASCII-compatible (UTF-7, EBCDIC) is refused, as by ``_xml.parse``."""
     with open(path, "rb") as fh:
         raw = fh.read(65536)
     for mark, enc in ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
         if raw.startswith(mark):
-            return raw[len(mark):].decode(enc, errors="ignore")
+            return raw[len(mark):].decode(enc, errors="ignore"), enc
     if raw[:2] == b"<\x00":
-        return raw.decode("utf-16-le", errors="ignore")
+        return raw.decode("utf-16-le", errors="ignore"), "utf-16-le"
     if raw[:2] == b"\x00<":
-        return raw.decode("utf-16-be", errors="ignore")
-    return raw.decode("latin-1")
+        return raw.decode("utf-16-be", errors="ignore"), "utf-16-be"
+    m = _xml._DECL_ENCODING.match(raw[:400])
+    enc = _xml.check_encoding(m.group(1).decode("ascii"), path, raw[:m.start(1)].count(b"\n") + 1) if m else "utf-8"
+    return raw.decode("latin-1"), enc
+
+
+_TU_OR_SKIP = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<(?:[A-Za-z_][\w.-]*:)?tu(?=[\s/>])", re.S)
+
+
+def _tu_index_at(path: Path, encoding: str, line: int | None, column: int | None) -> int | None:
+    """The 0-based index of the ``<tu>`` a syntax error at (line, column) lies in or after: the number of
+    ``<tu`` start tags before that position, minus one (None when there is none). Counted in the file's text,
+    so the answer does not depend on how far lxml's streaming parser had read when it met the error."""
+    if not line:
+        return None
+    lines: list[str] = []
+    with open(path, encoding=encoding, errors="replace", newline="") as fh:
+        for ln in fh:
+            lines.append(ln)
+            if len(lines) >= line:
+                break
+    if len(lines) >= line and column:
+        lines[-1] = lines[-1][:max(column - 1, 0)]
+    text = "".join(lines).lstrip("\ufeff")
+    count = sum(1 for m in _TU_OR_SKIP.finditer(text) if not m.group(0).startswith(("<!--", "<![CDATA[")))
+    return count - 1 if count else None
 
 
 def _serialized(el: etree._Element, part: str) -> str:
@@ -477,7 +509,7 @@ def iter_tmx(path: str | Path) -> Iterator[TmxUnit]:
     path = Path(path)
     if not path.is_file():
         raise FormatError("no such file", path=path)
-    head = _head_text(path)
+    head, encoding = _head_text(path)
     _xml.check_doctype(head, path)
     m = _FIRST_ELEMENT.search(_PROLOG_NOISE.sub("", head))
     if m and _local(m.group(1).split(":")[-1]) != "tmx":
@@ -498,6 +530,8 @@ def iter_tmx(path: str | Path) -> Iterator[TmxUnit]:
                 continue
             if parent is None or _local(parent.tag) != "body":
                 continue  # a stray <tu> somewhere else: not part of the body
+            if index >= _xml.MAX_UNITS:
+                _xml.check_units(index + 1, path, el.sourceline, "<tu> elements")
             yield _tu_unit(el, index, srclang, path)
             index += 1
             # free what we have read: this tu and every earlier sibling (comments, whitespace tails)
@@ -505,10 +539,11 @@ def iter_tmx(path: str | Path) -> Iterator[TmxUnit]:
             while el.getprevious() is not None:
                 del parent[0]
     except etree.XMLSyntaxError as exc:
-        line = exc.position[0] if exc.position else None
-        where = f" (in tu #{index}, 0-based, or after it)" if index else ""
+        line, column = exc.position if exc.position else (None, None)
+        at = _tu_index_at(path, encoding, line, column)
+        where = f" (in tu #{at}, 0-based, or after it)" if at is not None else ""
         raise FormatError(f"not well-formed XML: {exc.msg}{where}", path=path, line=line,
-                          unit=f"tu #{index}") from None
+                          unit=f"tu #{at}" if at is not None else None) from None
     finally:
         del context
 
@@ -533,7 +568,7 @@ def _tu_unit(tu: etree._Element, index: int, srclang: str | None, path: Path) ->
             raise FormatError("<tuv> without <seg>", path=path, line=tuv.sourceline, unit=f"tu #{index}")
         if any(k.lower() == lang.lower() for k in variants):
             continue
-        variants[lang] = _segment(segs[0], _serialized)
+        variants[lang] = _segment(segs[0], _serialized, path)
         vprops[lang] = _props(tuv)
         vnotes[lang] = _notes(tuv)
     attrs = {k: v for k, v in tu.attrib.items() if k not in ("tuid", "srclang")}

@@ -372,8 +372,11 @@ class _Loader:
         no_translate: dict[etree._Element, bool] = {}
         parent_no: dict[etree._Element, bool] = {}  # parent -> translate="no" on it or an enclosing group
         tlang = (frec.target_language or "").lower()
+        max_units = _xml.MAX_UNITS
         for tu in frec.el.iter(T["trans-unit"]):
             line = tu.sourceline
+            if len(recs) >= max_units:
+                _xml.check_units(len(recs) + 1, self.path, line)
             get = tu.get
             tu_id = get("id")
             if tu_id is None:
