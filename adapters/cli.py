@@ -94,11 +94,28 @@ class BackgroundServer:
               "(default: a temporary folder).")
 @click.option("--sessions", type=click.Path(dir_okay=False), help="SQLite file for /v1/sessions (interactive "
               "refinement); default: sessions.sqlite in --jobs-dir or the user cache folder.")
+@click.option("--state", type=click.Path(dir_okay=False), help="SQLite file of the server's durable state "
+              "(glossaries, usage per key, file jobs, session owners); default: state.sqlite in --jobs-dir, else "
+              "in memory.")
+@click.option("--admin-key", help="A key that sees and manages every key's jobs, glossaries and sessions (also "
+              "TOWER_CAT_ADMIN_KEY).")
+@click.option("--tm-mode", type=click.Choice(["shared", "per-key"]), default="shared", show_default=True,
+              help="shared: every key reads and writes --tm; per-key: each key has its own TM in the state "
+                   "folder (--tm is the admin key's).")
+@click.option("--job-workers", default=2, show_default=True, type=int, help="File jobs run at the same time.")
+@click.option("--job-max-seconds", default=3600.0, show_default=True, type=float,
+              help="A file job running longer is stopped and failed.")
+@click.option("--job-max-units", default=200_000, show_default=True, type=int, help="Units per uploaded file.")
+@click.option("--job-max-memory-mb", default=2048, show_default=True, type=int,
+              help="Memory an upload may take to read (checked in a child process before the job runs).")
+@click.option("--job-keep-days", default=7.0, show_default=True, type=float,
+              help="Finished file jobs (and their files) are removed after this long.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def serve(model, tm, glossaries, host, port, api_keys, languages, device, compute_type, threads, cache,
           batch_window_ms, max_batch, max_queue, max_request_kb, character_limit, max_new_tokens, jobs_dir,
-          sessions, log_level):
+          sessions, state, admin_key, tm_mode, job_workers, job_max_seconds, job_max_units, job_max_memory_mb,
+          job_keep_days, log_level):
     """Serve a model to CAT tools: /v1 (ours, OpenAPI at /docs), DeepL (/v2, /v3), LibreTranslate
     (/translate, /languages, /detect) and Apertium APy (/translate?langpair=, /listPairs)."""
     import uvicorn
@@ -107,7 +124,8 @@ def serve(model, tm, glossaries, host, port, api_keys, languages, device, comput
     from .service import ServerConfig, Service
 
     keys = list(api_keys) + [k.strip() for k in os.environ.get("TOWER_CAT_API_KEYS", "").split(",") if k.strip()]
-    if not keys and not _is_loopback(host):
+    admin_key = admin_key or os.environ.get("TOWER_CAT_ADMIN_KEY") or None
+    if not keys and not admin_key and not _is_loopback(host):
         click.echo(f"warning: listening on {host} without --api-key: anyone who can reach it can use the model",
                    err=True)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
@@ -116,10 +134,16 @@ def serve(model, tm, glossaries, host, port, api_keys, languages, device, comput
                           device=device, compute_type=compute_type, threads=threads, cache=cache,
                           batch_window=batch_window_ms / 1000.0, max_batch_prompts=max_batch, max_pending=max_queue,
                           max_request_bytes=max_request_kb * 1024, character_limit=character_limit,
-                          max_new_tokens=max_new_tokens, jobs_dir=jobs_dir, sessions=sessions)
+                          max_new_tokens=max_new_tokens, jobs_dir=jobs_dir, sessions=sessions, state=state,
+                          admin_key=admin_key, tm_mode=tm_mode, job_workers=job_workers,
+                          job_max_seconds=job_max_seconds, job_max_units=job_max_units,
+                          job_max_memory_mb=job_max_memory_mb, job_keep_days=job_keep_days)
     click.echo(f"loading {model} ...", err=True)
+    from .jobs import JobManager
+
     service = Service.from_config(config)
     app = create_app(service)
+    service.jobs = JobManager(service, config.jobs_dir)  # now: jobs interrupted by a restart run again
     click.echo(f"tower-cat serving on http://{host}:{port} (API docs at /docs)", err=True)
     try:
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")

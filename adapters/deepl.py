@@ -4,7 +4,10 @@ Follows what the official client (``deepl`` 1.32) and Weblate send and read:
 
 * JSON or form bodies (repeated ``text=``; ``text[]`` too), and the legacy ``GET /v2/translate?text=…`` with
   ``auth_key``; the key from ``Authorization: DeepL-Auth-Key <key>`` or ``auth_key``.
-* ``billed_characters`` in every translation (the client does ``int(...)`` on it), ``detected_source_language``
+* ``billed_characters`` in every translation (the client does ``int(...)`` on it): DeepL's rule — the source
+  text's characters (Unicode code points), tags and their attributes *not* counted when ``tag_handling`` is
+  set, ``context`` not counted, an entity counted as the one character it stands for — the same number
+  ``/v2/usage`` adds up (``Service.translate`` counts ``segment.text``); ``detected_source_language``
   always set (given or detected).
 * ``GET /v2/languages`` reads ``type`` from the query *or* a form body (the client sends a body on GET).
 * Glossary ``creation_time`` with fractional seconds; ``/entries`` answers TSV; v2 glossaries take base codes.
@@ -15,6 +18,8 @@ control); ``split_sentences``, ``preserve_formatting``, ``model_type`` and frien
 """
 
 from __future__ import annotations
+
+import re
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -42,8 +47,37 @@ def _tag_list(values: list) -> set[str]:
     return out
 
 
+_FORM_DICTIONARY = re.compile(r"^dictionaries\[(\d+)\]\.(source_lang|target_lang|entries|entries_format)$")
+
+
+def _dictionaries_param(params: Params) -> list[dict]:
+    """v3 glossary dictionaries as JSON carries them (a list of objects) or as deepl-node sends them, form-encoded
+    (``dictionaries[0].source_lang=…&dictionaries[0].entries=…``). [] when absent; a 400 when present but not
+    readable, so a dictionary is never silently dropped."""
+    raw = params.get("dictionaries")
+    if raw is not None:
+        if not isinstance(raw, list) or not all(isinstance(d, dict) for d in raw):
+            raise ServiceError("Parameter 'dictionaries' must be a list of objects with source_lang, target_lang, "
+                               "entries and entries_format.")
+        return raw
+    found: dict[int, dict] = {}
+    for name, values in params.data.items():
+        if not name.startswith("dictionaries"):
+            continue
+        m = _FORM_DICTIONARY.match(name)
+        if not m:
+            raise ServiceError(f"Parameter '{name}' is not readable: send dictionaries[N].source_lang, "
+                               "dictionaries[N].target_lang, dictionaries[N].entries, dictionaries[N].entries_format.")
+        if len(values) != 1:
+            raise ServiceError(f"Parameter '{name}' is given more than once.")
+        found.setdefault(int(m.group(1)), {})[m.group(2)] = values[0]
+    if sorted(found) != list(range(len(found))):
+        raise ServiceError("Parameter 'dictionaries' is not readable: indices must run 0, 1, 2, … without gaps.")
+    return [found[i] for i in range(len(found))]
+
+
 def _glossary_for_pair(service, gid: str, src: str, tgt: str, key: str | None):
-    g = service.glossaries.get(gid)
+    g = service.glossaries.get(gid, service.caller(key))
     if g.builtin is None and g.dictionary(src, tgt) is None:
         raise ServiceError("Glossary does not match the source and target language of the request")
     return g
@@ -97,9 +131,9 @@ def router() -> APIRouter:
         outs = await service.translate(items, source, tgt, key=key, glossary_ids=gids,
                                        context=str(context) if context else None)
         translations = []
-        for text, out in zip(texts, outs):
+        for item, out in zip(items, outs):  # billed: text characters, tags excluded, as /v2/usage counts
             translations.append({"detected_source_language": out.source_lang.split("-")[0].upper(),
-                                 "text": out.text, "billed_characters": len(text)})
+                                 "text": out.text, "billed_characters": len(item.segment.text)})
         return {"translations": translations}
 
     @multi_route(r, "/v2/languages")
@@ -139,15 +173,10 @@ def router() -> APIRouter:
         return Dictionary(src, tgt, parse_entries(str(entries), str(entries_format or "tsv")))
 
     def _visible(service, key):
-        if not service.config.api_keys:
-            return service.glossaries.list()
-        return [g for g in service.glossaries.list() if g.owner in (key, None)]
+        return service.glossaries.list(service.caller(key))
 
     def _get_glossary(service, gid: str, key):
-        g = service.glossaries.get(gid)
-        if service.config.api_keys and g.owner not in (key, None):
-            raise NotFound("glossary not found")
-        return g
+        return service.glossaries.get(gid, service.caller(key))
 
     @r.post("/v2/glossaries")
     async def create_glossary(request: Request):
@@ -155,7 +184,7 @@ def router() -> APIRouter:
         service = service_of(request)
         d = _dictionary(service, params.get("source_lang"), params.get("target_lang"), params.get("entries"),
                         params.get("entries_format"))
-        g = service.glossaries.create(str(params.get("name") or ""), [d], owner=key)
+        g = service.glossaries.create(str(params.get("name") or ""), [d], owner=service.caller(key).owner)
         return JSONResponse(g.v2(), status_code=201)
 
     @r.get("/v2/glossaries")
@@ -180,8 +209,7 @@ def router() -> APIRouter:
     async def delete_glossary(glossary_id: str, request: Request):
         _, key = await _begin(request)
         service = service_of(request)
-        _get_glossary(service, glossary_id, key)
-        service.glossaries.delete(glossary_id)
+        service.glossaries.delete(glossary_id, service.caller(key))
         return Response(status_code=204)
 
     # -- v3 languages and glossaries (Weblate 2026, DeepLClient) -----------------------------------------
@@ -204,12 +232,12 @@ def router() -> APIRouter:
     async def create_v3(request: Request):
         params, key = await _begin(request)
         service = service_of(request)
-        dicts = params.get("dictionaries") or []
-        if not isinstance(dicts, list) or not dicts:
+        dicts = _dictionaries_param(params)
+        if not dicts:
             raise ServiceError("Parameter 'dictionaries' not specified.")
         ds = [_dictionary(service, d.get("source_lang"), d.get("target_lang"), d.get("entries"),
-                          d.get("entries_format")) for d in dicts if isinstance(d, dict)]
-        g = service.glossaries.create(str(params.get("name") or ""), ds, owner=key)
+                          d.get("entries_format")) for d in dicts]
+        g = service.glossaries.create(str(params.get("name") or ""), ds, owner=service.caller(key).owner)
         return JSONResponse(g.v3(), status_code=201)
 
     @r.get("/v3/glossaries")
@@ -228,11 +256,14 @@ def router() -> APIRouter:
         params, key = await _begin(request)
         service = service_of(request)
         g = _get_glossary(service, glossary_id, key)
+        dicts = _dictionaries_param(params)
+        if not params.get("name") and not dicts:
+            raise ServiceError("Parameter 'name' or 'dictionaries' not specified.")
+        news = [_dictionary(service, d.get("source_lang"), d.get("target_lang"), d.get("entries"),
+                            d.get("entries_format")) for d in dicts]  # every one read before anything changes
         if params.get("name"):
             g.name = str(params.get("name"))
-        for d in params.get("dictionaries") or []:
-            new = _dictionary(service, d.get("source_lang"), d.get("target_lang"), d.get("entries"),
-                              d.get("entries_format"))
+        for new in news:
             old = g.dictionary(new.source_lang, new.target_lang)
             if old is not None:  # PATCH merges entries into the existing dictionary
                 merged = dict(old.entries)
@@ -240,6 +271,7 @@ def router() -> APIRouter:
                 new = Dictionary(new.source_lang, new.target_lang, list(merged.items()))
                 g.dictionaries.remove(old)
             g.dictionaries.append(new)
+        service.glossaries.save(g)
         return g.v3()
 
     @r.put("/v3/glossaries/{glossary_id}/dictionaries")
@@ -253,16 +285,19 @@ def router() -> APIRouter:
         if old is not None:
             g.dictionaries.remove(old)
         g.dictionaries.append(new)
+        service.glossaries.save(g)
         return {"source_lang": new.source_lang, "target_lang": new.target_lang, "entry_count": len(new.entries)}
 
     @r.delete("/v3/glossaries/{glossary_id}/dictionaries")
     async def delete_dictionary_v3(glossary_id: str, request: Request):
         params, key = await _begin(request)
-        g = _get_glossary(service_of(request), glossary_id, key)
+        service = service_of(request)
+        g = _get_glossary(service, glossary_id, key)
         d = g.dictionary(str(params.get("source_lang") or ""), str(params.get("target_lang") or ""))
         if d is None:
             raise NotFound("dictionary not found")
         g.dictionaries.remove(d)
+        service.glossaries.save(g)
         return Response(status_code=204)
 
     @r.get("/v3/glossaries/{glossary_id}/entries")
@@ -280,8 +315,7 @@ def router() -> APIRouter:
     async def delete_v3(glossary_id: str, request: Request):
         _, key = await _begin(request)
         service = service_of(request)
-        _get_glossary(service, glossary_id, key)
-        service.glossaries.delete(glossary_id)
+        service.glossaries.delete(glossary_id, service.caller(key))
         return Response(status_code=204)
 
     return r

@@ -33,7 +33,7 @@ from tower_cat.errors import TowerCatError
 from .catalog import Catalog, LanguageError
 from .langdetect import Detection, LanguageDetector
 from .state import (Caller, Dictionary, GlossaryStore, KeyUsage, ServerState, StoredGlossary,  # noqa: F401
-                    UsageCounter, open_state, owner_id)
+                    TenantMemories, UsageCounter, open_state, owner_id)
 from .tags import Markup, parse_markup
 
 log = logging.getLogger("tower_cat.server")
@@ -104,7 +104,7 @@ class ServerConfig:
     job_workers: int = 2                                    # file jobs run at the same time
     job_max_seconds: float = 3600.0                         # a file job past this is cancelled
     job_max_units: int = 200_000                            # units per uploaded file
-    job_max_rss_mb: int | None = None                       # server RSS past this cancels the largest running job
+    job_max_memory_mb: int | None = 2048                    # address space to read an upload (checked first)
     job_keep_days: float = 7.0                              # finished jobs (and their files) kept this long
     preload: bool = True
 
@@ -377,6 +377,8 @@ class Service:
     def __init__(self, engine, config: ServerConfig | None = None, *, tm=None):
         self.config = config or ServerConfig()
         self.engine = engine
+        self.memories = TenantMemories(self.config.tm_mode, tm, Path(self.state.location).parent / "tm"
+                                       if self.state.location != ":memory:" else None)
         self.wording = engine.info.wording if engine is not None else "instruct"
         self.catalog = Catalog.for_model(self.wording, self.config.languages)
         self.detector = LanguageDetector(self.catalog.bases)
@@ -406,6 +408,7 @@ class Service:
         tm = open_translation_memory(config.tm)  # a database or postgresql:// URL; None: $TOWER_CAT_TM_URL
         service = cls(engine, config, tm=tm)
         if config.preload:
+        self.memories.close()
             service.batcher.call(lambda: engine.backend).result()
         return service
 

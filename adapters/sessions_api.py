@@ -18,12 +18,17 @@ Sessions live in SQLite and survive a restart: ``app.state.session_store`` (a ``
 set, else ``ServerConfig.sessions`` (``serve --sessions``), else ``$TOWER_CAT_SESSIONS``, else
 ``<jobs_dir>/sessions.sqlite``, else ``sessions.sqlite`` in the user cache folder. All model work runs on the
 service's engine worker, like every other request.
+
+A session belongs to the key that started it (its owner is recorded in the server state): another key gets 404,
+the admin key sees all. An accepted result goes to the TM of the key that accepts it (``serve --tm-mode``:
+the shared TM, or the key's own; see ``adapters/state.py``).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import uuid
 from pathlib import Path
 from typing import Any, Union
 
@@ -35,6 +40,7 @@ from tower_cat.sessions import Session, SessionError, SessionManager, SessionNot
 
 from .http import OURS, bearer_key, service_of
 from .service import NotFound, ServiceError
+from .state import Caller
 from .tags import to_markup
 from .v1 import SegmentModel, TagMode, TermModel, _parts_json, _segment_in
 
@@ -97,9 +103,28 @@ def manager_of(request: Request) -> SessionManager:
     return manager
 
 
-def _begin(request: Request) -> str | None:
+SESSION = "session"   # the kind of record in the state's owners table
+
+
+def _begin(request: Request) -> Caller:
     request.state.protocol = OURS
-    return service_of(request).check_key(bearer_key(request))
+    service = service_of(request)
+    return service.caller(service.check_key(bearer_key(request)))
+
+
+def _owned(request: Request, session_id: str, caller: Caller) -> str:
+    """``session_id`` when ``caller`` may see it; NotFound otherwise (a session without a recorded owner
+    predates tenancy: only the admin key, or a server without keys, sees it)."""
+    owner = service_of(request).state.owner(SESSION, session_id)
+    if not caller.sees(owner if owner is not None else "") or (
+            owner is None and session_id not in manager_of(request).store):
+        raise NotFound(f"no session {session_id!r}")
+    return session_id
+
+
+def _tm_of(request: Request, caller: Caller):
+    memories = getattr(service_of(request), "memories", None)
+    return memories.for_caller(caller) if memories is not None else service_of(request).tm
 
 
 async def _run(request: Request, fn):
@@ -111,6 +136,16 @@ async def _run(request: Request, fn):
         raise NotFound(str(exc).split(" (")[0]) from None
     except SessionError as exc:
         raise ServiceError(str(exc), status=409) from None
+
+
+def _examples(tm, segment, src: str, tgt: str, manager: SessionManager) -> list[tuple[str, str]]:
+    """Few-shot examples from ``tm`` as the session manager makes them from its own TM."""
+    from tower_cat import codes
+
+    if manager.few_shot <= 0:
+        return []
+    found = tm.lookup(segment, src, tgt, limit=manager.few_shot, min_score=manager.fuzzy_min)
+    return [(codes.render(m.source).text, codes.render(m.target).text) for m in reversed(found)]
 
 
 def session_view(session: Session) -> dict[str, Any]:
@@ -142,7 +177,7 @@ def router() -> APIRouter:
 
     @r.post("", status_code=201, summary="Start an interactive translation session for one segment")
     async def create(body: SessionCreate, request: Request):
-        _begin(request)
+        caller = _begin(request)
         service = service_of(request)
         manager = manager_of(request)
         src = service.resolve(body.source_lang, "source")
@@ -153,21 +188,32 @@ def router() -> APIRouter:
             raise ServiceError("there is no text to translate")
         terms = [(t.source, t.target) for t in body.terms]
         for gid in body.glossary_ids:
-            stored = service.glossaries.get(gid)
+            stored = service.glossaries.get(gid, caller)
             terms.extend(p for p in stored.prompt_terms(segment.text, src, tgt) if p not in terms)
         meta = {**body.meta, "tag_handling": "text" if as_parts else body.tag_handling, "as_parts": as_parts}
         kwargs: dict[str, Any] = dict(instructions=body.instructions, terms=terms, notes=body.notes,
                                       context_before=item.context_before, context_after=item.context_after,
                                       max_length=body.max_length, meta=meta)
-        if not body.use_tm:
+        tm = _tm_of(request, caller)
+        if not body.use_tm or tm is None:
             kwargs["examples"] = []
-        session = await _run(request, lambda: manager.start(segment, src, tgt, **kwargs))
+        elif tm is not manager.tm:  # this key's own TM (--tm-mode per-key)
+            kwargs["examples"] = _examples(tm, segment, src, tgt, manager)
+        session_id = uuid.uuid4().hex
+        service.state.set_owner(SESSION, session_id, caller.owner)
+        try:
+            session = await _run(request, lambda: manager.start(segment, src, tgt, session_id=session_id,
+                                                                **kwargs))
+        except BaseException:
+            service.state.forget_owner(SESSION, session_id)
+            raise
         return session_view(session)
 
     @r.get("/{session_id}", summary="A session: every turn, its checks and code repairs")
     async def get(session_id: str, request: Request):
-        _begin(request)
+        caller = _begin(request)
         manager = manager_of(request)
+        _owned(request, session_id, caller)
         try:
             return session_view(manager.get(session_id))
         except SessionNotFound:
@@ -175,7 +221,7 @@ def router() -> APIRouter:
 
     @r.post("/{session_id}/turns", summary="Add an instruction: the model revises its last translation")
     async def add_turn(session_id: str, body: TurnCreate, request: Request):
-        _begin(request)
+        _owned(request, session_id, _begin(request))
         if not body.instruction.strip():
             raise ServiceError("an empty instruction")
         manager = manager_of(request)
@@ -183,27 +229,30 @@ def router() -> APIRouter:
 
     @r.post("/{session_id}/undo", summary="Drop the last revision")
     async def undo(session_id: str, request: Request):
-        _begin(request)
+        _owned(request, session_id, _begin(request))
         manager = manager_of(request)
         return session_view(await _run(request, lambda: manager.undo(session_id)))
 
     @r.post("/{session_id}/accept", summary="Accept a revision; it is written to the server's TM")
     async def accept(session_id: str, request: Request, body: AcceptRequest | None = None):
-        _begin(request)
+        caller = _begin(request)
+        _owned(request, session_id, caller)
         body = body or AcceptRequest()
         manager = manager_of(request)
+        tm = _tm_of(request, caller)
 
         def run():
-            manager.accept(session_id, body.turn, force=body.force)
+            manager.accept(session_id, body.turn, force=body.force, tm=tm)
             return manager.get(session_id)
 
         return session_view(await _run(request, run))
 
     @r.delete("/{session_id}", status_code=204, summary="Delete a session")
     async def delete(session_id: str, request: Request):
-        _begin(request)
+        _owned(request, session_id, _begin(request))
         if not manager_of(request).delete(session_id):
             raise NotFound(f"no session {session_id!r}")
+        service_of(request).state.forget_owner(SESSION, session_id)
         return Response(status_code=204)
 
     return r

@@ -159,6 +159,7 @@ class JobRecord:
     started: float | None = None
     finished: float | None = None
     attempts: int = 0               # runs started (a resumed job counts again)
+    interrupted: int = 0            # server restarts (crashes) that interrupted it
 
     def dump(self) -> dict:
         return asdict(self)
@@ -356,6 +357,56 @@ def open_state(path: str | Path | None) -> ServerState:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# translation memories per tenant
+
+
+TM_MODES = ("shared", "per-key")
+
+
+class TenantMemories:
+    """Which TM a key reads and writes (``serve --tm-mode``).
+
+    ``shared`` (default): one TM (``--tm``) for every key: lookups, few-shot examples, ``/v1/tm`` and accepted
+    sessions all use it, so what one key approves helps the others, and is visible to them through matches.
+    ``per-key``: each key has its own TM, ``<folder>/<owner id>.sqlite``, made on first use; no key's segments
+    reach another key's prompts or matches. ``--tm`` is then the TM of the admin key (and of a server without
+    keys).
+    """
+
+    def __init__(self, mode: str, shared, folder: str | Path | None):
+        if mode not in TM_MODES:
+            raise TowerCatError(f"unknown TM mode {mode!r}; use one of {', '.join(TM_MODES)}")
+        if mode == "per-key" and folder is None:
+            raise TowerCatError("--tm-mode per-key keeps a TM per key in the server's state folder",
+                                hint="give --state FILE or --jobs-dir DIR")
+        self.mode = mode
+        self.shared = shared
+        self.folder = Path(folder) if folder is not None else None
+        self._by_owner: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def for_caller(self, caller: "Caller | None"):
+        """The TM ``caller`` reads and writes (None when there is none)."""
+        if self.mode == "shared" or caller is None or caller.admin or not caller.owner:
+            return self.shared
+        with self._lock:
+            tm = self._by_owner.get(caller.owner)
+            if tm is None:
+                from tower_cat.tm import TranslationMemory
+
+                self.folder.mkdir(parents=True, exist_ok=True)
+                tm = TranslationMemory(self.folder / f"{caller.owner}.sqlite")
+                self._by_owner[caller.owner] = tm
+            return tm
+
+    def close(self) -> None:
+        with self._lock:
+            for tm in self._by_owner.values():
+                tm.close()
+            self._by_owner.clear()
+
+
+# ----------------------------------------------------------------------------------------------------------
 # the stores the routers use: memory copy, written through
 
 
@@ -456,4 +507,4 @@ class UsageCounter:
 
 
 __all__ = ["Caller", "Dictionary", "GlossaryStore", "JobRecord", "KeyUsage", "SQLiteState", "ServerState",
-           "StateError", "StoredGlossary", "UsageCounter", "open_state", "owner_id"]
+           "StateError", "StoredGlossary", "TM_MODES", "TenantMemories", "UsageCounter", "open_state", "owner_id"]

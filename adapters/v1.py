@@ -7,10 +7,13 @@ the data model CAT formats load into, each code's ``xml`` kept verbatim. Every t
 from (``origin``: mt, tm-exact, tm-context, copy), how many TM examples and glossary terms went into the
 prompt, and whether its codes were restored safely (``tags_ok``; ``false`` = review before use).
 The ``Authorization: Bearer <key>`` header (or ``X-API-Key``) carries the key when the server has keys.
+Glossaries, file jobs and sessions belong to the key that created them: another key gets 404, the admin key
+(``serve --admin-key``) sees all; the TM a key reads and writes follows ``serve --tm-mode`` (adapters/state.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Literal, Union
 
 from fastapi import APIRouter, Request
@@ -20,7 +23,8 @@ from pydantic import BaseModel, Field
 from tower_cat.document import CodeKind, InlineCode, Segment
 
 from .http import OURS, bearer_key, service_of
-from .service import Dictionary, SegmentIn, ServiceError, parse_entries
+from .service import Dictionary, NotFound, SegmentIn, ServiceError, parse_entries
+from .state import Caller
 from .tags import Markup
 
 TagMode = Literal["text", "xml", "html", "omegat"]
@@ -148,6 +152,31 @@ def _begin(request: Request) -> str | None:
     return service_of(request).check_key(bearer_key(request))
 
 
+def _caller(request: Request) -> Caller:
+    key = _begin(request)
+    return service_of(request).caller(key)
+
+
+def _tm(request: Request, caller: Caller):
+    service = service_of(request)
+    tm = service.memories.for_caller(caller)
+    if tm is None:
+        raise NotFound("no translation memory is configured (start the server with --tm DB)")
+    return tm
+
+
+def _own_glossaries(service, glossary_ids, key: str | None) -> None:
+    """404 for a glossary id the key does not see, before any work."""
+    caller = service.caller(key)
+    for gid in glossary_ids:
+        service.glossaries.get(gid, caller)
+
+
+def _tm_langs(service, source_lang: str, target_lang: str) -> tuple[str, str]:
+    """Language codes for a TM write or lookup: well-formed BCP 47 and known to the server's catalog."""
+    return service.resolve(source_lang, "source"), service.resolve(target_lang, "target")
+
+
 def router() -> APIRouter:
     r = APIRouter(prefix="/v1", tags=["tower-cat"])
 
@@ -155,6 +184,7 @@ def router() -> APIRouter:
     async def translate(body: TranslateRequest, request: Request):
         key = _begin(request)
         service = service_of(request)
+        _own_glossaries(service, body.glossary_ids, key)
         if len(body.segments) > 500:
             raise ServiceError("at most 500 segments per request", status=413)
         parsed = [_segment_in(s, body.tag_handling, set(body.ignore_tags)) for s in body.segments]
@@ -175,6 +205,7 @@ def router() -> APIRouter:
     async def post_edit(body: PostEditRequest, request: Request):
         key = _begin(request)
         service = service_of(request)
+        _own_glossaries(service, body.glossary_ids, key)
         pairs = [(SegmentIn.parse(p.source, body.tag_handling, id=p.id), SegmentIn.parse(p.translation,
                                                                                           body.tag_handling))
                  for p in body.segments]
@@ -196,27 +227,34 @@ def router() -> APIRouter:
 
     @r.post("/tm/lookup", summary="Translation-memory matches for a text")
     async def tm_lookup(body: TMLookupRequest, request: Request):
-        _begin(request)
+        caller = _caller(request)
         service = service_of(request)
-        matches = await service.tm_lookup(body.text, body.source_lang, body.target_lang, body.limit,
-                                          body.min_score)
+        tm = _tm(request, caller)
+        src, tgt = _tm_langs(service, body.source_lang, body.target_lang)
+        matches = await asyncio.to_thread(tm.lookup, Segment.from_text(body.text), src, tgt, limit=body.limit,
+                                          min_score=body.min_score)
         return {"matches": [m.as_dict() for m in matches]}
 
     @r.post("/tm", summary="Add an approved translation to the translation memory")
     async def tm_add(body: TMAddRequest, request: Request):
-        _begin(request)
-        entry = await service_of(request).tm_add(body.source, body.target, body.source_lang, body.target_lang,
-                                                 body.context)
+        caller = _caller(request)
+        service = service_of(request)
+        tm = _tm(request, caller)
+        src, tgt = _tm_langs(service, body.source_lang, body.target_lang)
+        if not body.source.strip() or not body.target.strip():
+            raise ServiceError("source and target must not be empty")
+        entry = await asyncio.to_thread(tm.add, body.source, body.target, src, tgt, context=body.context,
+                                        origin="human")
         return JSONResponse({"entry_id": entry}, status_code=201)
 
     @r.get("/glossaries", summary="List glossaries (created here, by DeepL clients, or loaded with --glossary)")
     async def glossaries(request: Request):
-        _begin(request)
-        return {"glossaries": [_glossary_json(g) for g in service_of(request).glossaries.list()]}
+        caller = _caller(request)
+        return {"glossaries": [_glossary_json(g) for g in service_of(request).glossaries.list(caller)]}
 
     @r.post("/glossaries", summary="Create a glossary")
     async def create_glossary(body: GlossaryRequest, request: Request):
-        key = _begin(request)
+        caller = _caller(request)
         service = service_of(request)
         if isinstance(body.entries, str):
             entries = parse_entries(body.entries, body.entries_format)
@@ -224,26 +262,26 @@ def router() -> APIRouter:
             entries = parse_entries("\n".join(f"{t.source}\t{t.target}" for t in body.entries), "tsv")
         src = service.resolve(body.source_lang, "source").split("-")[0]
         tgt = service.resolve(body.target_lang, "target").split("-")[0]
-        g = service.glossaries.create(body.name, [Dictionary(src, tgt, entries)], owner=key)
+        g = service.glossaries.create(body.name, [Dictionary(src, tgt, entries)], owner=caller.owner)
         return JSONResponse(_glossary_json(g), status_code=201)
 
     @r.get("/glossaries/{glossary_id}")
     async def get_glossary(glossary_id: str, request: Request):
-        _begin(request)
-        return _glossary_json(service_of(request).glossaries.get(glossary_id))
+        caller = _caller(request)
+        return _glossary_json(service_of(request).glossaries.get(glossary_id, caller))
 
     @r.get("/glossaries/{glossary_id}/entries")
     async def glossary_entries(glossary_id: str, request: Request):
-        _begin(request)
-        g = service_of(request).glossaries.get(glossary_id)
+        caller = _caller(request)
+        g = service_of(request).glossaries.get(glossary_id, caller)
         return {"dictionaries": [{"source_lang": d.source_lang, "target_lang": d.target_lang,
                                   "entries": [{"source": s, "target": t} for s, t in d.entries]}
                                  for d in g.dictionaries]}
 
     @r.delete("/glossaries/{glossary_id}")
     async def delete_glossary(glossary_id: str, request: Request):
-        _begin(request)
-        service_of(request).glossaries.delete(glossary_id)
+        caller = _caller(request)
+        service_of(request).glossaries.delete(glossary_id, caller)
         return Response(status_code=204)
 
     @r.post("/detect", summary="Guess the language of texts (script + stopword heuristic)")
