@@ -575,3 +575,101 @@ def test_corpus_previous_targets_become_comments(path: Path, tmp_path: Path):
     if MSGFMT and _msgfmt_ok(path):
         res = subprocess.run([MSGFMT, "-c", "-o", "/dev/null", str(out)], capture_output=True, text=True)
         assert res.returncode == 0, res.stderr
+
+
+# --- declared charsets that do not fit the bytes, NUL -------------------------------------------------------------
+
+# Latin-1 bytes under a header that declares KOI8-R, with header fields merged onto shared lines (as in
+# translate-toolkit's syntax-error fixtures): every byte is valid KOI8-R, so only the text shows it is wrong.
+KOI8_HEADER_LATIN1_BODY = (
+    'msgid ""\nmsgstr ""\n'
+    '"Project-Id-Version: test 1.0\\nContent-Type: text/plain; charset=koi8-r\\nContent-Transfer-Encoding: 8bit\\n"\n'
+    '"Last-Translator: José Müller <jose@example.org>\\nLanguage: fr\\n"\n\n'
+    'msgid "Coffee with cream"\nmsgstr "Café crème"\n\n'
+    'msgid "Open the file"\nmsgstr "Ouvrir le fichier sélectionné"\n\n'
+    'msgid "Street"\nmsgstr "Straße"\n'
+).encode("latin-1")
+
+
+def test_declared_charset_that_does_not_fit_is_an_error_naming_the_header(tmp_path: Path):
+    p = tmp_path / "koi8.po"
+    p.write_bytes(KOI8_HEADER_LATIN1_BODY)
+    assert KOI8_HEADER_LATIN1_BODY.decode("koi8-r")  # it does decode: the check is not a decode error
+    with pytest.raises(FormatError) as exc:
+        po.load(p)
+    assert exc.value.line == 3 and "Content-Type header" in str(exc.value) and "koi8-r" in str(exc.value)
+    # validate (not strict): an error finding, not a load
+    doc = po.load(p, strict=False)
+    assert [(i.severity, i.line) for i in doc.issues if "charset" in i.message] == [("error", 3)]
+    # lenient: a warning, read as declared, and a no-op save gives the same bytes back
+    doc = po.load(p, lenient=True)
+    assert [(i.severity, i.line) for i in doc.issues if "charset" in i.message] == [("warning", 3)]
+    out = tmp_path / "out.po"
+    po.save(doc, out)
+    assert out.read_bytes() == KOI8_HEADER_LATIN1_BODY
+
+
+def test_cli_lenient_flag(tmp_path: Path):
+    import json
+    import os
+    import sys
+
+    p = tmp_path / "koi8.po"
+    p.write_bytes(KOI8_HEADER_LATIN1_BODY)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    run = lambda *a: subprocess.run([sys.executable, "-m", "tower_cat.cli", *a], capture_output=True, text=True,  # noqa: E731
+                                    timeout=120, env=env)
+    strict = run("validate", "--json", str(p))
+    assert strict.returncode == 1 and "charset" in json.loads(strict.stdout)["errors"][0]["message"]
+    lenient = run("validate", "--json", "--lenient", str(p))
+    assert lenient.returncode == 0 and "charset" in json.loads(lenient.stdout)["warnings"][0]["message"]
+    refused = run("pseudo", str(p), "-o", str(tmp_path / "o.po"))
+    assert refused.returncode != 0 and f"{p}:3" in refused.stderr and not (tmp_path / "o.po").exists()
+    assert run("pseudo", "--lenient", str(p), "-o", str(tmp_path / "o.po")).returncode == 0
+
+
+@pytest.mark.parametrize("body,problem", [
+    # UTF-8 bytes under a legacy charset
+    ('msgid ""\nmsgstr "Content-Type: text/plain; charset=ISO-8859-1\\n"\n\nmsgid "a"\nmsgstr "Straße"\n'
+     .encode("utf-8"), "UTF-8"),
+    # bytes that shift_jis decodes but encodes back differently (0x815F is a second way to write U+005C)
+    (b'msgid ""\nmsgstr "Content-Type: text/plain; charset=cp932\\n"\n\nmsgid "a"\nmsgstr "\x87\x90"\n',
+     "do not encode back"),
+])
+def test_charset_mismatches(tmp_path: Path, body: bytes, problem: str):
+    p = tmp_path / "x.po"
+    p.write_bytes(body)
+    with pytest.raises(FormatError, match=problem) as exc:
+        po.load(p)
+    assert exc.value.line == 2
+
+
+def test_real_legacy_charsets_still_load(tmp_path: Path):
+    p = tmp_path / "ru.po"
+    p.write_bytes('msgid ""\nmsgstr "Content-Type: text/plain; charset=KOI8-R\\n"\n\nmsgid "Open the file in Windows"\n'
+                  'msgstr "Открыть файл в Windows"\n'.encode("koi8-r"))
+    assert po.load(p).units[0].target.text == "Открыть файл в Windows"
+    p.write_bytes('msgid ""\nmsgstr "Content-Type: text/plain; charset=ISO-8859-1\\n"\n\nmsgid "Street"\n'
+                  'msgstr "Straße"\n'.encode("latin-1"))
+    assert po.load(p).units[0].target.text == "Straße"
+
+
+@pytest.mark.parametrize("line", ['msgid "a\\0b"', 'msgid "a\\x00"', 'msgid "a\\000"', 'msgid "a\x00b"',
+                                  'msgctxt "c\\0"\nmsgid "a"', 'msgid "a"\nmsgstr "b\\0"'])
+def test_nul_in_a_po_string_is_refused_with_its_line(tmp_path: Path, line: str):
+    text = HEADER + line + ("\nmsgstr \"b\"\n" if "msgstr" not in line else "\n")
+    p = tmp_path / "nul.po"
+    p.write_bytes(text.encode("utf-8"))
+    with pytest.raises(FormatError, match="NUL") as exc:
+        po.load(p, strict=False)
+    want = next(i for i, ln in enumerate(text.split("\n"), 1) if "\\0" in ln or "\\x00" in ln or "\x00" in ln)
+    assert exc.value.line == want and str(p) in str(exc.value)
+
+
+def test_nul_in_a_new_target_is_not_written(tmp_path: Path):
+    p = _write(tmp_path, HEADER + 'msgid "a"\nmsgstr ""\n')
+    doc = po.load(p)
+    doc.units[0].set_target(Segment.from_text("b\x00c"))
+    with pytest.raises(FormatError, match="NUL"):
+        po.save(doc, tmp_path / "out.po")
+    assert not (tmp_path / "out.po").exists()
