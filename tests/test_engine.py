@@ -371,6 +371,11 @@ def test_cuda_auto_settings(tiny_llama):
     assert engine.device == "cuda"
     assert engine.compute_type in ctranslate2.get_supported_compute_types("cuda", 0)
     assert engine.compute_type != "float32"
+    if "bfloat16" in ctranslate2.get_supported_compute_types("cuda", 0):  # a tiny model always fits
+        assert engine.compute_type == "bfloat16", engine.compute_type_reason
+    budget = engine.batch_budget  # from the GPU's free memory, not the CPU's 8192 tokens
+    assert budget.max_batch_size == 256 and budget.max_batch_tokens > 8192, budget
+    assert engine.device_facts.free_memory > 0 and engine.model_facts is not None
     gens = engine.generate([_messages(engine, i) for i in range(4)], GenerationOptions(max_new_tokens=8))
     assert all(len(g.tokens) > 0 for g in gens)
     many = Engine.load(tiny_llama.ct2_path, device=list(range(ctranslate2.get_cuda_device_count())))
@@ -513,3 +518,62 @@ def test_work_is_split_so_every_replica_decodes(tiny_llama):
     out2, out1 = two.generate(msgs, opts), one.generate(msgs, opts)
     assert two.stats.batches == 2 and one.stats.batches == 1
     assert [g.tokens for g in out2] == [g.tokens for g in out1]
+
+
+# -- batching: as few batches as the budget allows, evened out ----------------------------------------------
+
+
+def _sizes(batches):
+    return [len(b) for b in batches]
+
+
+def test_batches_are_few_and_even(ct2_engines):
+    engine = ct2_engines["llama"]
+    assert engine.parallel == 1
+    order = list(range(5))
+    lengths, budgets = [10] * 5, [10] * 5
+    # five prompts, at most four a batch: 2 + 3 (the longer prompts in the smaller batch), not 4 + 1 (a
+    # one-prompt batch costs a whole decoding loop)
+    assert _sizes(engine._cut_batches(order, lengths, budgets, 10_000, 4)) == [2, 3]
+    # token-bound, longest first: the fewest batches the budget allows, no small remainder at the end
+    lengths = [90, 80, 70, 60, 50, 40, 30, 30, 30, 30, 30, 30, 20, 20, 20, 20, 20]
+    order, budgets = list(range(len(lengths))), [10] * len(lengths)
+    from tower_cat.engine import _cut_in_order
+
+    greedy = _cut_in_order(order, lengths, budgets, 300, 64)
+    even = engine._cut_batches(order, lengths, budgets, 300, 64)
+    assert len(even) == len(greedy)
+    assert max(_sizes(even)) - min(_sizes(even)) < max(_sizes(greedy)) - min(_sizes(greedy))
+    for batch in even:  # every batch within the budget, prompts in length order
+        assert max(lengths[i] + budgets[i] for i in batch) * len(batch) <= 300
+    assert [i for b in even for i in b] == order
+    # a prompt larger than the budget alone still gets a batch of its own
+    assert engine._cut_batches([0, 1], [500, 10], [10, 10], 300, 64) == [[0], [1]]
+
+
+def test_batches_are_a_multiple_of_the_replicas(tiny_llama):
+    two = Engine.load(tiny_llama.ct2_path, device="cpu", compute_type="float32", replicas=2, cache=None)
+    assert two.parallel == 2
+    lengths = [30] * 9
+    order, budgets = list(range(9)), [10] * 9
+    # 40 tokens each, 120 a batch: 3 prompts fit, greedy makes 3 batches; two replicas: 4 even batches instead
+    sizes = _sizes(two._cut_batches(order, lengths, budgets, 120, 64))
+    assert len(sizes) == 4 and sorted(sizes) == [2, 2, 2, 3]
+
+
+def test_default_options_take_the_engine_budget(ct2_engines):
+    engine = ct2_engines["llama"]
+    budget = engine.batch_budget
+    assert (budget.max_batch_tokens, budget.max_batch_size) == (8192, 64)  # the measured CPU set-up
+    assert engine.preferred_chunk == 64 * engine.parallel
+    assert GenerationOptions().max_batch_tokens is None and GenerationOptions().max_batch_size is None
+    batch = [_messages(engine, i) for i in range(10)]
+    before = (engine.stats.batches, engine.stats.prompt_tokens, engine.stats.padded_prompt_tokens)
+    default = engine.generate(batch, GenerationOptions(max_new_tokens=NEW_TOKENS, use_cache=False))
+    assert engine.stats.batches - before[0] == 1  # ten short prompts: one batch under 8192 tokens
+    real = engine.stats.prompt_tokens - before[1]
+    padded = engine.stats.padded_prompt_tokens - before[2]
+    assert real == sum(len(engine.render(m).tokens) for m in batch) and padded >= real
+    explicit = engine.generate(batch, GenerationOptions(max_new_tokens=NEW_TOKENS, max_batch_tokens=8192,
+                                                        max_batch_size=64, use_cache=False))
+    assert [g.tokens for g in default] == [g.tokens for g in explicit]

@@ -60,7 +60,7 @@ CPU_BATCH_PROMPTS = 64
 GPU_RESERVE = 1 * GiB          # CUDA context, cuBLAS workspace, CT2 allocator slack, per device
 GPU_BUDGET_SHARE = 0.5         # share of the memory left after weights + reserve that batches may plan to use
 GPU_BATCH_PROMPTS = 256        # measured best on the H200 (512 was slower); the token budget bounds it further
-GPU_MIN_BATCH_TOKENS = 8192    # a compute type "fits" when at least this many batch tokens (or one full context) fit
+GPU_MIN_BATCH_TOKENS = 4096    # a compute type "fits" when batches of this many tokens (16 prompts of 256) fit too
 GPU_UNKNOWN_BATCH_TOKENS = 32768  # GPU whose free memory nobody could read (no nvidia-smi, no torch)
 
 
@@ -142,16 +142,18 @@ def _batch_memory(device: DeviceFacts, model: ModelFacts, compute_type: str, rep
 
 
 def gpu_fits(device: DeviceFacts, model: ModelFacts, compute_type: str, replicas: int = 1) -> bool:
-    """Do the weights fit with room for a useful batch (GPU_MIN_BATCH_TOKENS, or one full context if longer)?"""
+    """Do the weights fit with room for useful batches (GPU_MIN_BATCH_TOKENS padded tokens)?"""
     room = _batch_memory(device, model, compute_type, replicas)
     if room is None:
         return True  # unknown memory: let CTranslate2 try
-    need = max(GPU_MIN_BATCH_TOKENS, model.context_length) * model.bytes_per_batch_token(compute_type)
-    return room >= need
+    return room >= GPU_MIN_BATCH_TOKENS * model.bytes_per_batch_token(compute_type)
 
 
 def choose_compute_type(device: DeviceFacts, model: ModelFacts | None, replicas: int = 1) -> Choice:
-    """The default compute type: int8 on the CPU; on a GPU the fastest measured type whose weights fit."""
+    """The default compute type: int8 on the CPU; on a GPU the fastest measured type whose weights fit.
+
+    The type the model was converted to does not limit the choice: CTranslate2 converts weights on load, and an
+    int8-converted model runs faster in bfloat16 (with the same int8 rounding in its weights) when it fits."""
     supported = device.compute_types
     if device.kind == "cpu":
         if not supported or CPU_COMPUTE_TYPE in supported:

@@ -986,8 +986,16 @@ class Engine:
         count = -(-len(fewest) // self.parallel) * self.parallel
         if count > n:
             return fewest
-        even = _cut_in_order(order, lengths, budgets, max_tokens, min(size, -(-n // count)))
-        return even if len(even) <= count else fewest
+        base, extra = divmod(n, count)  # equal counts, the extra prompts in the later (shorter) batches
+        even, start = [], 0
+        for k in range(count):
+            step = base + (k >= count - extra)
+            even.append(order[start:start + step])
+            start += step
+        if all(len(b) <= size and len(b) * max(lengths[i] + budgets[i] for i in b) <= max_tokens for b in even):
+            return even
+        capped = _cut_in_order(order, lengths, budgets, max_tokens, min(size, -(-n // count)))
+        return capped if len(capped) <= count else fewest
 
     def _finish(self, hyp: _RawHyp, ends: list[str], budget: int) -> Hypothesis:
         tokens = list(hyp.tokens)
