@@ -26,3 +26,4 @@ def samples() -> Path:
     return SAMPLES
 
 from tests.conftest_engine import *  # noqa: E402,F401,F403  (engine fixtures: tiny models)
+from tests.conftest_pg import *  # noqa: E402,F401,F403  (a real PostgreSQL: postgres_server, pg_tm_url)

@@ -28,7 +28,7 @@ def _invoke(args: list[str], **kwargs):
     return CliRunner().invoke(cli, args, catch_exceptions=False, **kwargs)
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def empty_tm(request, tmp_path) -> str:
     """A TM that does not exist yet: a SQLite path, or a fresh PostgreSQL database URL."""
     if request.param == "sqlite":

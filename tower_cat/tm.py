@@ -229,10 +229,395 @@ ProgressCallback = Callable[[int, "int | None"], None]  # (units done, total uni
 
 
 # --------------------------------------------------------------------------------------------------------
+# scoring: one implementation for every backend
+
+
+def text_score(q: str, s: str, min_score: float, ignore_case: bool = False) -> tuple[float, float | None, dict]:
+    """(similarity, score before code penalties or None when below min_score, penalties) of a stored source
+    ``s`` for the query ``q`` (both whitespace-normalised)."""
+    if q == s:
+        return 100.0, 100.0, {}
+    if q.casefold() == s.casefold():
+        if ignore_case:
+            return 100.0, 100.0, {}
+        return 100.0, 100.0 - CASE_PENALTY, {"case": CASE_PENALTY}
+    longest = max(len(q), len(s))
+    # the best any number penalty could leave is the similarity itself; cut off just below min_score
+    cutoff = int((1 - (min_score - 1) / 100) * longest) + 1
+    dist = Levenshtein.distance(q, s, score_cutoff=cutoff)
+    if dist > cutoff:
+        return 0.0, None, {}
+    sim = 100.0 * (1 - dist / longest)
+    pens: dict[str, float] = {}
+    score = min(sim, FUZZY_CAP)
+    nq, ns = collections.Counter(_NUMBER.findall(q)), collections.Counter(_NUMBER.findall(s))
+    if nq != ns:
+        differing = max(sum((nq - ns).values()), sum((ns - nq).values()))
+        pens["numbers"] = NUMBER_PENALTY * differing
+        score -= pens["numbers"]
+    return sim, score, pens
+
+
+def rank_matches(rows: Iterable[tuple], by_source: dict[int, tuple[float, float, dict]], qseg: Segment | None,
+                 ctx_keys: set[int], has_context: Callable[[int, set[int]], bool], limit: int,
+                 min_score: float) -> list[Match]:
+    """Matches from entry rows (see ``BaseTranslationMemory._entry_rows``) and their sources' text scores: code
+    penalties, 101 % context, the fuzzy cap; best first (score, similarity, most recently updated, newest)."""
+    matches: list[Match] = []
+    for eid, sid, sj, tj, origin, created, updated, elang, slang in rows:
+        sim, base, pens = by_source[sid]
+        pens = dict(pens)
+        source = segment_from_json(sj)
+        score = base
+        if qseg is not None:
+            cp = _code_penalty(qseg, source)
+            if cp:
+                pens["codes"] = cp
+                score -= cp
+        if score >= 100:
+            kind = "exact"
+            if ctx_keys and has_context(eid, ctx_keys):
+                kind, score = "context", 101.0
+        else:
+            kind = "fuzzy"
+            score = min(score, FUZZY_CAP) if sim < 100 or pens else score
+        score = max(0.0, round(score, 2))
+        if score < min_score:
+            continue
+        matches.append(Match(source, segment_from_json(tj), score, kind, sim, pens, eid, origin, slang, elang,
+                             created, updated))
+    matches.sort(key=lambda m: (-m.score, -m.similarity, -m.updated, -m.entry_id))
+    return matches[:limit]
+
+
+# --------------------------------------------------------------------------------------------------------
 # the memory
 
+class BaseTranslationMemory:
+    """What every TM backend shares: reading import files, language resolution, and the scoring and ranking of
+    matches (``text_score``, ``code_penalty``), so SQLite and PostgreSQL give the same answers on the same data.
 
-class TranslationMemory:
+    A backend stores and retrieves: it implements the hooks below (transactions, batch writes, import
+    book-keeping, candidate retrieval, entry rows). Retrieval only proposes candidates; every score is computed
+    here, in Python, with rapidfuzz.
+    """
+
+    path: str
+    ignore_case: bool
+    fallback: bool
+    _lock: threading.RLock
+    _pairs_cache: list[tuple[str, str]] | None
+
+    # ---------------------------------------------------------------- hooks a backend implements
+
+    def _tx(self):
+        """A context manager: one write transaction (and the backend's lock) around its body."""
+        raise NotImplementedError
+
+    def _write_batch(self, records: Sequence[_Record]) -> list[tuple[int, bool]]:
+        """Store records inside the caller's transaction; (entry id, is new) per record, in order."""
+        raise NotImplementedError
+
+    def _start_import(self, path: Path, fingerprint: str, src: str | None, tgt: str | None,
+                      resume: bool) -> tuple[int, int]:
+        """(import id, units already committed by an interrupted import of the same file)."""
+        raise NotImplementedError
+
+    def _set_import_progress(self, import_id: int, units_done: int) -> None:
+        """Record, inside the batch's own transaction, how many units of the import are committed."""
+        raise NotImplementedError
+
+    def _finish_import(self, import_id: int) -> None:
+        raise NotImplementedError
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """The (source language, target language) pairs stored."""
+        raise NotImplementedError
+
+    def _exact_candidates(self, qtext: str, srcs: list[str]) -> Iterable[tuple[int, str]]:
+        """(source id, normalised text) of sources equal to the query up to case."""
+        raise NotImplementedError
+
+    def _fuzzy_candidates(self, qtext: str, srcs: list[str], min_score: float) -> Iterable[tuple[int, str]]:
+        """(source id, normalised text) of sources likely to score min_score or more, best first."""
+        raise NotImplementedError
+
+    def _entry_rows(self, source_ids: list[int], tgts: list[str]) -> Iterable[tuple]:
+        """(entry id, source id, source json, target json, origin, created, updated, target lang, source lang)."""
+        raise NotImplementedError
+
+    def _has_context(self, entry_id: int, keys: set[int]) -> bool:
+        raise NotImplementedError
+
+    def _pair_entry_rows(self, src: str, tgt: str) -> Iterable[tuple]:
+        """(entry id, source json, target json, origin, created, updated) of one pair, oldest entry first."""
+        raise NotImplementedError
+
+    def _commonest_source_lang(self) -> str | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- context manager
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+    # ---------------------------------------------------------------- writing
+
+    def add(self, source: str | Segment, target: str | Segment, src_lang: str, tgt_lang: str, *,
+            context: UnitContext | dict | None = None, origin: str | None = "human",
+            timestamp: float | None = None) -> int:
+        """Write back one (approved) translation; returns the entry id. A duplicate refreshes the existing entry."""
+        src, tgt = normalize_lang(src_lang), normalize_lang(tgt_lang)
+        if not src or not tgt:
+            raise TMError("add() needs a source and a target language")
+        now = time.time() if timestamp is None else timestamp
+        rec = _Record(src, tgt, _as_segment(source), _as_segment(target), context_keys(context), origin, now, now)
+        if not normalize_text(rec.source.text) or rec.target.is_empty():
+            raise TMError("add() needs a non-empty source and target")
+        with self._tx():
+            ids = self._write_batch([rec])
+        self._pairs_cache = None
+        return ids[0][0]
+
+    def add_many(self, records: Iterable[tuple], src_lang: str, tgt_lang: str, *, origin: str | None = "human",
+                 batch_size: int = 2000) -> tuple[int, int]:
+        """Add (source, target[, context]) tuples in batched transactions; returns (added, updated)."""
+        src, tgt = normalize_lang(src_lang), normalize_lang(tgt_lang)
+        added = updated = 0
+        batch: list[_Record] = []
+        now = time.time()
+
+        def flush():
+            nonlocal added, updated
+            with self._tx():
+                for _, new in self._write_batch(batch):
+                    added += new
+                    updated += not new
+            batch.clear()
+
+        for item in records:
+            s, t = item[0], item[1]
+            ctx = item[2] if len(item) > 2 else None
+            batch.append(_Record(src, tgt, _as_segment(s), _as_segment(t), context_keys(ctx), origin, now, now))
+            if len(batch) >= batch_size:
+                flush()
+        if batch:
+            flush()
+        self._pairs_cache = None
+        return added, updated
+    # ---------------------------------------------------------------- import
+
+    def import_file(self, path: str | Path, src_lang: str | None = None, tgt_lang: str | None = None, *,
+                    origin: str | None = None, progress: ProgressCallback | None = None, batch_size: int = 2000,
+                    resume: bool = True) -> ImportStats:
+        """Import a TMX (streamed) or a bilingual XLIFF / SDLXLIFF / MQXLIFF / PO file (units with a target).
+
+        ``src_lang``/``tgt_lang`` pick (or, for files without languages, supply) the pair; for a TMX without
+        ``tgt_lang`` every non-source language becomes a target. Each batch of ``batch_size`` units is one
+        transaction; an import of the same unchanged file that was interrupted resumes after the last
+        committed batch (``resume=False`` reads it from the start; duplicates are merged either way).
+        """
+        from tower_cat import formats
+
+        path = Path(path)
+        if not path.is_file():
+            raise TMError("no such file", path=path)
+        fmt = formats.detect(path)
+        src = normalize_lang(src_lang)
+        tgt = normalize_lang(tgt_lang)
+        stats = ImportStats(path=str(path), format=fmt)
+        t0 = time.time()
+        if fmt == "tmx":
+            total = _count_tus(path)
+            records = self._tmx_records(path, src, tgt, origin or "tmx", stats)
+        else:
+            doc = formats.load(path)
+            total = len(doc.units)
+            records = self._document_records(doc, src, tgt, origin or fmt, stats)
+        fingerprint = _fingerprint(path)
+        import_id, done = self._start_import(path, fingerprint, src, tgt, resume)
+        stats.resumed_from = done
+        try:
+            self._run_import(records, import_id, done, batch_size, stats, progress, total)
+        except BaseException:
+            stats.seconds = time.time() - t0
+            raise
+        self._finish_import(import_id)
+        self._pairs_cache = None
+        stats.seconds = time.time() - t0
+        return stats
+    def _run_import(self, records: Iterator[tuple[int, list[_Record]]], import_id: int, done: int,
+                    batch_size: int, stats: ImportStats, progress: ProgressCallback | None,
+                    total: int | None) -> None:
+        batch: list[_Record] = []
+        batch_units = 0
+        units_seen = 0
+
+        def flush(upto: int) -> None:
+            nonlocal batch_units
+            with self._tx():
+                for (entry_id, new), rec in zip(self._write_batch(batch), batch):
+                    if new:
+                        stats.added += 1
+                    else:
+                        stats.updated += 1
+                    key = f"{rec.src_lang}>{rec.tgt_lang}"
+                    stats.pairs[key] = stats.pairs.get(key, 0) + 1
+                self._set_import_progress(import_id, upto)
+            batch.clear()
+            batch_units = 0
+
+        for index, recs in records:
+            units_seen = index + 1
+            if index < done:
+                if progress and index % 5000 == 0:
+                    progress(units_seen, total)
+                continue
+            stats.units += 1
+            batch.extend(recs)
+            batch_units += 1
+            if batch_units >= batch_size:
+                flush(units_seen)
+                if progress:
+                    progress(units_seen, total)
+        if batch or units_seen > done:
+            flush(units_seen)
+        if progress:
+            progress(units_seen, total)
+
+    def _tmx_records(self, path: Path, src: str | None, tgt: str | None, origin: str,
+                     stats: ImportStats) -> Iterator[tuple[int, list[_Record]]]:
+        from tower_cat.formats import tmx
+
+        for n, tu in enumerate(tmx.iter_tmx(path)):
+            variants = {normalize_lang(lang): seg for lang, seg in tu.variants.items() if lang}
+            tu_src = normalize_lang(getattr(tu, "srclang", None))
+            if src:
+                src_key = next((k for k in variants if lang_matches(src, k, self.fallback)), None)
+            elif tu_src and tu_src.lower() != "*all*":
+                # srclang as declared; else the same language in another region (a header saying en-GB over
+                # en-US tuvs, as Trados exports do); else the first tuv, as the TMX reader does
+                src_key = tu_src if tu_src in variants else next(
+                    (k for k in variants if lang_matches(tu_src, k, True)), None) or next(
+                    (k for k in variants if lang_base(k) == lang_base(tu_src)), None) or next(iter(variants), None)
+            else:
+                src_key = next(iter(variants), None)
+            recs: list[_Record] = []
+            if src_key is not None and normalize_text(variants[src_key].text):
+                created, updated = _tu_dates(tu)
+                ctx = _tu_context(tu)
+                for lang, seg in variants.items():
+                    if lang == src_key or seg.is_empty():
+                        continue
+                    if tgt and not lang_matches(tgt, lang, self.fallback):
+                        continue
+                    recs.append(_Record(src or src_key, tgt or lang, variants[src_key], seg, ctx, origin,
+                                        created, updated))
+            if not recs:
+                stats.skipped += 1
+            yield getattr(tu, "index", n), recs
+
+    def _document_records(self, doc, src: str | None, tgt: str | None, origin: str,
+                          stats: ImportStats) -> Iterator[tuple[int, list[_Record]]]:
+        # gettext msgids are English unless the file says otherwise
+        src = src or normalize_lang(doc.source_lang) or ("en" if doc.format == "po" else None)
+        tgt = tgt or normalize_lang(doc.target_lang)
+        if not src or not tgt:
+            raise TMError(f"the {doc.format} file does not say its languages", path=doc.path,
+                          hint="pass --source and --target")
+        now = time.time()
+        for n, unit in enumerate(doc.units):
+            recs = []
+            if unit.has_target and normalize_text(unit.source.text) and not _is_fuzzy(unit):
+                ctx = context_keys(unit.context)
+                recs.append(_Record(src, tgt, unit.source, unit.target, ctx, unit.origin or origin, now, now))
+            else:
+                stats.skipped += 1
+            yield n, recs
+    # ---------------------------------------------------------------- reading
+
+    def _langs_for(self, src: str, tgt: str) -> tuple[list[str], list[str]]:
+        srcs, tgts = set(), set()
+        for s, t in self.pairs():
+            if lang_matches(src, s, self.fallback) and lang_matches(tgt, t, self.fallback):
+                srcs.add(s)
+                tgts.add(t)
+        return sorted(srcs), sorted(tgts)
+
+    def lookup(self, query: str | Segment | Unit, src_lang: str, tgt_lang: str, *,
+               context: UnitContext | dict | None = None, limit: int = 5, min_score: float = 70.0,
+               fuzzy: bool = True) -> list[Match]:
+        """Best matches for a source text, Segment or Unit (a Unit brings its own context), best first."""
+        with self._lock:
+            return self._lookup(query, src_lang, tgt_lang, context, limit, min_score, fuzzy)
+    def _lookup(self, query, src_lang, tgt_lang, context, limit, min_score, fuzzy) -> list[Match]:
+        if isinstance(query, Unit):
+            if context is None:
+                context = query.context
+            query = query.source
+        qseg = query if isinstance(query, Segment) else None
+        qtext = normalize_text(query.text if isinstance(query, Segment) else str(query))
+        src, tgt = normalize_lang(src_lang), normalize_lang(tgt_lang)
+        if not qtext or not src or not tgt:
+            return []
+        srcs, tgts = self._langs_for(src, tgt)
+        if not srcs:
+            return []
+        cands: dict[int, str] = dict(self._exact_candidates(qtext, srcs))
+        if fuzzy and min_score < 100:
+            for sid, norm in self._fuzzy_candidates(qtext, srcs, min_score):
+                cands.setdefault(sid, norm)
+        if not cands:
+            return []
+        by_source: dict[int, tuple[float, float, dict]] = {}
+        for sid, norm in cands.items():
+            sim, base, pens = text_score(qtext, norm, min_score, self.ignore_case)
+            if base is not None:
+                by_source[sid] = (sim, base, pens)
+        if not by_source:
+            return []
+        return rank_matches(self._entry_rows(list(by_source), tgts), by_source, qseg, set(context_keys(context)),
+                            self._has_context, limit, min_score)
+
+    # ---------------------------------------------------------------- export
+
+    def iter_entries(self, src_lang: str | None = None, tgt_lang: str | None = None
+                     ) -> Iterator[tuple[str, str, Segment, Segment, dict]]:
+        """(src_lang, tgt_lang, source, target, info) for every entry of the pair (all pairs when None)."""
+        src, tgt = normalize_lang(src_lang), normalize_lang(tgt_lang)
+        pairs = [(s, t) for s, t in self.pairs()
+                 if (not src or lang_matches(src, s, self.fallback)) and
+                 (not tgt or lang_matches(tgt, t, self.fallback))]
+        for s, t in pairs:
+            for eid, sj, tj, origin, created, updated in self._pair_entry_rows(s, t):
+                yield s, t, segment_from_json(sj), segment_from_json(tj), {
+                    "id": eid, "origin": origin, "created": created, "updated": updated}
+    def export_tmx(self, path: str | Path, src_lang: str | None = None, tgt_lang: str | None = None) -> int:
+        """Write the entries of a pair (or all) as TMX 1.4 (one bilingual <tu> per entry); returns the count."""
+        from tower_cat.formats import tmx
+
+        src = normalize_lang(src_lang)
+        header_src = src
+        if not header_src:  # the commonest source language names the file; each <tu> carries its own srclang
+            header_src = self._commonest_source_lang() or "en"
+        count = 0
+
+        def units():
+            nonlocal count
+            for n, (s, t, source, target, info) in enumerate(self.iter_entries(src, tgt_lang)):  # noqa: B007
+                count += 1
+                yield _make_tmx_unit(tmx, n, s, t, source, target, info)
+
+        tmx.write_tmx(Path(path), units(), header_src)
+        return count
+
+
+class TranslationMemory(BaseTranslationMemory):
     """A translation memory stored in one SQLite file (``":memory:"`` for a throw-away one).
 
     ``ignore_case``: exact matches ignore letter case (otherwise a case-only difference costs 1 point).
@@ -383,8 +768,6 @@ class TranslationMemory:
     def _tx(self) -> "_Tx":
         return self._Tx(self.db, self._lock)
 
-    # ---------------------------------------------------------------- context manager
-
     def close(self) -> None:
         if self.db is not None:
             try:
@@ -394,56 +777,7 @@ class TranslationMemory:
             self.db.close()
             self.db = None  # type: ignore[assignment]
 
-    def __enter__(self) -> "TranslationMemory":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     # ---------------------------------------------------------------- writing
-
-    def add(self, source: str | Segment, target: str | Segment, src_lang: str, tgt_lang: str, *,
-            context: UnitContext | dict | None = None, origin: str | None = "human",
-            timestamp: float | None = None) -> int:
-        """Write back one (approved) translation; returns the entry id. A duplicate refreshes the existing entry."""
-        src, tgt = normalize_lang(src_lang), normalize_lang(tgt_lang)
-        if not src or not tgt:
-            raise TMError("add() needs a source and a target language")
-        now = time.time() if timestamp is None else timestamp
-        rec = _Record(src, tgt, _as_segment(source), _as_segment(target), context_keys(context), origin, now, now)
-        if not normalize_text(rec.source.text) or rec.target.is_empty():
-            raise TMError("add() needs a non-empty source and target")
-        with self._tx():
-            ids = self._write_batch([rec])
-        self._pairs_cache = None
-        return ids[0][0]
-
-    def add_many(self, records: Iterable[tuple], src_lang: str, tgt_lang: str, *, origin: str | None = "human",
-                 batch_size: int = 2000) -> tuple[int, int]:
-        """Add (source, target[, context]) tuples in batched transactions; returns (added, updated)."""
-        src, tgt = normalize_lang(src_lang), normalize_lang(tgt_lang)
-        added = updated = 0
-        batch: list[_Record] = []
-        now = time.time()
-
-        def flush():
-            nonlocal added, updated
-            with self._tx():
-                for _, new in self._write_batch(batch):
-                    added += new
-                    updated += not new
-            batch.clear()
-
-        for item in records:
-            s, t = item[0], item[1]
-            ctx = item[2] if len(item) > 2 else None
-            batch.append(_Record(src, tgt, _as_segment(s), _as_segment(t), context_keys(ctx), origin, now, now))
-            if len(batch) >= batch_size:
-                flush()
-        if batch:
-            flush()
-        self._pairs_cache = None
-        return added, updated
 
     def _write_batch(self, records: Sequence[_Record]) -> list[tuple[int, bool]]:
         """Insert records inside the caller's transaction. Returns (entry id, is_new) per record."""
@@ -503,7 +837,6 @@ class TranslationMemory:
         if pairs:
             db.executemany("INSERT OR IGNORE INTO pairs VALUES (?, ?)", pairs)
         return out
-
     def delete(self, entry_id: int) -> bool:
         """Remove one entry (its source stays indexed while other entries use it)."""
         with self._tx():
@@ -528,49 +861,7 @@ class TranslationMemory:
                 self.db.execute("DELETE FROM sources WHERE id = ?", (source_id,))
         self._pairs_cache = None
         return True
-
-    # ---------------------------------------------------------------- import
-
-    def import_file(self, path: str | Path, src_lang: str | None = None, tgt_lang: str | None = None, *,
-                    origin: str | None = None, progress: ProgressCallback | None = None, batch_size: int = 2000,
-                    resume: bool = True) -> ImportStats:
-        """Import a TMX (streamed) or a bilingual XLIFF / SDLXLIFF / MQXLIFF / PO file (units with a target).
-
-        ``src_lang``/``tgt_lang`` pick (or, for files without languages, supply) the pair; for a TMX without
-        ``tgt_lang`` every non-source language becomes a target. Each batch of ``batch_size`` units is one
-        transaction; an import of the same unchanged file that was interrupted resumes after the last
-        committed batch (``resume=False`` reads it from the start; duplicates are merged either way).
-        """
-        from tower_cat import formats
-
-        path = Path(path)
-        if not path.is_file():
-            raise TMError("no such file", path=path)
-        fmt = formats.detect(path)
-        src = normalize_lang(src_lang)
-        tgt = normalize_lang(tgt_lang)
-        stats = ImportStats(path=str(path), format=fmt)
-        t0 = time.time()
-        if fmt == "tmx":
-            total = _count_tus(path)
-            records = self._tmx_records(path, src, tgt, origin or "tmx", stats)
-        else:
-            doc = formats.load(path)
-            total = len(doc.units)
-            records = self._document_records(doc, src, tgt, origin or fmt, stats)
-        fingerprint = _fingerprint(path)
-        import_id, done = self._start_import(path, fingerprint, src, tgt, resume)
-        stats.resumed_from = done
-        try:
-            self._run_import(records, import_id, done, batch_size, stats, progress, total)
-        except BaseException:
-            stats.seconds = time.time() - t0
-            raise
-        with self._tx():
-            self.db.execute("UPDATE imports SET status = 'done', finished = ? WHERE id = ?", (time.time(), import_id))
-        self._pairs_cache = None
-        stats.seconds = time.time() - t0
-        return stats
+    # ---------------------------------------------------------------- import book-keeping
 
     def _start_import(self, path: Path, fingerprint: str, src: str | None, tgt: str | None,
                       resume: bool) -> tuple[int, int]:
@@ -587,95 +878,12 @@ class TranslationMemory:
                                   "VALUES (?, ?, ?, ?, 'running', ?)",
                                   (str(path.resolve()), fingerprint, src, tgt, time.time()))
             return cur.lastrowid, 0
+    def _set_import_progress(self, import_id: int, units_done: int) -> None:
+        self.db.execute("UPDATE imports SET units_done = ? WHERE id = ?", (units_done, import_id))
 
-    def _run_import(self, records: Iterator[tuple[int, list[_Record]]], import_id: int, done: int,
-                    batch_size: int, stats: ImportStats, progress: ProgressCallback | None,
-                    total: int | None) -> None:
-        batch: list[_Record] = []
-        batch_units = 0
-        units_seen = 0
-
-        def flush(upto: int) -> None:
-            nonlocal batch_units
-            with self._tx():
-                for (entry_id, new), rec in zip(self._write_batch(batch), batch):
-                    if new:
-                        stats.added += 1
-                    else:
-                        stats.updated += 1
-                    key = f"{rec.src_lang}>{rec.tgt_lang}"
-                    stats.pairs[key] = stats.pairs.get(key, 0) + 1
-                self.db.execute("UPDATE imports SET units_done = ? WHERE id = ?", (upto, import_id))
-            batch.clear()
-            batch_units = 0
-
-        for index, recs in records:
-            units_seen = index + 1
-            if index < done:
-                if progress and index % 5000 == 0:
-                    progress(units_seen, total)
-                continue
-            stats.units += 1
-            batch.extend(recs)
-            batch_units += 1
-            if batch_units >= batch_size:
-                flush(units_seen)
-                if progress:
-                    progress(units_seen, total)
-        if batch or units_seen > done:
-            flush(units_seen)
-        if progress:
-            progress(units_seen, total)
-
-    def _tmx_records(self, path: Path, src: str | None, tgt: str | None, origin: str,
-                     stats: ImportStats) -> Iterator[tuple[int, list[_Record]]]:
-        from tower_cat.formats import tmx
-
-        for n, tu in enumerate(tmx.iter_tmx(path)):
-            variants = {normalize_lang(lang): seg for lang, seg in tu.variants.items() if lang}
-            tu_src = normalize_lang(getattr(tu, "srclang", None))
-            if src:
-                src_key = next((k for k in variants if lang_matches(src, k, self.fallback)), None)
-            elif tu_src and tu_src.lower() != "*all*":
-                # srclang as declared; else the same language in another region (a header saying en-GB over
-                # en-US tuvs, as Trados exports do); else the first tuv, as the TMX reader does
-                src_key = tu_src if tu_src in variants else next(
-                    (k for k in variants if lang_matches(tu_src, k, True)), None) or next(
-                    (k for k in variants if lang_base(k) == lang_base(tu_src)), None) or next(iter(variants), None)
-            else:
-                src_key = next(iter(variants), None)
-            recs: list[_Record] = []
-            if src_key is not None and normalize_text(variants[src_key].text):
-                created, updated = _tu_dates(tu)
-                ctx = _tu_context(tu)
-                for lang, seg in variants.items():
-                    if lang == src_key or seg.is_empty():
-                        continue
-                    if tgt and not lang_matches(tgt, lang, self.fallback):
-                        continue
-                    recs.append(_Record(src or src_key, tgt or lang, variants[src_key], seg, ctx, origin,
-                                        created, updated))
-            if not recs:
-                stats.skipped += 1
-            yield getattr(tu, "index", n), recs
-
-    def _document_records(self, doc, src: str | None, tgt: str | None, origin: str,
-                          stats: ImportStats) -> Iterator[tuple[int, list[_Record]]]:
-        # gettext msgids are English unless the file says otherwise
-        src = src or normalize_lang(doc.source_lang) or ("en" if doc.format == "po" else None)
-        tgt = tgt or normalize_lang(doc.target_lang)
-        if not src or not tgt:
-            raise TMError(f"the {doc.format} file does not say its languages", path=doc.path,
-                          hint="pass --source and --target")
-        now = time.time()
-        for n, unit in enumerate(doc.units):
-            recs = []
-            if unit.has_target and normalize_text(unit.source.text) and not _is_fuzzy(unit):
-                ctx = context_keys(unit.context)
-                recs.append(_Record(src, tgt, unit.source, unit.target, ctx, unit.origin or origin, now, now))
-            else:
-                stats.skipped += 1
-            yield n, recs
+    def _finish_import(self, import_id: int) -> None:
+        with self._tx():
+            self.db.execute("UPDATE imports SET status = 'done', finished = ? WHERE id = ?", (time.time(), import_id))
 
     # ---------------------------------------------------------------- reading
 
@@ -683,115 +891,23 @@ class TranslationMemory:
         if self._pairs_cache is None:
             self._pairs_cache = [tuple(r) for r in self.db.execute("SELECT src_lang, tgt_lang FROM pairs")]
         return self._pairs_cache
-
-    def _langs_for(self, src: str, tgt: str) -> tuple[list[str], list[str]]:
-        srcs, tgts = set(), set()
-        for s, t in self.pairs():
-            if lang_matches(src, s, self.fallback) and lang_matches(tgt, t, self.fallback):
-                srcs.add(s)
-                tgts.add(t)
-        return sorted(srcs), sorted(tgts)
-
-    def lookup(self, query: str | Segment | Unit, src_lang: str, tgt_lang: str, *,
-               context: UnitContext | dict | None = None, limit: int = 5, min_score: float = 70.0,
-               fuzzy: bool = True) -> list[Match]:
-        """Best matches for a source text, Segment or Unit (a Unit brings its own context), best first."""
-        with self._lock:
-            return self._lookup(query, src_lang, tgt_lang, context, limit, min_score, fuzzy)
-
-    def _lookup(self, query, src_lang, tgt_lang, context, limit, min_score, fuzzy) -> list[Match]:
-        if isinstance(query, Unit):
-            if context is None:
-                context = query.context
-            query = query.source
-        qseg = query if isinstance(query, Segment) else None
-        qtext = normalize_text(query.text if isinstance(query, Segment) else str(query))
-        src, tgt = normalize_lang(src_lang), normalize_lang(tgt_lang)
-        if not qtext or not src or not tgt:
-            return []
-        srcs, tgts = self._langs_for(src, tgt)
-        if not srcs:
-            return []
-        cands: dict[int, str] = {}
+    def _exact_candidates(self, qtext: str, srcs: list[str]) -> Iterable[tuple[int, str]]:
         ph = ",".join("?" * len(srcs))
-        for sid, norm in self.db.execute(f"SELECT id, norm FROM sources WHERE fold = ? AND lang IN ({ph})",
-                                         (_fold_hash(qtext), *srcs)):
-            cands[sid] = norm
-        if fuzzy and min_score < 100:
-            for sid, norm in self._fuzzy_candidates(qtext, srcs, min_score):
-                cands.setdefault(sid, norm)
-        if not cands:
-            return []
-        ctx_keys = set(context_keys(context))
-        by_source: dict[int, tuple[float, float, dict]] = {}
-        for sid, norm in cands.items():
-            sim, base, pens = self._text_score(qtext, norm, min_score)
-            if base is None:
-                continue
-            by_source[sid] = (sim, base, pens)
-        if not by_source:
-            return []
+        return self.db.execute(f"SELECT id, norm FROM sources WHERE fold = ? AND lang IN ({ph})",
+                               (_fold_hash(qtext), *srcs)).fetchall()
+
+    def _entry_rows(self, source_ids: list[int], tgts: list[str]) -> Iterable[tuple]:
         tph = ",".join("?" * len(tgts))
-        sph = ",".join("?" * len(by_source))
-        rows = self.db.execute(
+        sph = ",".join("?" * len(source_ids))
+        return self.db.execute(
             f"SELECT e.id, e.source_id, e.source_json, e.target_json, e.origin, e.created, e.updated, e.tgt_lang,"
             f" s.lang FROM entries e JOIN sources s ON s.id = e.source_id"
-            f" WHERE e.source_id IN ({sph}) AND e.tgt_lang IN ({tph})", (*by_source, *tgts)).fetchall()
-        matches: list[Match] = []
-        for eid, sid, sj, tj, origin, created, updated, elang, slang in rows:
-            sim, base, pens = by_source[sid]
-            pens = dict(pens)
-            source = segment_from_json(sj)
-            score = base
-            if qseg is not None:
-                cp = _code_penalty(qseg, source)
-                if cp:
-                    pens["codes"] = cp
-                    score -= cp
-            if score >= 100:
-                kind = "exact"
-                if ctx_keys and self._has_context(eid, ctx_keys):
-                    kind, score = "context", 101.0
-            else:
-                kind = "fuzzy"
-                score = min(score, FUZZY_CAP) if sim < 100 or pens else score
-            score = max(0.0, round(score, 2))
-            if score < min_score:
-                continue
-            matches.append(Match(source, segment_from_json(tj), score, kind, sim, pens, eid, origin, slang, elang,
-                                 created, updated))
-        matches.sort(key=lambda m: (-m.score, -m.similarity, -m.updated, -m.entry_id))
-        return matches[:limit]
+            f" WHERE e.source_id IN ({sph}) AND e.tgt_lang IN ({tph})", (*source_ids, *tgts)).fetchall()
 
     def _has_context(self, entry_id: int, keys: set[int]) -> bool:
         ph = ",".join("?" * len(keys))
         return self.db.execute(f"SELECT 1 FROM contexts WHERE entry_id = ? AND ctx IN ({ph}) LIMIT 1",
                                (entry_id, *keys)).fetchone() is not None
-
-    def _text_score(self, q: str, s: str, min_score: float) -> tuple[float, float | None, dict]:
-        """(similarity, score before code penalties or None when below min_score, penalties)."""
-        if q == s:
-            return 100.0, 100.0, {}
-        if q.casefold() == s.casefold():
-            if self.ignore_case:
-                return 100.0, 100.0, {}
-            return 100.0, 100.0 - CASE_PENALTY, {"case": CASE_PENALTY}
-        longest = max(len(q), len(s))
-        # the best any number penalty could leave is the similarity itself; cut off just below min_score
-        cutoff = int((1 - (min_score - 1) / 100) * longest) + 1
-        dist = Levenshtein.distance(q, s, score_cutoff=cutoff)
-        if dist > cutoff:
-            return 0.0, None, {}
-        sim = 100.0 * (1 - dist / longest)
-        pens: dict[str, float] = {}
-        score = min(sim, FUZZY_CAP)
-        nq, ns = collections.Counter(_NUMBER.findall(q)), collections.Counter(_NUMBER.findall(s))
-        if nq != ns:
-            differing = max(sum((nq - ns).values()), sum((ns - nq).values()))
-            pens["numbers"] = NUMBER_PENALTY * differing
-            score -= pens["numbers"]
-        return sim, score, pens
-
     def _fuzzy_candidates(self, qtext: str, srcs: list[str], min_score: float) -> list[tuple[int, str]]:
         """Candidate sources for fuzzy scoring, without scanning: the sources sharing most of the query's rarest
         word tokens, plus those sharing most of its rarest character trigrams (typos, short texts)."""
@@ -846,48 +962,22 @@ class TranslationMemory:
         else:
             sql, arg = "SELECT source_id FROM postings WHERE gram = ?", key
         return [r for (r,) in self.db.execute(sql, (arg,))]
+    def _pair_entry_rows(self, src: str, tgt: str) -> Iterator[tuple]:
+        cur = self.db.execute(
+            "SELECT e.id, e.source_json, e.target_json, e.origin, e.created, e.updated FROM entries e "
+            "JOIN sources so ON so.id = e.source_id WHERE so.lang = ? AND e.tgt_lang = ? ORDER BY e.id", (src, tgt))
+        while True:
+            rows = cur.fetchmany(1000)
+            if not rows:
+                break
+            yield from rows
 
-    # ---------------------------------------------------------------- export / stats
+    def _commonest_source_lang(self) -> str | None:
+        row = self.db.execute("SELECT s.lang FROM entries e JOIN sources s ON s.id = e.source_id GROUP BY s.lang "
+                              "ORDER BY count(*) DESC LIMIT 1").fetchone()
+        return row[0] if row else None
 
-    def iter_entries(self, src_lang: str | None = None, tgt_lang: str | None = None
-                     ) -> Iterator[tuple[str, str, Segment, Segment, dict]]:
-        """(src_lang, tgt_lang, source, target, info) for every entry of the pair (all pairs when None)."""
-        src, tgt = normalize_lang(src_lang), normalize_lang(tgt_lang)
-        pairs = [(s, t) for s, t in self.pairs()
-                 if (not src or lang_matches(src, s, self.fallback)) and
-                 (not tgt or lang_matches(tgt, t, self.fallback))]
-        for s, t in pairs:
-            cur = self.db.execute(
-                "SELECT e.id, e.source_json, e.target_json, e.origin, e.created, e.updated FROM entries e "
-                "JOIN sources so ON so.id = e.source_id WHERE so.lang = ? AND e.tgt_lang = ? ORDER BY e.id", (s, t))
-            while True:
-                rows = cur.fetchmany(1000)
-                if not rows:
-                    break
-                for eid, sj, tj, origin, created, updated in rows:
-                    yield s, t, segment_from_json(sj), segment_from_json(tj), {
-                        "id": eid, "origin": origin, "created": created, "updated": updated}
-
-    def export_tmx(self, path: str | Path, src_lang: str | None = None, tgt_lang: str | None = None) -> int:
-        """Write the entries of a pair (or all) as TMX 1.4 (one bilingual <tu> per entry); returns the count."""
-        from tower_cat.formats import tmx
-
-        src = normalize_lang(src_lang)
-        header_src = src
-        if not header_src:  # the commonest source language names the file; each <tu> carries its own srclang
-            header_src = next(iter(self.db.execute(
-                "SELECT s.lang FROM entries e JOIN sources s ON s.id = e.source_id GROUP BY s.lang "
-                "ORDER BY count(*) DESC LIMIT 1").fetchone() or ()), "en")
-        count = 0
-
-        def units():
-            nonlocal count
-            for n, (s, t, source, target, info) in enumerate(self.iter_entries(src, tgt_lang)):  # noqa: B007
-                count += 1
-                yield _make_tmx_unit(tmx, n, s, t, source, target, info)
-
-        tmx.write_tmx(Path(path), units(), header_src)
-        return count
+    # ---------------------------------------------------------------- stats
 
     def stats(self) -> dict[str, Any]:
         db = self.db

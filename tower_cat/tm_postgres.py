@@ -1,0 +1,484 @@
+"""Translation memory on PostgreSQL: one team TM shared by every translator, server and import.
+
+Same interface and same answers as the SQLite ``TranslationMemory`` (``tower_cat.tm``): both inherit
+``BaseTranslationMemory``, which reads import files and computes every score (rapidfuzz Levenshtein, CAT
+penalties, 101 % context) in Python. This backend only stores and proposes candidates:
+
+* exact / 101 %: sources with the same case-folded text hash (``tm_sources.fold``, a b-tree index);
+* fuzzy: sources whose ``pg_trgm`` trigram similarity to the query passes ``pg_trgm.similarity_threshold``
+  (a GIN ``gin_trgm_ops`` index answers ``norm % query``), the most similar first, within the length window
+  the minimum score allows; the best ``CANDIDATES`` are re-scored in Python like SQLite's candidates.
+
+Tables are prefixed ``tm_`` so the TM can share a database with the server's state. ``tm_schema_version``
+records the migrations applied; opening a TM for writing applies the missing ones in one transaction, under an
+advisory lock, so two processes starting at once migrate once (opening read-only never changes the schema).
+
+Writers: every import batch (and every ``add``) is one transaction. Unique constraints (a source per language
+and text hash, an entry per source/target language/content hash) and ``INSERT ... ON CONFLICT`` make
+concurrent writers merge instead of duplicating or losing entries; rows are written in key order, so two
+batches never wait on each other in a cycle (and a deadlock, should one happen, retries the batch from a
+savepoint). An import records its committed units in ``tm_imports`` in the batch's own transaction and holds
+a session advisory lock on its row while it runs: an interrupted import (its session gone) is resumed by the
+next import of the same file, and a running one is never resumed twice.
+
+The database must be UTF-8 with a character-classifying ``LC_CTYPE`` (e.g. ``C.UTF-8``, ``en_US.UTF-8``):
+``pg_trgm`` takes only letters and digits into its trigrams, and in the ``C`` locale non-ASCII letters are
+neither, so Cyrillic or CJK sources would get no fuzzy candidates (a warning is logged on open).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from tower_cat.document import segment_to_json
+from tower_cat.tm import (CANDIDATES, BaseTranslationMemory, TMError, _fold_hash, _hash64, _Record, _redact_url,
+                          normalize_text)
+
+log = logging.getLogger(__name__)
+
+TRIGRAM_THRESHOLD = 0.3  # pg_trgm.similarity_threshold: pg_trgm's default; lower costs index work, not answers
+FUZZY_LIMIT = 2 * CANDIDATES  # candidates re-scored per query (SQLite: up to 60 per route, two routes)
+_LOCK_NAMESPACE = 0x746D  # 'tm': advisory-lock class for this module's locks
+_MIGRATION_LOCK = 0
+_DEADLOCK_RETRIES = 5
+
+
+# --------------------------------------------------------------------------------------------------------
+# schema and migrations
+
+
+def _migration_1(conn: psycopg.Connection) -> None:
+    """Tables, the trigram index and the exact-match index."""
+    conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    conn.execute("""
+        CREATE TABLE tm_sources (
+            id bigserial PRIMARY KEY,
+            lang text NOT NULL,
+            norm text NOT NULL,
+            norm_hash bytea NOT NULL,
+            fold bigint NOT NULL,
+            len integer NOT NULL,
+            UNIQUE (lang, norm_hash)
+        );
+        CREATE INDEX tm_sources_fold ON tm_sources (fold);
+        CREATE INDEX tm_sources_trgm ON tm_sources USING gin (norm gin_trgm_ops);
+        CREATE TABLE tm_entries (
+            id bigserial PRIMARY KEY,
+            source_id bigint NOT NULL REFERENCES tm_sources (id),
+            tgt_lang text NOT NULL,
+            dedup bigint NOT NULL,
+            source_json text NOT NULL,
+            target_json text NOT NULL,
+            target_text text NOT NULL,
+            origin text,
+            created double precision NOT NULL,
+            updated double precision NOT NULL,
+            UNIQUE (source_id, tgt_lang, dedup)
+        );
+        CREATE TABLE tm_contexts (
+            entry_id bigint NOT NULL REFERENCES tm_entries (id) ON DELETE CASCADE,
+            ctx bigint NOT NULL,
+            PRIMARY KEY (entry_id, ctx)
+        );
+        CREATE TABLE tm_pairs (
+            src_lang text NOT NULL,
+            tgt_lang text NOT NULL,
+            PRIMARY KEY (src_lang, tgt_lang)
+        );
+        CREATE TABLE tm_imports (
+            id bigserial PRIMARY KEY,
+            path text NOT NULL,
+            fingerprint text NOT NULL,
+            src_lang text,
+            tgt_lang text,
+            units_done integer NOT NULL DEFAULT 0,
+            status text NOT NULL,
+            started double precision NOT NULL,
+            finished double precision
+        );
+    """)
+
+
+# (version, description, function): applied in order, each version once, all missing ones in one transaction
+MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection], None]]] = [
+    (1, "tables, pg_trgm GIN index, exact-match index", _migration_1),
+]
+
+
+def schema_version(conn: psycopg.Connection) -> int:
+    """The highest migration applied (0: no tower-cat TM in this database)."""
+    row = conn.execute("SELECT to_regclass('tm_schema_version') IS NOT NULL").fetchone()
+    if not row[0]:
+        return 0
+    return conn.execute("SELECT coalesce(max(version), 0) FROM tm_schema_version").fetchone()[0]
+
+
+def migrate(conn: psycopg.Connection, where: str) -> int:
+    """Bring the schema to the latest version; returns it. One transaction: all missing migrations or none."""
+    latest = MIGRATIONS[-1][0]
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_NAMESPACE, _MIGRATION_LOCK))
+        conn.execute("CREATE TABLE IF NOT EXISTS tm_schema_version (version integer PRIMARY KEY, "
+                     "description text NOT NULL, applied double precision NOT NULL)")
+        current = schema_version(conn)
+        if current > latest:
+            raise TMError(f"the TM's schema is version {current}, newer than this tower-cat knows ({latest})",
+                          path=where, hint="upgrade tower-cat")
+        for version, description, apply in MIGRATIONS:
+            if version > current:
+                try:
+                    apply(conn)
+                except pg_errors.InsufficientPrivilege as exc:
+                    raise TMError(f"cannot create the TM tables: {exc.diag.message_primary}", path=where,
+                                  hint="connect as the database's owner; pg_trgm is a trusted extension "
+                                       "(CREATE EXTENSION pg_trgm needs CREATE on the database)") from None
+                except pg_errors.UndefinedFile as exc:
+                    raise TMError(f"PostgreSQL has no pg_trgm extension: {exc.diag.message_primary}", path=where,
+                                  hint="install the server's contrib modules (Debian: postgresql-contrib, part "
+                                       "of postgresql-15 since PostgreSQL 10)") from None
+                conn.execute("INSERT INTO tm_schema_version (version, description, applied) VALUES (%s, %s, %s)",
+                             (version, description, time.time()))
+        return max(current, latest)
+
+
+# --------------------------------------------------------------------------------------------------------
+# the memory
+
+
+def _norm_hash(norm: str) -> bytes:
+    return hashlib.blake2b(norm.encode("utf-8"), digest_size=16).digest()
+
+
+class PostgresTranslationMemory(BaseTranslationMemory):
+    """A translation memory in a PostgreSQL database (``postgresql://user:password@host:port/dbname``).
+
+    ``ignore_case``, ``fallback``: as for the SQLite ``TranslationMemory``. ``readonly``: no writes, no schema
+    changes (the database must hold a tower-cat TM at the current schema version).
+    """
+
+    index = "pg_trgm"
+
+    def __init__(self, url: str, *, ignore_case: bool = False, fallback: bool = True, readonly: bool = False):
+        self.url = url
+        self.path = _redact_url(url)
+        self.ignore_case = ignore_case
+        self.fallback = fallback
+        self.readonly = readonly
+        self._lock = threading.RLock()
+        self._pairs_cache = None
+        self._pairs_read = 0.0
+        try:
+            self.conn = psycopg.connect(url, autocommit=True, connect_timeout=15,
+                                        application_name="tower-cat tm")
+        except psycopg.Error as exc:
+            raise TMError(f"cannot connect to the PostgreSQL TM: {str(exc).strip()}", path=self.path,
+                          hint="check the URL, that the server runs, and its pg_hba.conf") from None
+        try:
+            self._setup()
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def _setup(self) -> None:
+        conn = self.conn
+        if self.readonly:
+            version = schema_version(conn)
+            if version == 0:
+                raise TMError("not a tower-cat translation memory (no tm_schema_version table)", path=self.path,
+                              hint="create it by opening it for writing, e.g. `tower-cat tm import FILE --db URL`")
+            if version != MIGRATIONS[-1][0]:
+                raise TMError(f"the TM's schema is version {version}, this tower-cat uses {MIGRATIONS[-1][0]}",
+                              path=self.path, hint="open it once for writing (e.g. `tower-cat tm import`) to "
+                                                   "migrate it" if version < MIGRATIONS[-1][0] else "upgrade tower-cat")
+            conn.execute("SET default_transaction_read_only = on")
+        else:
+            migrate(conn, self.path)
+        conn.execute(f"SET pg_trgm.similarity_threshold = {TRIGRAM_THRESHOLD}")
+        ctype = conn.execute("SELECT datctype FROM pg_database WHERE datname = current_database()").fetchone()[0]
+        encoding = conn.execute("SHOW server_encoding").fetchone()[0]
+        if encoding.upper() not in ("UTF8", "UTF-8") or ctype.upper() in ("C", "POSIX"):
+            log.warning("%s: database encoding %s, LC_CTYPE %s: pg_trgm finds no fuzzy candidates for non-ASCII "
+                        "letters; create the database with ENCODING 'UTF8' and a UTF-8 LC_CTYPE (e.g. C.UTF-8)",
+                        self.path, encoding, ctype)
+
+    # ---------------------------------------------------------------- connection and transactions
+
+    class _Tx:
+        def __init__(self, memory: "PostgresTranslationMemory"):
+            self.memory = memory
+            self.tx = None
+
+        def __enter__(self):
+            memory = self.memory
+            if memory.readonly:
+                raise TMError("the TM was opened read-only", path=memory.path)
+            memory._lock.acquire()
+            try:
+                self.tx = memory.conn.transaction()
+                self.tx.__enter__()
+            except BaseException:
+                memory._lock.release()
+                raise
+            return memory.conn
+
+        def __exit__(self, exc_type, exc, tb):
+            try:
+                return self.tx.__exit__(exc_type, exc, tb)
+            finally:
+                self.memory._lock.release()
+
+    def _tx(self) -> "_Tx":
+        return self._Tx(self)
+
+    def close(self) -> None:
+        if getattr(self, "conn", None) is not None:
+            self.conn.close()
+            self.conn = None  # type: ignore[assignment]
+
+    # ---------------------------------------------------------------- writing
+
+    def _write_batch(self, records: Sequence[_Record]) -> list[tuple[int, bool]]:
+        """Write records inside the caller's transaction, retrying from a savepoint should a deadlock hit."""
+        for attempt in range(_DEADLOCK_RETRIES):
+            try:
+                with self.conn.transaction():  # a savepoint inside the caller's transaction
+                    return self._write_rows(records)
+            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
+                if attempt == _DEADLOCK_RETRIES - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _write_rows(self, records: Sequence[_Record]) -> list[tuple[int, bool]]:
+        conn = self.conn
+        if not records:
+            return []
+        # 1. sources, in key order (so concurrent batches lock keys in the same order)
+        source_keys: dict[tuple[str, bytes], str] = {}
+        rec_source: list[tuple[str, bytes]] = []
+        for r in records:
+            norm = normalize_text(r.source.text)
+            key = (r.src_lang, _norm_hash(norm))
+            source_keys.setdefault(key, norm)
+            rec_source.append(key)
+        ordered = sorted(source_keys)
+        langs = [k[0] for k in ordered]
+        hashes = [k[1] for k in ordered]
+        norms = [source_keys[k] for k in ordered]
+        conn.execute(
+            "INSERT INTO tm_sources (lang, norm, norm_hash, fold, len) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[], %s::bigint[], %s::integer[]) "
+            "ORDER BY 1, 3 ON CONFLICT (lang, norm_hash) DO NOTHING",
+            (langs, norms, hashes, [_fold_hash(n) for n in norms], [len(n) for n in norms]))
+        source_ids = {(lang, bytes(h)): sid for sid, lang, h in conn.execute(
+            "SELECT s.id, s.lang, s.norm_hash FROM tm_sources s "
+            "JOIN unnest(%s::text[], %s::bytea[]) AS k(lang, h) ON s.lang = k.lang AND s.norm_hash = k.h",
+            (langs, hashes))}
+        # 2. entries: duplicates inside the batch merged first (ON CONFLICT may touch a row once per statement),
+        # the same way the SQLite backend merges them one after the other
+        groups: dict[tuple[int, str, int], dict[str, Any]] = {}
+        rec_keys: list[tuple[int, str, int]] = []
+        first_of_group: list[bool] = []
+        for r, skey in zip(records, rec_source):
+            sj, tj = segment_to_json(r.source), segment_to_json(r.target)
+            key = (source_ids[skey], r.tgt_lang, _hash64(normalize_text(sj), normalize_text(tj)))
+            rec_keys.append(key)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = {"sj": sj, "tj": tj, "text": r.target.text, "origin": r.origin, "created": r.created,
+                               "updated": max(r.created, r.updated), "contexts": set(r.contexts)}
+                first_of_group.append(True)
+            else:
+                if r.updated > group["updated"]:
+                    group["updated"] = r.updated
+                    group["origin"] = r.origin if r.origin is not None else group["origin"]
+                group["contexts"].update(r.contexts)
+                first_of_group.append(False)
+        keys = sorted(groups)
+        rows = conn.execute(
+            "INSERT INTO tm_entries AS e (source_id, tgt_lang, dedup, source_json, target_json, target_text, origin,"
+            " created, updated) "
+            "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[],"
+            " %s::text[], %s::float8[], %s::float8[]) ORDER BY 1, 2, 3 "
+            "ON CONFLICT (source_id, tgt_lang, dedup) DO UPDATE SET "
+            " updated = greatest(e.updated, excluded.updated),"
+            " origin = CASE WHEN excluded.updated > e.updated THEN coalesce(excluded.origin, e.origin)"
+            " ELSE e.origin END "
+            "RETURNING e.id, e.source_id, e.tgt_lang, e.dedup, (e.xmax = 0) AS inserted",
+            ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [groups[k]["sj"] for k in keys],
+             [groups[k]["tj"] for k in keys], [groups[k]["text"] for k in keys],
+             [groups[k]["origin"] for k in keys], [groups[k]["created"] for k in keys],
+             [groups[k]["updated"] for k in keys])).fetchall()
+        written = {(sid, tgt, dedup): (eid, inserted) for eid, sid, tgt, dedup, inserted in rows}
+        # 3. contexts and pairs
+        ctx_rows = sorted({(written[k][0], c) for k in keys for c in groups[k]["contexts"]})
+        if ctx_rows:
+            conn.execute("INSERT INTO tm_contexts (entry_id, ctx) SELECT * FROM unnest(%s::bigint[], %s::bigint[]) "
+                         "ORDER BY 1, 2 ON CONFLICT DO NOTHING",
+                         ([e for e, _ in ctx_rows], [c for _, c in ctx_rows]))
+        pairs = sorted({(r.src_lang, r.tgt_lang) for r in records})
+        conn.execute("INSERT INTO tm_pairs (src_lang, tgt_lang) SELECT * FROM unnest(%s::text[], %s::text[]) "
+                     "ORDER BY 1, 2 ON CONFLICT DO NOTHING", ([s for s, _ in pairs], [t for _, t in pairs]))
+        self._pairs_cache = None
+        out = []
+        for key, first in zip(rec_keys, first_of_group):
+            eid, inserted = written[key]
+            out.append((eid, bool(inserted) and first))
+        return out
+
+    def delete(self, entry_id: int) -> bool:
+        """Remove one entry (its source stays while other entries use it)."""
+        with self._tx() as conn:
+            row = conn.execute("DELETE FROM tm_entries WHERE id = %s RETURNING source_id", (entry_id,)).fetchone()
+            if not row:
+                return False
+            conn.execute("DELETE FROM tm_sources s WHERE s.id = %s AND NOT EXISTS "
+                         "(SELECT 1 FROM tm_entries e WHERE e.source_id = s.id)", (row[0],))
+        self._pairs_cache = None
+        return True
+
+    # ---------------------------------------------------------------- import book-keeping
+
+    def _start_import(self, path: Path, fingerprint: str, src: str | None, tgt: str | None,
+                      resume: bool) -> tuple[int, int]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                "SELECT id, units_done FROM tm_imports WHERE fingerprint = %s AND coalesce(src_lang, '') = %s AND "
+                "coalesce(tgt_lang, '') = %s AND status = 'running' ORDER BY id DESC",
+                (fingerprint, src or "", tgt or "")).fetchall()
+        for import_id, done in rows:
+            # a running import whose session still holds its lock is alive elsewhere: never resume it twice
+            if not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_NAMESPACE, import_id)).fetchone()[0]:
+                continue
+            if resume:
+                return import_id, done
+            with self._tx() as conn:
+                conn.execute("UPDATE tm_imports SET status = 'abandoned' WHERE id = %s", (import_id,))
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_NAMESPACE, import_id))
+            break
+        with self._tx() as conn:
+            import_id = conn.execute(
+                "INSERT INTO tm_imports (path, fingerprint, src_lang, tgt_lang, status, started) "
+                "VALUES (%s, %s, %s, %s, 'running', %s) RETURNING id",
+                (str(path.resolve()), fingerprint, src, tgt, time.time())).fetchone()[0]
+        conn.execute("SELECT pg_advisory_lock(%s, %s)", (_LOCK_NAMESPACE, import_id))
+        return import_id, 0
+
+    def _set_import_progress(self, import_id: int, units_done: int) -> None:
+        self.conn.execute("UPDATE tm_imports SET units_done = %s WHERE id = %s", (units_done, import_id))
+
+    def _finish_import(self, import_id: int) -> None:
+        with self._tx() as conn:
+            conn.execute("UPDATE tm_imports SET status = 'done', finished = %s WHERE id = %s",
+                         (time.time(), import_id))
+        self.conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_NAMESPACE, import_id))
+
+    # ---------------------------------------------------------------- reading
+
+    def pairs(self) -> list[tuple[str, str]]:
+        # other processes add pairs too: re-read now and then, not only after our own writes
+        if self._pairs_cache is None or time.monotonic() - self._pairs_read > 2.0:
+            with self._lock:
+                self._pairs_cache = [tuple(r) for r in self.conn.execute(
+                    "SELECT src_lang, tgt_lang FROM tm_pairs ORDER BY 1, 2")]
+                self._pairs_read = time.monotonic()
+        return self._pairs_cache
+
+    def _exact_candidates(self, qtext: str, srcs: list[str]) -> Iterable[tuple[int, str]]:
+        return self.conn.execute("SELECT id, norm FROM tm_sources WHERE fold = %s AND lang = ANY(%s)",
+                                 (_fold_hash(qtext), srcs)).fetchall()
+
+    def _fuzzy_candidates(self, qtext: str, srcs: list[str], min_score: float) -> Iterable[tuple[int, str]]:
+        ratio = max(min_score, 1.0) / 100.0
+        lo, hi = int(len(qtext) * ratio), int(len(qtext) / ratio) + 1
+        return self.conn.execute(
+            "SELECT id, norm FROM tm_sources WHERE norm %% %(q)s AND lang = ANY(%(langs)s) "
+            "AND len BETWEEN %(lo)s AND %(hi)s ORDER BY similarity(norm, %(q)s) DESC, id LIMIT %(n)s",
+            {"q": qtext, "langs": srcs, "lo": lo, "hi": hi, "n": FUZZY_LIMIT}).fetchall()
+
+    def _entry_rows(self, source_ids: list[int], tgts: list[str]) -> Iterable[tuple]:
+        return self.conn.execute(
+            "SELECT e.id, e.source_id, e.source_json, e.target_json, e.origin, e.created, e.updated, e.tgt_lang,"
+            " s.lang FROM tm_entries e JOIN tm_sources s ON s.id = e.source_id"
+            " WHERE e.source_id = ANY(%s) AND e.tgt_lang = ANY(%s)", (source_ids, tgts)).fetchall()
+
+    def _has_context(self, entry_id: int, keys: set[int]) -> bool:
+        return self.conn.execute("SELECT 1 FROM tm_contexts WHERE entry_id = %s AND ctx = ANY(%s) LIMIT 1",
+                                 (entry_id, list(keys))).fetchone() is not None
+
+    def _pair_entry_rows(self, src: str, tgt: str) -> Iterator[tuple]:
+        last = 0
+        while True:  # pages by id: no transaction held open while the caller writes a TMX
+            with self._lock:
+                rows = self.conn.execute(
+                    "SELECT e.id, e.source_json, e.target_json, e.origin, e.created, e.updated FROM tm_entries e "
+                    "JOIN tm_sources s ON s.id = e.source_id WHERE s.lang = %s AND e.tgt_lang = %s AND e.id > %s "
+                    "ORDER BY e.id LIMIT 1000", (src, tgt, last)).fetchall()
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1][0]
+
+    def _commonest_source_lang(self) -> str | None:
+        row = self.conn.execute("SELECT s.lang FROM tm_entries e JOIN tm_sources s ON s.id = e.source_id "
+                                "GROUP BY s.lang ORDER BY count(*) DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
+    # ---------------------------------------------------------------- stats
+
+    def stats(self) -> dict[str, Any]:
+        conn = self.conn
+        with self._lock:
+            pairs = {f"{s}>{t}": n for s, t, n in conn.execute(
+                "SELECT s.lang, e.tgt_lang, count(*) FROM tm_entries e JOIN tm_sources s ON s.id = e.source_id "
+                "GROUP BY s.lang, e.tgt_lang ORDER BY 1, 2")}
+            return {
+                "path": self.path,
+                "entries": conn.execute("SELECT count(*) FROM tm_entries").fetchone()[0],
+                "sources": conn.execute("SELECT count(*) FROM tm_sources").fetchone()[0],
+                "pairs": pairs,
+                "index": self.index,
+                "postgres": conn.execute("SHOW server_version").fetchone()[0],
+                "schema_version": schema_version(conn),
+                "imports": [dict(zip(("path", "units", "status"), r)) for r in conn.execute(
+                    "SELECT path, units_done, status FROM tm_imports ORDER BY id")],
+            }
+
+    def integrity_check(self) -> str:
+        """"ok", or what is wrong: the invariants the constraints cannot state (and a check they hold)."""
+        checks = {
+            "duplicate entries": "SELECT count(*) FROM (SELECT 1 FROM tm_entries GROUP BY source_id, tgt_lang, "
+                                 "dedup HAVING count(*) > 1) d",
+            "duplicate sources": "SELECT count(*) FROM (SELECT 1 FROM tm_sources GROUP BY lang, norm "
+                                 "HAVING count(*) > 1) d",
+            "sources with a wrong length": "SELECT count(*) FROM tm_sources WHERE len <> char_length(norm)",
+            "sources with a wrong hash": "SELECT count(*) FROM tm_sources WHERE length(norm_hash) <> 16",
+            "entries of an unlisted pair": "SELECT count(*) FROM (SELECT DISTINCT s.lang, e.tgt_lang FROM tm_entries "
+                                           "e JOIN tm_sources s ON s.id = e.source_id EXCEPT SELECT src_lang, "
+                                           "tgt_lang FROM tm_pairs) p",
+            "entries with unreadable JSON": "SELECT count(*) FROM tm_entries WHERE NOT (source_json::jsonb IS NOT "
+                                            "NULL AND target_json::jsonb IS NOT NULL)",
+        }
+        problems = []
+        with self._lock:
+            for name, sql in checks.items():
+                try:
+                    n = self.conn.execute(sql).fetchone()[0]
+                except psycopg.Error as exc:
+                    problems.append(f"{name}: {str(exc).strip()}")
+                    continue
+                if n:
+                    problems.append(f"{n} {name}")
+        return "ok" if not problems else "; ".join(problems)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self.conn.execute("SELECT count(*) FROM tm_entries").fetchone()[0]
