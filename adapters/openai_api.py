@@ -44,7 +44,7 @@ from tower_cat.document import CodeKind, InlineCode, Segment
 from tower_cat.languages import NAMES
 
 from .http import OPENAI, ProtocolError, bearer_key, service_of
-from .service import SegmentIn, Service, ServiceError
+from .service import SegmentIn, Service, ServiceError, Unauthorized
 from .tags import Markup, parse_markup, to_markup
 
 WEBLATE_SEPARATOR = "\n==WEBLATE_PART==\n"
@@ -230,7 +230,10 @@ def router() -> APIRouter:
     def _begin(request: Request) -> tuple[Service, str | None]:
         request.state.protocol = OPENAI
         service = service_of(request)
-        return service, service.check_key(bearer_key(request))
+        try:
+            return service, service.check_key(bearer_key(request))
+        except Unauthorized:
+            raise ProtocolError("Incorrect API key provided.", status=401, code="invalid_api_key") from None
 
     def _model(service: Service) -> dict:
         return {"id": _model_id(service), "object": "model", "created": int(service.started),

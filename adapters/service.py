@@ -682,8 +682,11 @@ class Service:
                                f"{self.engine.context_length}")
         budget = min(budget, room)
         sampled = temperature > 0
-        opts = self.options(max_new_tokens=budget, sampling_topk=0 if sampled else 1, sampling_temperature=temperature if sampled else 1.0,
-                            sampling_topp=top_p if sampled else 1.0, num_hypotheses=n if sampled else 1)
+        from dataclasses import replace
+
+        opts = replace(self.options(), max_new_tokens=budget, sampling_topk=0 if sampled else 1,
+                       sampling_temperature=temperature if sampled else 1.0, sampling_topp=top_p if sampled else 1.0,
+                       num_hypotheses=n if sampled else 1)
         gen = (await self.batcher.generate([[dict(m) for m in messages]], [None], opts))[0]
         hyps = list(gen.hypotheses) if sampled else [gen.hypotheses[0]] * n
         choices: list[tuple[str, str]] = []

@@ -1,0 +1,77 @@
+"""Fixtures for the protocol tests (test_protocols_*.py, test_deepl_node.py): `tower-cat serve` on 127.0.0.1.
+
+A tiny random Llama (tower_cat.testing) behind the real app in uvicorn (a thread, free port): translations are
+garbage, what the tests check is the wire protocol the real clients speak. ``server`` is open (no keys, like a
+loopback install); ``keyed`` has an API key and a character quota. Import the fixtures by name into a module.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tower_cat.adapters.app import create_app
+from tower_cat.adapters.cli import BackgroundServer
+from tower_cat.adapters.service import ServerConfig, Service
+
+KEY = "protocol-test-key"
+NEW_TOKENS = 8
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from tower_cat.testing import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("protocol-model") / "llama", "llama")
+
+
+@pytest.fixture(scope="module")
+def engine(tiny):
+    from tower_cat.engine import Engine
+
+    eng = Engine.load(tiny.ct2_path, device="cpu", compute_type="float32", threads=1)
+    yield eng
+    eng.close()
+
+
+TM_SOURCE, TM_TARGET = "The printer is out of paper.", "Der Drucker hat kein Papier mehr."
+
+
+@pytest.fixture(scope="module")
+def tm(tmp_path_factory):
+    """One approved pair: an exact TM hit comes back verbatim, which only the translation core does."""
+    from tower_cat.tm import TranslationMemory
+
+    mem = TranslationMemory(tmp_path_factory.mktemp("protocol-tm") / "tm.db")
+    mem.add(TM_SOURCE, TM_TARGET, "en", "de")
+    yield mem
+    mem.close()
+
+
+@pytest.fixture(scope="module")
+def service(engine, tm):
+    svc = Service(engine, ServerConfig(max_new_tokens=NEW_TOKENS, batch_window=0.015), tm=tm)
+    yield svc
+    svc.close()
+
+
+@pytest.fixture(scope="module")
+def server(service):
+    with BackgroundServer(create_app(service)) as srv:
+        srv.service = service
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def keyed(engine):
+    svc = Service(engine, ServerConfig(max_new_tokens=4, api_keys=[KEY], character_limit=200))
+    with BackgroundServer(create_app(svc)) as srv:
+        srv.service = svc
+        yield srv
+    svc.close()
+
+
+@pytest.fixture
+def http(server):
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        yield client
