@@ -78,9 +78,12 @@ def _stripped_tree(path: Path):
     return root
 
 
-pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus is absent")
+# Only the tests that read corpus files skip without ../shared (parametrized ones get no cases, the others call
+# _corpus(), which skips with the missing path); tests on inline samples run everywhere.
+needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus is absent")
 
 
+@needs_corpus
 @pytest.mark.parametrize("path", _files(), ids=_ident)
 def test_corpus_noop_save_is_byte_identical(path: Path, tmp_path: Path):
     doc = formats.load(path)
@@ -90,6 +93,7 @@ def test_corpus_noop_save_is_byte_identical(path: Path, tmp_path: Path):
     assert out.read_bytes() == path.read_bytes()
 
 
+@needs_corpus
 @pytest.mark.parametrize("path", _files(), ids=_ident)
 def test_corpus_edited_round_trip(path: Path, tmp_path: Path):
     doc = formats.load(path)
@@ -123,6 +127,7 @@ def test_corpus_edited_round_trip(path: Path, tmp_path: Path):
     assert diff is None, f"something outside targets/states changed: {diff}"
 
 
+@needs_corpus
 def test_corpus_counts():
     files = _files()
     assert len(files) >= 30
@@ -647,6 +652,7 @@ def test_no_candidate_without_a_real_previous_target(tmp_path: Path):
     assert "alt-trans" not in out.read_text("utf-8")
 
 
+@needs_corpus
 @pytest.mark.parametrize("path", _editable_with_targets(), ids=_ident)
 def test_corpus_previous_targets_become_alt_trans(path: Path, tmp_path: Path):
     doc = formats.load(path)
@@ -682,3 +688,103 @@ def test_corpus_previous_targets_become_alt_trans(path: Path, tmp_path: Path):
         later = list(alt.itersiblings())
         assert all(_xliff_local(x) in (None, "alt-trans") for x in later), uid
     assert _tree_diff(_without_previous_versions(path), _without_previous_versions(out)) is None
+
+
+# --- segmented targets: every code once, in its segment --------------------------------------------------------
+
+def _segmented_files() -> list[Path]:
+    """Every SDLXLIFF and every XLIFF 1.2 of the corpus with <mrk mtype="seg"> segments that pseudo writes (not
+    locked or approved, with text)."""
+    out = []
+    for p in _files():
+        try:
+            doc = formats.load(p)
+        except TowerCatError:
+            continue
+        if any(not s.unit.protected and s.unit.source.text.strip() for tu in doc.handle.tus for s in tu.segs or ()):
+            out.append(p)
+    return out
+
+
+_CODE_ELEMENTS = {"x", "bx", "ex", "g", "ph", "bpt", "ept", "it", "mrk"}
+
+
+def _code_key(el) -> tuple:
+    return (etree.QName(el).localname, el.get("id") or el.get("mid") or el.get("rid") or "",
+            tuple(sorted((etree.QName(k).localname, v) for k, v in el.attrib.items())))
+
+
+def _is_seg(el) -> bool:
+    return isinstance(el.tag, str) and etree.QName(el).localname == "mrk" and el.get("mtype") == "seg"
+
+
+def _codes_in(el) -> list[tuple]:
+    return sorted(_code_key(d) for d in el.iterdescendants()
+                  if isinstance(d.tag, str) and etree.QName(d).localname in _CODE_ELEMENTS and not _is_seg(d))
+
+
+def _codes_outside_segments(el) -> list[tuple]:
+    out = []
+    for ch in el:
+        if not isinstance(ch.tag, str) or _is_seg(ch):
+            continue
+        if etree.QName(ch).localname in _CODE_ELEMENTS:
+            out.append(_code_key(ch))
+        out += _codes_outside_segments(ch)
+    return out
+
+
+@needs_corpus
+@pytest.mark.parametrize("path", _segmented_files(), ids=_ident)
+def test_pseudo_writes_each_segment_code_once_inside_its_segment(path: Path, tmp_path: Path):
+    """After pseudo, every target segment that was written carries exactly the codes of its source segment, and
+    no code of a source segment also sits between the target's segments (TS09-12-Test01's ``<x id="ph8"/>``,
+    which Okapi had put before the segment, was written there and again inside it)."""
+    from tower_cat.pseudo import pseudo_document
+
+    doc = formats.load(path)
+    pseudo_document(doc)
+    written = {u.id for u in doc.units if u.edit is not None}
+    assert written
+    out = tmp_path / path.name
+    doc.save(out)
+    root = etree.parse(str(out), etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)).getroot()
+    checked = 0
+    for tu in root.iter(f"{{{XLIFF}}}trans-unit", "trans-unit"):
+        seg_source = next((c for c in tu if isinstance(c.tag, str) and etree.QName(c).localname == "seg-source"), None)
+        target = next((c for c in tu if isinstance(c.tag, str) and etree.QName(c).localname == "target"), None)
+        if seg_source is None or target is None:
+            continue
+        src_segs = {m.get("mid"): m for m in seg_source.iter() if _is_seg(m)}
+        tgt_segs = {m.get("mid"): m for m in target.iter() if _is_seg(m)}
+        mids = [mid for mid in src_segs if f"{tu.get('id')}#{mid}" in written]
+        if not mids:
+            continue
+        in_segments = {k for mid in src_segs for k in _codes_in(src_segs[mid])}
+        for mid in mids:
+            assert mid in tgt_segs, f"{tu.get('id')}: segment {mid} missing from the target"
+            assert _codes_in(tgt_segs[mid]) == _codes_in(src_segs[mid]), f"{tu.get('id')}#{mid}"
+            checked += 1
+        doubled = [k for k in _codes_outside_segments(target) if k in in_segments]
+        assert not doubled, f"{tu.get('id')}: codes of a segment also written between segments: {doubled}"
+    assert checked
+
+
+def test_code_moved_out_of_its_segment_is_not_written_twice(tmp_path: Path):
+    """The TS09-12-Test01 case, inline: the target has the leading code outside the (empty) segment."""
+    p = tmp_path / "moved.sdlxliff"
+    p.write_text(
+        '<?xml version="1.0" encoding="utf-8"?>\n<xliff xmlns:sdl="http://sdl.com/FileTypes/SdlXliff/1.0" '
+        'xmlns="urn:oasis:names:tc:xliff:document:1.2" version="1.2"><file original="a.docx" source-language="en-US" '
+        'target-language="de-DE" datatype="x-sdlfilterframework2"><body>\n<trans-unit id="u1"><source><x id="ph8" />'
+        'Allow enough space.</source><seg-source><mrk mtype="seg" mid="7"><x id="ph8" />Allow enough space.</mrk>'
+        '</seg-source><target><x id="ph8" /><mrk mtype="seg" mid="7" /></target><sdl:seg-defs><sdl:seg id="7" />'
+        '</sdl:seg-defs></trans-unit>\n</body></file></xliff>\n', encoding="utf-8")
+    doc = formats.load(p)
+    assert doc.format == "sdlxliff"
+    unit = doc.units[0]
+    unit.set_target(Segment([unit.source.codes[0], "Genug Platz lassen."]))
+    doc.save(tmp_path / "out.sdlxliff")
+    text = (tmp_path / "out.sdlxliff").read_text(encoding="utf-8")
+    assert '<target><mrk mtype="seg" mid="7"><x id="ph8" />Genug Platz lassen.</mrk></target>' in text
+    assert text.count('<x id="ph8" />') == 3  # source, seg-source, target segment

@@ -794,7 +794,8 @@ class Writer:
             current = state_to_status(tu.target.get("state")) if tu.target is not None else None
             others.append(current)
         tattrs = self.state_attrs(edits, others)
-        rebuild = tu.target is None or any(s.tgt is None and s.mid in contents for s in tu.segs)
+        rebuild = tu.target is None or any(s.tgt is None and s.mid in contents for s in tu.segs) \
+            or (bool(contents) and self._codes_outside_segments(tu))
         if not rebuild:
             for s in tu.segs:
                 if s.mid in contents:
@@ -829,6 +830,31 @@ class Writer:
                 self.insert_after(tu.segsource, f"{tag}{inner}</{name}>")
             else:
                 self.replace_content(tu.target, inner, tattrs)
+
+    def _codes_outside_segments(self, tu: TuRec) -> bool:
+        """True when the target holds, outside its ``<mrk mtype="seg">`` s, an inline code that a source segment
+        holds inside: a tool (Okapi's SDLXLIFF writer) moved a leading code out of the segment. Writing new
+        segment content, which carries the code, would then have it twice; the target is rebuilt from
+        ``<seg-source>`` instead."""
+        prefix = f"{{{self.h.ns}}}" if self.h.ns else ""
+        mrk = prefix + "mrk"
+        inside = set()
+        for s in tu.segs:
+            for el in s.src.iterdescendants():
+                if isinstance(el.tag, str):
+                    inside.add((el.tag, el.get("id") or el.get("mid") or el.get("rid")))
+        if not inside:
+            return False
+
+        def outside(el) -> bool:
+            for ch in el:
+                if not isinstance(ch.tag, str) or (ch.tag == mrk and ch.get("mtype") == "seg"):
+                    continue
+                if (ch.tag, ch.get("id") or ch.get("mid") or ch.get("rid")) in inside or outside(ch):
+                    return True
+            return False
+
+        return outside(tu.target)
 
     # candidates: the targets edits replace
     def _ns_decls(self, el, tu: TuRec) -> dict[str, str]:
