@@ -673,3 +673,16 @@ def test_nul_in_a_new_target_is_not_written(tmp_path: Path):
     with pytest.raises(FormatError, match="NUL"):
         po.save(doc, tmp_path / "out.po")
     assert not (tmp_path / "out.po").exists()
+
+
+def test_crlf_file_keeps_crlf_in_new_multiline_targets(tmp_path: Path):
+    text = HEADER + 'msgid "one\\ntwo"\nmsgstr ""\n\nmsgid "x"\nmsgstr "old"\n'
+    p = _write(tmp_path, text.replace("\n", "\r\n"))
+    doc = po.load(p)
+    for unit in doc.units:
+        unit.set_target(Segment.from_text("eins\nzwei\n drei"), previous=unit.target)
+    po.save(doc, tmp_path / "out.po")
+    raw = (tmp_path / "out.po").read_bytes()
+    assert b'"eins\\n"\r\n"zwei\\n"\r\n" drei"\r\n' in raw
+    assert raw.replace(b"\r\n", b"").count(b"\n") == 0, "a bare LF in a CRLF file"
+    assert [u.target.text for u in po.load(tmp_path / "out.po").units] == ["eins\nzwei\n drei"] * 2

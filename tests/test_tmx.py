@@ -375,3 +375,18 @@ def test_write_tmx_is_atomic(tmp_path: Path):
 def test_sniff():
     assert tmx.sniff(b'<?xml version="1.0"?>\n<tmx version="1.4">')
     assert not tmx.sniff(b'<xliff version="1.2">')
+
+
+def test_crlf_file_keeps_crlf_in_new_multiline_targets(tmp_path: Path):
+    text = ('<?xml version="1.0"?>\n<tmx version="1.4"><header srclang="en"/><body>\n<tu><tuv xml:lang="en">'
+            '<seg>one\ntwo</seg></tuv><tuv xml:lang="de"><seg>x</seg></tuv></tu>\n<tu><tuv xml:lang="en"><seg>b</seg>'
+            '</tuv></tu>\n</body></tmx>\n')
+    p = tmp_path / "crlf.tmx"
+    p.write_bytes(text.replace("\n", "\r\n").encode("utf-8"))
+    doc = tmx.load(p)
+    for unit in doc.units:  # one existing target, one new tuv
+        unit.set_target(Segment.from_text("eins\nzwei\n drei"))
+    tmx.save(doc, tmp_path / "out.tmx")
+    raw = (tmp_path / "out.tmx").read_bytes()
+    assert raw.count(b"eins\r\nzwei\r\n drei") == 2 and raw.replace(b"\r\n", b"").count(b"\n") == 0
+    assert [u.target.text for u in tmx.load(tmp_path / "out.tmx").units] == ["eins\nzwei\n drei"] * 2

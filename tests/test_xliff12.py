@@ -788,3 +788,35 @@ def test_code_moved_out_of_its_segment_is_not_written_twice(tmp_path: Path):
     text = (tmp_path / "out.sdlxliff").read_text(encoding="utf-8")
     assert '<target><mrk mtype="seg" mid="7"><x id="ph8" />Genug Platz lassen.</mrk></target>' in text
     assert text.count('<x id="ph8" />') == 3  # source, seg-source, target segment
+
+
+# --- CRLF files keep CRLF in new multi-line targets ----------------------------------------------------------------
+
+_CRLF_HEAD = {
+    "xliff12": '<xliff version="1.2" xmlns="urn:oasis:names:tc:xliff:document:1.2">',
+    "sdlxliff": '<xliff version="1.2" xmlns="urn:oasis:names:tc:xliff:document:1.2" '
+                'xmlns:sdl="http://sdl.com/FileTypes/SdlXliff/1.0">',
+    "mqxliff": '<xliff version="1.2" xmlns="urn:oasis:names:tc:xliff:document:1.2" xmlns:mq="MQXliff">',
+}
+
+
+@pytest.mark.parametrize("flavour", list(_CRLF_HEAD))
+@pytest.mark.parametrize("segmented", [False, True])
+def test_crlf_file_keeps_crlf_in_new_multiline_targets(tmp_path: Path, flavour: str, segmented: bool):
+    seg = ('<seg-source><mrk mtype="seg" mid="1">one\ntwo</mrk></seg-source>' if segmented else "")
+    text = ('<?xml version="1.0" encoding="UTF-8"?>\n' + _CRLF_HEAD[flavour] + '\n<file original="f" '
+            'source-language="en" target-language="de" datatype="plaintext"><body>\n'
+            f'<trans-unit id="a"><source>one\ntwo</source>{seg}</trans-unit>\n'
+            '<trans-unit id="b"><source>x</source><target>old</target></trans-unit>\n</body></file></xliff>\n')
+    p = tmp_path / "crlf.xlf"
+    p.write_bytes(text.replace("\n", "\r\n").encode("utf-8"))
+    doc = formats.load(p)
+    assert doc.format == flavour
+    for unit in doc.units:
+        unit.set_target(Segment.from_text("eins\nzwei\n drei"), previous=unit.target)
+    out = tmp_path / "out.xlf"
+    doc.save(out)
+    raw = out.read_bytes()
+    assert b"eins\r\nzwei\r\n drei" in raw
+    assert raw.replace(b"\r\n", b"").count(b"\n") == 0, "a bare LF in a CRLF file"
+    assert [u.target.text for u in formats.load(out).units] == ["eins\nzwei\n drei"] * 2

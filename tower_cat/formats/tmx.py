@@ -308,9 +308,11 @@ def _raw_getter(xf: _xml.XmlFile):
     return raw_of
 
 
-def render(segment: Segment, source: Segment, unit: Unit | None = None, path: Path | None = None) -> str:
+def render(segment: Segment, source: Segment, unit: Unit | None = None, path: Path | None = None,
+           newline: str = "\n") -> str:
     """A target segment as ``<seg>`` content: escaped text plus the source's codes, verbatim. A code the source
-    does not have raises ``CodeMismatchError``; ``<hi>`` halves must nest."""
+    does not have raises ``CodeMismatchError``; ``<hi>`` halves must nest. Line breaks in the text are written
+    as ``newline`` (CRLF files keep CRLF)."""
     codes = {c.key: c for c in source.codes}
     out: list[str] = []
     stack: list[str] = []
@@ -318,7 +320,8 @@ def render(segment: Segment, source: Segment, unit: Unit | None = None, path: Pa
     line = unit.line if unit else None
     for part in segment.parts:
         if isinstance(part, str):
-            out.append(escape_content(part))
+            text = escape_content(part)
+            out.append(text.replace("\n", newline) if newline != "\n" and "\n" in text else text)
             continue
         code = codes.get(part.key)
         if code is None:
@@ -344,13 +347,14 @@ def save(doc: Document, path: Path) -> None:
     xf = h.xf
     sp = _xml.Splicer(xf.text)
     lang_attr = "xml:lang" if h.uses_xml_lang else "lang"
+    nl = xf.newline()
     for unit in doc.units:
         if unit.edit is None:
             continue
         rec = h.tus.get(unit.id)
         if rec is None:
             raise FormatError("unit not from this file", path=path, unit=unit.id)
-        content = render(unit.edit.segment, unit.source, unit, path)
+        content = render(unit.edit.segment, unit.source, unit, path, nl)
         if rec.target is not None and _same_lang(_lang(rec.target), doc.target_lang):
             seg = _children(rec.target, "seg")[0]
             span = xf.span(seg)

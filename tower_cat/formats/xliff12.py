@@ -610,8 +610,9 @@ def open_form(start_tag: str) -> str:
     return start_tag
 
 
-def render(segment: Segment, source: Segment, unit: Unit, path: Path | None = None) -> str:
-    """A target segment as XML content: escaped text plus the source's codes, verbatim.
+def render(segment: Segment, source: Segment, unit: Unit, path: Path | None = None, newline: str = "\n") -> str:
+    """A target segment as XML content: escaped text plus the source's codes, verbatim. Line breaks in the text
+    are written as ``newline`` (``"\r\n"`` in a CRLF file: XML parsers read both as one line feed).
 
     Every code must exist in the source (same kind and id); element halves (``<g>``/``<mrk>`` start and end tags)
     must nest properly, so the output is always well-formed.
@@ -621,7 +622,8 @@ def render(segment: Segment, source: Segment, unit: Unit, path: Path | None = No
     stack: list[str] = []
     for part in segment.parts:
         if isinstance(part, str):
-            out.append(escape_content(part))
+            text = escape_content(part)
+            out.append(text.replace("\n", newline) if newline != "\n" and "\n" in text else text)
             continue
         code = codes.get((part.kind, part.id))
         if code is None:
@@ -664,6 +666,7 @@ class Writer:
         self.h: Handle = doc.handle
         self.xf = self.h.xf
         self.sp = _xml.Splicer(self.xf.text)
+        self.nl = self.xf.newline()  # line breaks in new text: CRLF files keep CRLF
         self.declare: dict[str, str] = {}
         self._tnames: dict[str, str] = {}  # source start tag -> target element name
         self._tags: dict[tuple, str] = {}  # (target name, attribute items) -> new target start tag
@@ -760,7 +763,7 @@ class Writer:
 
     def plain(self, tu: TuRec) -> None:
         unit = tu.unit
-        content = render(unit.edit.segment, unit.source, unit, self.doc.path) if unit.edit else None
+        content = render(unit.edit.segment, unit.source, unit, self.doc.path, self.nl) if unit.edit else None
         attrs = self.state_attrs([unit.edit]) if unit.edit else {}
         holder = tu.target if tu.target is not None else tu.el
         if unit.qe_edit is not None and self.h.dialect.writes_its:
@@ -783,7 +786,7 @@ class Writer:
         for s in tu.segs:
             u = s.unit
             if u.edit is not None:
-                contents[s.mid] = render(u.edit.segment, u.source, u, self.doc.path)
+                contents[s.mid] = render(u.edit.segment, u.source, u, self.doc.path, self.nl)
             if u.qe_edit is not None and self.h.dialect.writes_its and (s.tgt is not None or u.edit is not None):
                 holder = s.tgt if s.tgt is not None else (tu.target if tu.target is not None else tu.el)
                 existing = s.tgt.get(f"{{{ITS_NS}}}annotatorsRef") if s.tgt is not None else None
@@ -931,7 +934,8 @@ class Writer:
                 tattrs["xml:space"] = space_from.get(XML_SPACE)
             if old_target is not None:
                 tattrs.update(self._ns_decls(old_target, tu))
-            content = "".join(escape_content(part) if isinstance(part, str) else part.xml for part in previous.parts)
+            content = "".join(escape_content(part).replace("\n", self.nl) if isinstance(part, str) else part.xml
+                              for part in previous.parts)
             target = f"{_xml.set_attrs(f'<{p}target>', tattrs)}{content}</{p}target>"
             markup = f"{_xml.set_attrs(f'<{p}alt-trans>', attrs)}{source}{target}</{p}alt-trans>"
             decls = "".join(f' {k}="{_xml.escape_attr(v)}"' for k, v in nsmap.items())
