@@ -19,16 +19,14 @@ import csv
 import io
 import logging
 import queue
-import re
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from tower_cat import codes, prompts
 from tower_cat.document import Segment
-from tower_cat.errors import TowerCatError
+from tower_cat.errors import ServiceError, TowerCatError  # noqa: F401  (ServiceError: importable from here)
 
 from .catalog import Catalog, LanguageError
 from .langdetect import Detection, LanguageDetector
@@ -37,21 +35,10 @@ from .state import (Caller, Dictionary, GlossaryStore, KeyUsage, ServerState, St
 from .tags import Markup, parse_markup
 
 log = logging.getLogger("tower_cat.server")
-_JUNK = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
 
 
 # ----------------------------------------------------------------------------------------------------------
 # errors every protocol maps to its own wire shape
-
-
-class ServiceError(Exception):
-    status = 400
-
-    def __init__(self, message: str, status: int | None = None):
-        super().__init__(message)
-        self.message = message
-        if status is not None:
-            self.status = status
 
 
 class Overloaded(ServiceError):
@@ -357,11 +344,14 @@ class SegmentOut:
     truncated: bool = False
     alternatives: list[str] = field(default_factory=list)
     id: str | None = None
+    qa: list[dict] = field(default_factory=list)   # QA findings (qa.check_unit), as in the files' job summary
+    terms_ok: bool | None = None       # glossary compliance (None: no glossary term in the source)
 
     def as_dict(self) -> dict:
         d = {"text": self.text, "source_lang": self.source_lang, "origin": self.origin, "tm_score": self.tm_score,
              "examples": self.examples, "terms": [{"source": s, "target": t} for s, t in self.terms],
-             "tags_ok": self.tags_ok, "tag_problems": self.tag_problems, "truncated": self.truncated}
+             "tags_ok": self.tags_ok, "tag_problems": self.tag_problems, "truncated": self.truncated,
+             "qa": self.qa, "terms_ok": self.terms_ok}
         if self.id is not None:
             d["id"] = self.id
         if self.detected is not None:
@@ -386,6 +376,7 @@ class Service:
                                max_batch_prompts=self.config.max_batch_prompts, max_pending=self.config.max_pending)
         self.tm = tm
         self._tm_lock = threading.Lock()
+        self._prompt_fitter = None
         self.state: ServerState = open_state(self.config.state or (
             str(Path(self.config.jobs_dir) / "state.sqlite") if self.config.jobs_dir else None))
         self.glossaries = GlossaryStore(self.state)
@@ -476,28 +467,63 @@ class Service:
 
         return GenerationOptions(max_new_tokens=self.config.max_new_tokens, **overrides)
 
-    def _terms(self, text: str, src: str, tgt: str, glossary_ids: Sequence[str],
-               extra: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-        out: list[tuple[str, str]] = []
-        sources = list(self.glossaries.builtins())
+    # -- translation: every protocol's segments go through the one core (tower_cat.core.Translator) ------
+
+    def _fitter(self):
+        if self._prompt_fitter is None:
+            from tower_cat.core import PromptFitter
+
+            self._prompt_fitter = PromptFitter(self.engine)
+        return self._prompt_fitter
+
+    def glossaries_for(self, glossary_ids: Sequence[str], src: str, tgt: str, caller: Any = None) -> list:
+        """The glossaries a request uses for one pair (``terminology.Glossary`` objects for the core): the
+        --glossary files, then the request's own (NotFound for an unknown one, before any work)."""
+        stored = list(self.glossaries.builtins())
         for gid in glossary_ids:
-            g = self.glossaries.get(gid)
-            if g not in sources:
-                sources.append(g)
-        for g in sources:
-            for pair in g.prompt_terms(text, src, tgt):
-                if pair not in out:
-                    out.append(pair)
-        for pair in extra:
-            if pair[0] and pair[0].lower() in text.lower() and tuple(pair) not in out:
-                out.append(tuple(pair))
+            g = self.glossaries.get(gid, caller)
+            if g not in stored:
+                stored.append(g)
+        out = []
+        for g in stored:
+            if g.builtin is not None:
+                out.append(g.builtin)
+            else:
+                d = g.dictionary(src, tgt)
+                if d is not None:
+                    out.append(d.glossary)
         return out
+
+    def translator(self, src: str, tgt: str, *, glossary_ids: Sequence[str] = (), use_tm: bool = True,
+                   tm_min_score: float | None = None, examples: int | None = None):
+        """The core with this server's engine, TM (locked: one lookup at a time), glossaries and options."""
+        from tower_cat.core import TranslationOptions, Translator
+
+        opts = TranslationOptions(few_shot=self.config.tm_examples if examples is None else examples,
+                                  fuzzy_min=self.config.tm_min_score if tm_min_score is None else tm_min_score,
+                                  max_new_tokens=self.config.max_new_tokens, generation=self.options())
+        tm = _LockedTM(self.tm, self._tm_lock) if self.tm is not None and use_tm else None
+        return Translator(self.engine, tm=tm, glossary=self.glossaries_for(glossary_ids, src, tgt), options=opts,
+                          fitter=self._fitter())
+
+    async def run_steps(self, steps) -> Any:
+        """Drive the core's steps: the CPU work between engine calls (TM search, prompts, restoring codes, QA) in a
+        worker thread, the engine calls through the batcher, so concurrent requests share engine batches."""
+        value, first = None, True
+        while True:
+            done, payload = await asyncio.to_thread(_advance, steps, value, first)
+            first = False
+            if done:
+                return payload
+            value = await self.batcher.generate(payload.prompts, payload.sources, payload.options)
 
     async def translate(self, items: list[SegmentIn], source_lang: str | None, target_lang: str, *,
                         key: str | None = None, glossary_ids: Sequence[str] = (),
                         terms: Sequence[tuple[str, str]] = (), context: str | None = None, use_tm: bool = True,
                         tm_min_score: float | None = None, examples: int | None = None,
                         alternatives: int = 0, count_usage: bool = True) -> list[SegmentOut]:
+        from tower_cat.core import SegmentRequest
+
         tgt = self.resolve(target_lang, "target")
         src_fixed = self.resolve(source_lang, "source") if source_lang and source_lang != "auto" else None
         for gid in glossary_ids:
@@ -506,118 +532,67 @@ class Service:
         if chars > self.config.max_chars:
             raise ServiceError(f"request too large: {chars} characters (limit {self.config.max_chars})", status=413)
         self.usage.check(key, chars)
-        min_score = self.config.tm_min_score if tm_min_score is None else tm_min_score
-        n_examples = self.config.tm_examples if examples is None else examples
 
         detections: list[Detection | None] = []
-        srcs: list[str] = []
-        for it in items:
-            if src_fixed:
-                detections.append(None)
-                srcs.append(src_fixed)
-            else:
-                d = self.detect(it.segment.text)
-                detections.append(d)
-                srcs.append(d.language)
-
-        matches: list[list] = [[] for _ in items]
-        if self.tm is not None and use_tm:
-            by_pair: dict[str, list[int]] = {}
-            for i, s in enumerate(srcs):
-                by_pair.setdefault(s, []).append(i)
-            for s, idx in by_pair.items():
-                found = await asyncio.to_thread(self._tm_lookup_many, [items[i].segment for i in idx], s, tgt,
-                                                max(n_examples, 1), min_score)
-                for i, m in zip(idx, found):
-                    matches[i] = m
-
-        results: list[SegmentOut | None] = [None] * len(items)
-        todo: list[tuple[int, codes.Rendered, list, str]] = []
+        by_src: dict[str, list[int]] = {}
         for i, it in enumerate(items):
-            seg = it.segment
-            src = srcs[i]
-            if not seg.text.strip():  # only tags / blanks: nothing for the model
-                results[i] = SegmentOut(it.markup.render(seg), seg, src, detections[i], origin="copy", id=it.id)
-                continue
-            best = matches[i][0] if matches[i] else None
-            if best is not None and best.kind in ("exact", "context") and not seg.codes and not best.target.codes:
-                results[i] = SegmentOut(it.markup.render(best.target), best.target, src, detections[i],
-                                        origin=f"tm-{best.kind}", tm_score=best.score, id=it.id)
-                continue
-            rendered = codes.render(seg)
-            shots = [prompts.Example(m.source_text, m.target_text) for m in matches[i][:n_examples]
-                     if m.source_text.strip() and m.target_text.strip()]
-            shots.reverse()  # best match last, right before the query
-            pair_terms = self._terms(seg.text, src, tgt, glossary_ids, terms)
-            before = list(it.context_before) + ([context] if context else [])
-            messages = prompts.translate_messages(rendered.text, src, tgt, wording=self.wording, examples=shots,
-                                                  terms=pair_terms, context_before=before,
-                                                  context_after=list(it.context_after))
-            out = SegmentOut("", seg, src, detections[i], examples=len(shots), terms=pair_terms, id=it.id,
-                             tm_score=best.score if best else None)
-            results[i] = out
-            todo.append((i, rendered, messages, src))
+            d = None if src_fixed else self.detect(it.segment.text)
+            detections.append(d)
+            by_src.setdefault(src_fixed or d.language, []).append(i)
 
-        if todo:
-            opts = self.options()
-            gens = await self.batcher.generate([t[2] for t in todo], [t[1].text for t in todo], opts)
-            alt_gens = None
-            if alternatives > 0:
-                alt_opts = self.options(beam_size=alternatives + 1, num_hypotheses=alternatives + 1)
-                alt_gens = await self.batcher.generate([t[2] for t in todo], [t[1].text for t in todo], alt_opts)
-            for k, ((i, rendered, _, _), gen) in enumerate(zip(todo, gens)):
-                out = results[i]
-                restored = self._restore(rendered, gen.text, tgt)
-                out.segment = restored.segment
-                out.text = items[i].markup.render(restored.segment)
-                out.tags_ok = restored.ok
-                out.tag_problems = list(restored.problems) if rendered.codes else []
-                out.truncated = gen.truncated
-                if alt_gens is not None:
-                    alts = []
-                    for h in alt_gens[k].hypotheses:
-                        text = items[i].markup.render(self._restore(rendered, h.text, tgt).segment)
-                        if text != out.text and text not in alts:
-                            alts.append(text)
-                    out.alternatives = alts[:alternatives]
+        def request(i: int) -> SegmentRequest:
+            it = items[i]
+            before = list(it.context_before) + ([context] if context else [])
+            return SegmentRequest(it.segment, id=it.id, context_before=before, context_after=list(it.context_after),
+                                  terms=list(terms))
+
+        groups = list(by_src.items())
+        done = await asyncio.gather(*(
+            self.run_steps(self.translator(src, tgt, glossary_ids=glossary_ids, use_tm=use_tm,
+                                           tm_min_score=tm_min_score, examples=examples)
+                           .translate_steps([request(i) for i in idx], src, tgt, alternatives=alternatives))
+            for src, idx in groups))
+        outs: list[SegmentOut | None] = [None] * len(items)
+        for (src, idx), results in zip(groups, done):
+            for i, res in zip(idx, results):
+                outs[i] = self._segment_out(items[i], res, detections[i], alternatives)
         if count_usage:
             self.usage.add(key, chars, len(items))
-        return results  # type: ignore[return-value]
+        return outs  # type: ignore[return-value]
 
     @staticmethod
-    def _restore(rendered: codes.Rendered, model_text: str, tgt: str) -> codes.Restored:
-        text = prompts.clean_translation(model_text, tgt)
-        if _JUNK.search(text):  # control characters are not allowed in XML 1.0; U+FFFD is half a character
-            keep = set(_JUNK.findall(rendered.text))
-            text = _JUNK.sub(lambda m: m.group(0) if m.group(0) in keep else "", text)
-        return codes.parse(rendered, text)
+    def _segment_out(item: SegmentIn, res, detected: Detection | None = None, alternatives: int = 0) -> SegmentOut:
+        """A core result in the request's markup."""
+        segment = res.target if res.target is not None else Segment([])
+        text = item.markup.render(segment)
+        out = SegmentOut(text, segment, res.source_lang, detected, origin=res.origin or "mt", tm_score=res.tm_score,
+                         examples=res.examples, terms=list(res.prompt_terms), tags_ok=res.tags_ok,
+                         tag_problems=[p for p in res.problems if not p.startswith("terminology")]
+                         if item.segment.codes else [],
+                         truncated=res.truncated, id=item.id, qa=[i.as_dict() for i in res.qa],
+                         terms_ok=res.terms_ok)
+        for seg in res.alternatives:
+            alt = item.markup.render(seg)
+            if alt != text and alt not in out.alternatives and len(out.alternatives) < alternatives:
+                out.alternatives.append(alt)
+        return out
 
     async def post_edit(self, pairs: list[tuple[SegmentIn, SegmentIn]], source_lang: str, target_lang: str, *,
                         key: str | None = None, glossary_ids: Sequence[str] = (),
                         terms: Sequence[tuple[str, str]] = ()) -> list[SegmentOut]:
+        from tower_cat.core import SegmentRequest
+
         src = self.resolve(source_lang, "source")
         tgt = self.resolve(target_lang, "target")
         chars = sum(len(s.segment.text) + len(t.segment.text) for s, t in pairs)
         if chars > self.config.max_chars:
             raise ServiceError(f"request too large: {chars} characters (limit {self.config.max_chars})", status=413)
         self.usage.check(key, chars)
-        msgs, rendereds, outs = [], [], []
-        for source, translation in pairs:
-            rendered = codes.render(source.segment)
-            mt = codes.render_like(rendered, translation.segment)[0]
-            pair_terms = self._terms(source.segment.text, src, tgt, glossary_ids, terms)
-            msgs.append(prompts.post_edit_messages(rendered.text, mt, src, tgt, terms=pair_terms,
-                                                   wording=self.wording))
-            rendereds.append(rendered)
-            outs.append(SegmentOut("", source.segment, src, origin="post-edit", terms=pair_terms, id=source.id))
-        gens = await self.batcher.generate(msgs, [r.text for r in rendereds], self.options())
-        for (source, _), rendered, out, gen in zip(pairs, rendereds, outs, gens):
-            restored = self._restore(rendered, gen.text, tgt)
-            out.segment = restored.segment
-            out.text = source.markup.render(restored.segment)
-            out.tags_ok = restored.ok
-            out.tag_problems = list(restored.problems) if rendered.codes else []
-            out.truncated = gen.truncated
+        requests = [SegmentRequest(source.segment, id=source.id, terms=list(terms), target=translation.segment)
+                    for source, translation in pairs]
+        core = self.translator(src, tgt, glossary_ids=glossary_ids, use_tm=False)
+        results = await self.run_steps(core.post_edit_steps(requests, src, tgt))
+        outs = [self._segment_out(source, res) for (source, _), res in zip(pairs, results)]
         self.usage.add(key, chars, len(pairs))
         return outs
 

@@ -1,5 +1,9 @@
 """Translation memory: languages, exact/context/fuzzy lookup, penalties, duplicates, imports (TMX, XLIFF, PO),
-parity with translate-toolkit's matcher, killed imports, bounded memory, CLI."""
+parity with translate-toolkit's matcher, killed imports, bounded memory, CLI.
+
+The whole suite runs against both backends (the ``backend`` fixture): SQLite, and PostgreSQL on a real server
+started by ``tests/conftest_pg.py`` (skipped, saying why, where the server binaries are missing). Only the
+SQLite index choice (FTS5 / n-gram) is SQLite's own."""
 
 from __future__ import annotations
 
@@ -7,10 +11,8 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -34,13 +36,71 @@ def _sample_tmx() -> Path:
     return SAMPLE_TMX
 
 
+class TMFactory:
+    """Opens TMs by name on one backend: the same name is the same database (a SQLite file in the test's folder,
+    or one PostgreSQL database), so a test can reopen a TM with other options."""
+
+    def __init__(self, backend: str, folder: Path, server=None):
+        self.backend, self.folder, self.server = backend, folder, server
+        self._urls: dict[str, str] = {}
+        self._open: list = []
+
+    def spec(self, name: str = "tm") -> str:
+        if self.backend == "sqlite":
+            return str(self.folder / f"{name}.sqlite")
+        if name not in self._urls:
+            self._urls[name] = self.server.new_database()
+        return self._urls[name]
+
+    def __call__(self, name: str = "tm", **options):
+        if self.backend == "sqlite":
+            tm = TranslationMemory(self.spec(name), **options)
+        else:
+            from tower_cat.tm_postgres import PostgresTranslationMemory
+
+            tm = PostgresTranslationMemory(self.spec(name), **options)
+        self._open.append(tm)
+        return tm
+
+    def close(self) -> None:
+        for tm in self._open:
+            tm.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def backend(request) -> str:
+    if request.param == "postgres":
+        request.getfixturevalue("postgres_server")
+    return request.param
+
+
+def _factory(backend: str, folder: Path, request) -> TMFactory:
+    server = request.getfixturevalue("postgres_server") if backend == "postgres" else None
+    return TMFactory(backend, folder, server)
+
+
+@pytest.fixture
+def open_tm(backend, tmp_path, request):
+    factory = _factory(backend, tmp_path, request)
+    yield factory
+    factory.close()
+
+
 @pytest.fixture(scope="module")
-def sample_tm(tmp_path_factory) -> TranslationMemory:
-    db = tmp_path_factory.mktemp("tm") / "samples.sqlite"
-    tm = TranslationMemory(db)
+def sample_tm(backend, tmp_path_factory, request):
+    factory = _factory(backend, tmp_path_factory.mktemp("tm"), request)
+    tm = factory("samples")
     tm.import_file(_sample_tmx())
     yield tm
-    tm.close()
+    factory.close()
+
+
+def _duplicate_entries(tm) -> int:
+    if isinstance(tm, TranslationMemory):
+        return tm.db.execute("SELECT count(*) FROM (SELECT source_id, tgt_lang, dedup FROM entries "
+                             "GROUP BY 1, 2, 3 HAVING count(*) > 1)").fetchone()[0]
+    return tm.conn.execute("SELECT count(*) FROM (SELECT 1 FROM tm_entries GROUP BY source_id, tgt_lang, dedup "
+                           "HAVING count(*) > 1) d").fetchone()[0]
 
 
 def _bold(i: str, kind: CodeKind) -> InlineCode:
@@ -63,14 +123,14 @@ def test_lang_fallback_rules():
     assert not lang_matches("de", "nl")
 
 
-def test_region_fallback_lookup(tmp_path):
-    with TranslationMemory(tmp_path / "t.sqlite") as tm:
+def test_region_fallback_lookup(open_tm):
+    with open_tm("t") as tm:
         tm.add("Open the file", "Datei öffnen", "en", "de")
         tm.add("Open the file", "Abrir o ficheiro", "en-US", "pt-PT")
         assert tm.lookup("Open the file", "EN_us", "de-de")[0].target.text == "Datei öffnen"
         assert tm.lookup("Open the file", "en", "pt-PT")[0].target.text == "Abrir o ficheiro"
         assert tm.lookup("Open the file", "en", "pt-BR") == []  # another explicit region never matches
-    with TranslationMemory(tmp_path / "t.sqlite", fallback=False) as tm:
+    with open_tm("t", fallback=False) as tm:
         assert tm.lookup("Open the file", "en-US", "de-DE") == []
         assert tm.lookup("Open the file", "en", "de")[0].score == 100
 
@@ -106,8 +166,8 @@ def test_context_match_101_from_tmx_x_context(sample_tm):
     assert other[0].score == 100
 
 
-def test_context_match_neighbours_and_resname(tmp_path):
-    with TranslationMemory(tmp_path / "c.sqlite") as tm:
+def test_context_match_neighbours_and_resname(open_tm):
+    with open_tm("c") as tm:
         tm.add("Open", "Öffnen", "en", "de", context=UnitContext(previous_source="File", next_source="Save"))
         tm.add("Open", "Offen", "en", "de", context=UnitContext(resname="task.status.open"))
         by_neighbours = tm.lookup("Open", "en", "de", context=UnitContext(previous_source="File",
@@ -120,20 +180,20 @@ def test_context_match_neighbours_and_resname(tmp_path):
         assert tm.lookup("Open", "en", "de", context=UnitContext(previous_source="File"))[0].score == 100
 
 
-def test_whitespace_and_case(tmp_path):
-    with TranslationMemory(tmp_path / "w.sqlite") as tm:
+def test_whitespace_and_case(open_tm):
+    with open_tm("w") as tm:
         tm.add("Save  the file ", "Datei speichern", "en", "de")
         assert tm.lookup("Save the file", "en", "de")[0].score == 100
         m = tm.lookup("save the file", "en", "de")[0]
         assert m.kind == "fuzzy" and m.score == 100 - CASE_PENALTY and m.penalties == {"case": CASE_PENALTY}
-    with TranslationMemory(tmp_path / "w.sqlite", ignore_case=True) as tm:
+    with open_tm("w", ignore_case=True) as tm:
         assert tm.lookup("SAVE THE FILE", "en", "de")[0].score == 100
 
 
-def test_code_penalties(tmp_path):
+def test_code_penalties(open_tm):
     stored = Segment(["Click ", _bold("1", CodeKind.OPEN), "Save", _bold("1", CodeKind.CLOSE), " to keep it."])
     target = Segment(["Klicken Sie auf ", _bold("1", CodeKind.OPEN), "Speichern", _bold("1", CodeKind.CLOSE), "."])
-    with TranslationMemory(tmp_path / "k.sqlite") as tm:
+    with open_tm("k") as tm:
         tm.add(stored, target, "en", "de")
         same = tm.lookup(Segment(["Click ", _bold("7", CodeKind.OPEN), "Save", _bold("7", CodeKind.CLOSE),
                                   " to keep it."]), "en", "de")[0]
@@ -149,8 +209,8 @@ def test_code_penalties(tmp_path):
         assert tm.lookup("Click Save to keep it.", "en", "de")[0].score == 100
 
 
-def test_number_penalty(tmp_path):
-    with TranslationMemory(tmp_path / "n.sqlite") as tm:
+def test_number_penalty(open_tm):
+    with open_tm("n") as tm:
         tm.add("You can attach up to 25 files to each note.", "Sie können bis zu 25 Dateien anhängen.", "en", "de")
         m = tm.lookup("You can attach up to 50 files to each note.", "en", "de")[0]
         assert m.penalties == {"numbers": NUMBER_PENALTY}
@@ -159,8 +219,8 @@ def test_number_penalty(tmp_path):
         assert "numbers" not in words.penalties
 
 
-def test_duplicates(tmp_path):
-    with TranslationMemory(tmp_path / "d.sqlite") as tm:
+def test_duplicates(open_tm):
+    with open_tm("d") as tm:
         first = tm.add("Archive", "Archivieren", "en", "de", timestamp=1000.0)
         again = tm.add("Archive", "Archivieren", "en", "de", timestamp=2000.0)
         assert first == again and len(tm) == 1
@@ -174,7 +234,7 @@ def test_duplicates(tmp_path):
         assert tm.delete(both[0].entry_id) and len(tm) == 1
 
 
-def test_ngram_index_fallback(tmp_path):
+def test_ngram_index_fallback(tmp_path):  # SQLite's own index choice
     with TranslationMemory(tmp_path / "g.sqlite", index="ngram") as tm:
         tm.import_file(_sample_tmx(), "en-US", "de-DE")
         assert tm.index == "ngram"
@@ -191,11 +251,11 @@ def test_import_sample_tmx_counts(sample_tm):
     assert again.added == 0 and again.updated == 754 and len(sample_tm) == 754
 
 
-def test_import_bilingual_documents(tmp_path):
+def test_import_bilingual_documents(open_tm):
     xlf, po = SAMPLES / "tower-notes.en-de.xlf", SAMPLES / "tower-notes.de.po"
     if not xlf.is_file() or not po.is_file():
         pytest.skip("samples not there yet")
-    with TranslationMemory(tmp_path / "x.sqlite") as tm:
+    with open_tm("x") as tm:
         sx = tm.import_file(xlf)
         assert sx.added == 3 and sx.skipped == 41  # three units have targets
         sp = tm.import_file(po)
@@ -209,10 +269,10 @@ def test_import_bilingual_documents(tmp_path):
         assert hit.score == 101 and hit.target.text == unit.target.text
 
 
-def test_import_corpus_tmx(tmp_path, corpus):
+def test_import_corpus_tmx(open_tm, tmp_path, corpus):
     files = sorted((corpus / "tmx").rglob("*.tmx"))
     assert files
-    with TranslationMemory(tmp_path / "corpus.sqlite") as tm:
+    with open_tm("corpus") as tm:
         total = 0
         for path in files:
             stats = tm.import_file(path)
@@ -232,25 +292,25 @@ def test_import_corpus_tmx(tmp_path, corpus):
         out = tmp_path / "export.tmx"
         count = tm.export_tmx(out, src_lang, tgt_lang)
         assert count >= 100
-        with TranslationMemory(tmp_path / "reimport.sqlite") as tm2:
+        with open_tm("reimport") as tm2:
             assert tm2.import_file(out).added == count
 
 
-def test_bad_tmx_error_names_line_and_tu(tmp_path):
+def test_bad_tmx_error_names_line_and_tu(open_tm, tmp_path):
     bad = tmp_path / "bad.tmx"
     tus = "".join(f'<tu><tuv xml:lang="en"><seg>Text {i}</seg></tuv><tuv xml:lang="de"><seg>Text {i}</seg></tuv></tu>\n'
                   for i in range(5))
     bad.write_text(f'<?xml version="1.0"?>\n<tmx version="1.4"><header srclang="en"/><body>\n{tus}'
                    '<tu><tuv xml:lang="en"><seg>broken</tuv></tu>\n</body></tmx>\n', encoding="utf-8")
-    with TranslationMemory(tmp_path / "b.sqlite") as tm:
+    with open_tm("b") as tm:
         with pytest.raises(FormatError) as err:
             tm.import_file(bad, batch_size=2)
         assert err.value.line and "tu" in str(err.value)
         assert tm.integrity_check() == "ok"
 
 
-def test_missing_languages_error(tmp_path):
-    with TranslationMemory(tmp_path / "e.sqlite") as tm:
+def test_missing_languages_error(open_tm, tmp_path):
+    with open_tm("e") as tm:
         with pytest.raises(TowerCatError):
             tm.add("", "x", "en", "de")
         with pytest.raises(TowerCatError):
@@ -280,14 +340,14 @@ def _perturb(text: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
-def _parity(tmx_path: Path, src: str, tgt: str, tmp_path: Path, n_queries: int = 150) -> tuple[int, int]:
+def _parity(tmx_path: Path, src: str, tgt: str, open_tm, n_queries: int = 150) -> tuple[int, int]:
     from translate.search import match
     from translate.storage import pypo
 
     from tower_cat.formats.tmx import iter_tmx
     from tower_cat.tm import normalize_text
 
-    tm = TranslationMemory(tmp_path / f"parity-{tmx_path.stem}.sqlite")
+    tm = open_tm(f"parity-{tmx_path.stem}")
     tm.import_file(tmx_path, src, tgt)
     store = pypo.pofile()
     sources = []
@@ -334,20 +394,20 @@ def _parity(tmx_path: Path, src: str, tgt: str, tmp_path: Path, n_queries: int =
     return agree, total
 
 
-def test_fuzzy_ranking_agrees_with_translate_toolkit_on_samples(tmp_path):
-    agree, total = _parity(_sample_tmx(), "en-US", "de-DE", tmp_path)
+def test_fuzzy_ranking_agrees_with_translate_toolkit_on_samples(open_tm):
+    agree, total = _parity(_sample_tmx(), "en-US", "de-DE", open_tm)
     assert total >= 100
     assert agree / total >= 0.95, (agree, total)
 
 
 @pytest.mark.parametrize("name", ["Master English - German.tmx", "export.tmx"])
-def test_fuzzy_ranking_agrees_with_translate_toolkit_on_corpus(tmp_path, corpus, name):
+def test_fuzzy_ranking_agrees_with_translate_toolkit_on_corpus(open_tm, corpus, name):
     path = corpus / "tmx" / "rws" / name
     from tower_cat.formats.tmx import iter_tmx
 
     first = next(iter_tmx(path))
     langs = list(first.variants)
-    agree, total = _parity(path, langs[0], langs[1], tmp_path, n_queries=100)
+    agree, total = _parity(path, langs[0], langs[1], open_tm, n_queries=100)
     assert total >= 50
     assert agree / total >= 0.95, (agree, total)
 
@@ -369,47 +429,39 @@ def _write_big_tmx(path: Path, units: int) -> None:
         fh.write("</body></tmx>\n")
 
 
-def test_killed_import_is_consistent_and_resumable(tmp_path):
-    units, batch = 12000, 500
+KILL_AFTER_BATCHES = """
+import os, signal, sys
+from tower_cat.tm import open_translation_memory
+
+def progress(done, total):  # called after each committed batch: die, without warning, after the third
+    if done >= 3 * int(sys.argv[3]):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+open_translation_memory(sys.argv[1]).import_file(sys.argv[2], batch_size=int(sys.argv[3]), progress=progress)
+"""
+
+
+def test_killed_import_is_consistent_and_resumable(open_tm, tmp_path):
+    units, batch = 6000, 500
     tmx = tmp_path / "big.tmx"
     _write_big_tmx(tmx, units)
-    db = tmp_path / "killed.sqlite"
-    TranslationMemory(db).close()  # create the schema before the child starts
-    code = ("import sys; from tower_cat.tm import TranslationMemory; "
-            f"TranslationMemory(sys.argv[1]).import_file(sys.argv[2], batch_size={batch})")
-    child = subprocess.Popen([sys.executable, "-c", code, str(db), str(tmx)], cwd=ROOT)
-    done = 0
-    deadline = time.time() + 60
-    try:
-        while time.time() < deadline and child.poll() is None:
-            con = sqlite3.connect(db, timeout=10)
-            row = con.execute("SELECT max(units_done) FROM imports").fetchone()
-            con.close()
-            done = row[0] or 0
-            if done >= 3 * batch:
-                break
-            time.sleep(0.05)
-        assert child.poll() is None, "the import finished before it could be killed; make the file bigger"
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
-    finally:
-        if child.poll() is None:
-            child.kill()
-    con = sqlite3.connect(db)
-    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    committed, status = con.execute("SELECT units_done, status FROM imports").fetchone()
-    entries = con.execute("SELECT count(*) FROM entries").fetchone()[0]
-    con.close()
-    assert status == "running" and committed > 0 and committed % batch == 0 and committed < units
-    assert entries == committed  # whole batches only: never a part of one
-    with TranslationMemory(db) as tm:
+    spec = open_tm.spec("killed")
+    open_tm("killed").close()  # create the schema before the child starts
+    # the child kills itself from the import's own progress hook: the kill point is exact, not a race
+    child = subprocess.run([sys.executable, "-c", KILL_AFTER_BATCHES, spec, str(tmx), str(batch)], cwd=ROOT,
+                           timeout=300)
+    assert child.returncode == -signal.SIGKILL
+    with open_tm("killed") as tm:
+        assert tm.integrity_check() == "ok"
+        (record,) = tm.stats()["imports"]
+        assert record["status"] == "running" and record["units"] == 3 * batch
+        assert len(tm) == 3 * batch  # whole batches only: never a part of one
         stats = tm.import_file(tmx, batch_size=batch)
-        assert stats.resumed_from == committed and stats.added == units - committed
+        assert stats.resumed_from == 3 * batch and stats.added == units - 3 * batch
         assert len(tm) == units and tm.integrity_check() == "ok"
-        assert tm.db.execute("SELECT count(*) FROM (SELECT source_id, tgt_lang, dedup FROM entries "
-                             "GROUP BY 1, 2, 3 HAVING count(*) > 1)").fetchone()[0] == 0
+        assert _duplicate_entries(tm) == 0
         again = tm.import_file(tmx, batch_size=batch)  # finished: a new import, all duplicates
-        assert again.added == 0 and again.updated == units and len(tm) == units
+        assert again.resumed_from == 0 and again.added == 0 and again.updated == units and len(tm) == units
         from tower_cat.formats.tmx import iter_tmx
 
         last = None
@@ -419,12 +471,12 @@ def test_killed_import_is_consistent_and_resumable(tmp_path):
         assert hit and hit[0].score == 100
 
 
-def test_import_memory_is_bounded(tmp_path):
+def test_import_memory_is_bounded(open_tm, tmp_path):
     peaks = []
     for units in (1000, 4000):
         tmx = tmp_path / f"m{units}.tmx"
         _write_big_tmx(tmx, units)
-        with TranslationMemory(tmp_path / f"m{units}.sqlite") as tm:
+        with open_tm(f"m{units}") as tm:
             tracemalloc.start()
             tm.import_file(tmx, batch_size=500)
             peaks.append(tracemalloc.get_traced_memory()[1])
@@ -436,10 +488,10 @@ def test_import_memory_is_bounded(tmp_path):
 
 # ----------------------------------------------------------------------------------------------------- CLI
 
-def test_cli_import_lookup_export(tmp_path):
+def test_cli_import_lookup_export(open_tm, tmp_path):
     from tower_cat.cli import cli
 
-    db = tmp_path / "cli.sqlite"
+    db = open_tm.spec("cli")
     runner = CliRunner()
     res = runner.invoke(cli, ["tm", "import", str(_sample_tmx()), "--db", str(db)])
     assert res.exit_code == 0, res.output

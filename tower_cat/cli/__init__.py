@@ -33,6 +33,30 @@ LAZY_COMMANDS: dict[str, str] = {
 }
 
 
+# library parameter -> what the CLI says instead of the library's hint (errors name parameters, not flags)
+CLI_HINTS: dict[str, str] = {
+    "source_lang": "pass --source, e.g. --source en",
+    "target_lang": "pass --target, e.g. --target de",
+    "output": "use -o OUT (a file for one input, a folder for several), or --in-place",
+    "in_place": "give either -o OUT or --in-place, not both",
+    "qe": "pass --qe-backend",
+    "model": "pass --model DIR (a folder made by `tower-cat convert`)",
+}
+
+
+def cli_wording(exc: TowerCatError) -> TowerCatError:
+    """A library error as the CLI says it: the hint names the flag for the parameter the library named."""
+    hint = CLI_HINTS.get(exc.param or "")
+    if hint is not None:
+        if exc.param == "in_place":
+            exc.message = "give either -o OUT or --in-place, not both"
+            hint = None
+        elif exc.param == "output" and exc.hint and "another" in exc.hint:
+            hint = "choose another -o, or pass --in-place"
+        exc.with_hint(hint)
+    return exc
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
@@ -63,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except TowerCatError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {cli_wording(exc)}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
