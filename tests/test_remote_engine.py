@@ -1,0 +1,138 @@
+"""The remote backend against a real third-party OpenAI-compatible server: llama.cpp's (llama-cpp-python) on
+127.0.0.1, serving a GGUF that llama.cpp's own converter made from our tiny Hugging Face Llama.
+
+Skips with the reason when llama-cpp-python or its source distribution (for the converter) is missing:
+``make remote-deps`` installs both (the wheel builds from source once, ~4 minutes, then pip's cache reuses it).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from tower_cat import formats
+from tower_cat.engine import Engine, GenerationCache, GenerationOptions
+from tower_cat.engine_remote import RemoteEngineError, RemoteOptions
+from tower_cat.testing_gguf import LlamaServer, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples"
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
+                                reason="llama-cpp-python is not installed (make remote-deps)")
+
+
+@pytest.fixture(scope="module")
+def gguf_model(tiny_llama, tmp_path_factory):
+    from tower_cat.testing_gguf import convert_to_gguf, converter_dir
+
+    conv = converter_dir()
+    if conv is None:
+        pytest.skip("llama.cpp's converter is not there (.cache/sdist: make remote-deps)")
+    return convert_to_gguf(Path(tiny_llama.hf_path), tmp_path_factory.mktemp("gguf") / "tiny.gguf", conv)
+
+
+@pytest.fixture(scope="module")
+def llama_server(gguf_model):
+    server = LlamaServer(gguf_model).start()
+    yield server
+    server.stop()
+
+
+PROMPTS = [("Open the file.", "en", "de"), ("Save your notes before you close the app.", "en", "de"),
+           ("The sync finished.", "en", "pt")]
+
+
+def test_greedy_output_equals_llama_cpp_direct(tiny_llama, gguf_model, llama_server):
+    from llama_cpp import Llama
+
+    engine = Engine.load(tiny_llama.ct2_path, backend="openai", endpoint=llama_server.url)
+    assert engine.backend_name == "openai" and engine.backend.model == "tiny-tower"
+    prompts = [engine.translation_prompt(*p) for p in PROMPTS]
+    opts = GenerationOptions(max_new_tokens=24)
+    remote = engine.generate(prompts, opts)
+    direct = Llama(model_path=str(gguf_model), n_ctx=1024, n_threads=1, verbose=False, seed=0)
+    for prompt, gen in zip(prompts, remote):
+        ids = list(engine.render(prompt).ids)
+        assert ids.count(engine.tokenizer.bos_token_id) == 1 and ids[0] == engine.tokenizer.bos_token_id
+        out = direct.create_completion(prompt=ids, max_tokens=24, temperature=0.0, top_k=1, top_p=1.0,
+                                       stop=engine.end_tokens)
+        assert gen.text == out["choices"][0]["text"].strip() or gen.text == out["choices"][0]["text"]
+        assert gen.log_prob is not None
+    assert engine.backend.requests >= len(prompts)
+    engine.close()
+
+
+def test_file_translates_end_to_end_and_scores(tiny_llama, llama_server, tmp_path):
+    from tower_cat.pipeline import PipelineOptions, run_files
+
+    engine = Engine.load(tiny_llama.ct2_path, backend="openai", endpoint=llama_server.url,
+                         cache=tmp_path / "cache.sqlite")
+    src, out = SAMPLES / "tower-notes.en-de.xlf", tmp_path / "out.xlf"
+    summary = run_files("translate", [src], [out], engine, options=PipelineOptions(max_new_tokens=16))
+    assert not summary.failed, summary.to_json()
+    doc = formats.load(out)
+    original = formats.load(src)
+    done = [u for u, o in zip(doc.units, original.units) if not o.protected and not o.source.is_empty()]
+    assert done and all(u.target is not None for u in done)
+    assert engine.stats.prompts_generated > 0
+    # log-prob QE through the server (echo + logprobs)
+    prompt = engine.translation_prompt("Open the file.", "en", "de")
+    (lp,) = engine.score([prompt], ["Datei"])
+    assert lp < 0
+    engine.close()
+
+
+def test_server_killed_mid_job_gives_a_clear_error_and_the_job_resumes(tiny_llama, gguf_model, tmp_path):
+    from tower_cat.errors import TowerCatError
+    from tower_cat.pipeline import PipelineOptions, run_files
+
+    server = LlamaServer(gguf_model).start()
+    cache = tmp_path / "cache.sqlite"
+    src, out = SAMPLES / "tower-notes.en-de.xlf", tmp_path / "out.xlf"
+    remote = RemoteOptions(endpoint=server.url, retries=1, backoff=0.05, timeout=20, max_concurrency=2)
+    opts = PipelineOptions(max_new_tokens=12, chunk_size=4)
+    try:
+        engine = Engine.load(tiny_llama.ct2_path, backend="openai", remote=remote, cache=cache)
+        seen = []
+
+        def kill_after_first_chunk(done: int, total: int) -> None:
+            seen.append(done)
+            if len(seen) == 1:
+                server.kill()
+
+        with pytest.raises(TowerCatError) as err:
+            run_files("translate", [src], [out], engine, options=opts, progress=kill_after_first_chunk)
+        assert isinstance(err.value, RemoteEngineError)
+        assert server.url in str(err.value) and "resumes from the generation cache" in str(err.value)
+        assert not out.exists()  # nothing half-written
+        assert not list(tmp_path.glob(".out*.tmp"))
+        engine.close()
+        first = len(GenerationCache(cache))
+        assert first > 0  # the chunks that finished are kept
+
+        server.start()  # same port, same model: same cache key
+        engine = Engine.load(tiny_llama.ct2_path, backend="openai", remote=remote, cache=cache)
+        summary = run_files("translate", [src], [out], engine, options=opts)
+        assert not summary.failed
+        assert engine.stats.cache_hits >= first
+        engine.close()
+        resumed = out.read_bytes()
+
+        # the same job without interruption, fresh cache: byte-identical output
+        engine = Engine.load(tiny_llama.ct2_path, backend="openai", remote=remote, cache=tmp_path / "fresh.sqlite")
+        run_files("translate", [src], [tmp_path / "fresh.xlf"], engine, options=opts)
+        engine.close()
+        assert (tmp_path / "fresh.xlf").read_bytes() == resumed
+    finally:
+        server.stop()
+
+
+def test_client_errors_are_clear_and_not_retried(tiny_llama, llama_server):
+    with pytest.raises(RemoteEngineError, match="does not serve 'no-such-model'"):
+        Engine.load(tiny_llama.ct2_path, backend="openai", endpoint=llama_server.url, served_model="no-such-model")
+    with pytest.raises(RemoteEngineError, match="still failing after 2 attempts"):
+        Engine.load(tiny_llama.ct2_path, backend="openai",
+                    remote=RemoteOptions(endpoint=f"http://127.0.0.1:{free_port()}", retries=1, backoff=0.01))
