@@ -436,3 +436,50 @@ def hf_model_facts(config: dict, context_length: int | None = None) -> ModelFact
     ctx = context_length or int(c.get("max_position_embeddings") or 4096)
     dtype = str(c.get("torch_dtype") or c.get("dtype") or "")
     return ModelFacts(layers * per_layer + embeddings + hidden, layers, hidden, kv, mlp, vocab, ctx, dtype)
+
+
+# --------------------------------------------------------------------------------------------------------
+# cuBLAS for CTranslate2's CUDA build
+
+CUBLAS = "libcublas.so.12"  # what CTranslate2 4.x's PyPI wheel dlopens on a GPU (it is built against CUDA 12)
+
+
+def pip_cublas_dirs() -> list[Path]:
+    """Folders where the `nvidia-cublas-cu12` wheel put its libraries (site-packages/nvidia/cublas/lib)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("nvidia")
+    except (ImportError, ValueError):
+        return []
+    roots = list(spec.submodule_search_locations or []) if spec is not None else []
+    return [Path(root) / "cublas" / "lib" for root in roots if (Path(root) / "cublas" / "lib").is_dir()]
+
+
+def load_cublas() -> tuple[str | None, str]:
+    """Make libcublas.so.12 loadable for CTranslate2: (where it came from or None, what was tried).
+
+    The loader's own search path first (system CUDA 12, LD_LIBRARY_PATH); else the `nvidia-cublas-cu12` wheel's
+    copy, loaded by full path with RTLD_GLOBAL so that CTranslate2's own dlopen of the same soname finds it
+    without LD_LIBRARY_PATH."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(CUBLAS, mode=ctypes.RTLD_GLOBAL)
+        return "the system library path", "loads"
+    except OSError as exc:
+        tried = [f"{CUBLAS}: {exc}"]
+    for folder in pip_cublas_dirs():
+        lib = folder / CUBLAS
+        if not lib.is_file():
+            tried.append(f"{folder}: no {CUBLAS}")
+            continue
+        try:
+            lt = folder / "libcublasLt.so.12"
+            if lt.is_file():
+                ctypes.CDLL(str(lt), mode=ctypes.RTLD_GLOBAL)
+            ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+            return str(lib), "loaded from the nvidia-cublas-cu12 wheel"
+        except OSError as exc:
+            tried.append(f"{lib}: {exc}")
+    return None, "; ".join(tried)

@@ -286,6 +286,19 @@ class GenerationCache:
 # Backends: token lists in, token lists out. The Engine does everything else.
 
 
+def _need_cublas() -> None:
+    """CTranslate2's wheel needs libcublas.so.12 on a GPU; find it (system or the nvidia-cublas-cu12 wheel) or
+    say how to get it, instead of CTranslate2's bare 'cannot load libcublas' at the first batch."""
+    from tower_cat.devices import CUBLAS, load_cublas
+
+    where, tried = load_cublas()
+    if where is None:
+        raise ModelError(f"CTranslate2 needs {CUBLAS} on a GPU and it cannot be loaded ({tried})",
+                         hint="pip install nvidia-cublas-cu12 (tower-cat loads it from there), or install the "
+                              "CUDA 12 runtime; `tower-cat doctor` shows what is found")
+    log.debug("%s: %s", CUBLAS, where)
+
+
 @dataclass
 class _RawHyp:
     tokens: list[str]      # end token included when the model produced one
@@ -301,6 +314,8 @@ class _CT2Backend:
 
         if seed is not None:  # CT2 seeds its worker threads when they start, not per call
             ctranslate2.set_random_seed(seed)
+        if device == "cuda":
+            _need_cublas()
         self.generator = ctranslate2.Generator(str(path), device=device, device_index=device_index,
                                                compute_type=compute_type, intra_threads=threads,
                                                inter_threads=replicas)
@@ -359,6 +374,8 @@ class _CT2TranslatorBackend:
 
         if seed is not None:
             ctranslate2.set_random_seed(seed)
+        if device == "cuda":
+            _need_cublas()
         self.translator = ctranslate2.Translator(str(path), device=device, device_index=device_index,
                                                  compute_type=compute_type, intra_threads=threads,
                                                  inter_threads=replicas)

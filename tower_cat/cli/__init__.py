@@ -24,6 +24,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "tm": "tower_cat.cli.tm:tm",
     "terms": "tower_cat.cli.tm:terms",
     "convert": "tower_cat.cli.models:convert",
+    "doctor": "tower_cat.cli.doctor:doctor",
     "translate-text": "tower_cat.cli.models:translate_text",
     "refine": "tower_cat.cli.refine:refine",
     "finetune": "tower_cat.finetune.cli:finetune",
