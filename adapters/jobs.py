@@ -224,6 +224,7 @@ class JobManager:
         self.jobs: dict[str, Job] = {}
         self._cancel: dict[str, threading.Event] = {}
         self._running: dict[str, str] = {}        # job id -> owner
+        self._last_start: dict[str, float] = {}   # owner -> when its last job started
         self._cond = threading.Condition()
         self._closed = False
         self.events: list[tuple[str, str]] = []   # (job id, status) as they happen: tests wait on these
@@ -357,6 +358,7 @@ class JobManager:
                 job.status = "cancelling"
                 self._put(job)
                 self._cancel.setdefault(jid, threading.Event()).set()
+                self._event(job)
             else:
                 self._remove(job)
                 return True
@@ -376,14 +378,15 @@ class JobManager:
     # -- the workers ------------------------------------------------------------------------------------
 
     def _next(self) -> Job | None:
-        """The oldest queued job of the key with the fewest running jobs (fair between keys)."""
+        """The oldest queued job of the key with the fewest running jobs, among those the key that waited
+        longest since its last start (fair between keys: one key's queue does not hold the others back)."""
         queued = [j for j in self.jobs.values() if j.status == "queued"]
         if not queued:
             return None
         running: dict[str, int] = {}
         for owner in self._running.values():
             running[owner] = running.get(owner, 0) + 1
-        return min(queued, key=lambda j: (running.get(j.owner, 0), j.created))
+        return min(queued, key=lambda j: (running.get(j.owner, 0), self._last_start.get(j.owner, 0.0), j.created))
 
     def _work(self) -> None:
         while True:
@@ -396,6 +399,7 @@ class JobManager:
                 job.status, job.started, job.attempts = "running", time.time(), job.attempts + 1
                 job.error = None
                 self._running[job.id] = job.owner
+                self._last_start[job.owner] = time.monotonic()
                 self._cancel[job.id] = threading.Event()
                 self._put(job)
             self._event(job)
