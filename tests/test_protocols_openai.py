@@ -247,3 +247,22 @@ def test_concurrent_chat_requests_share_engine_calls(server, service):
     assert service.batcher.stats.jobs - before[1] == n
     assert service.batcher.stats.generate_calls - before[0] == 1
     assert service.batcher.stats.max_coalesced_jobs >= n
+
+
+def test_client_disconnect_is_logged_at_info(server, caplog):
+    """A client that hangs up mid-body is not an internal error: one INFO line, no ERROR."""
+    import logging
+    import socket
+
+    caplog.set_level(logging.INFO, logger="tower_cat.server")
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 500\r\n\r\n{\"model\": \"m\", \"mess")
+    deadline = time.monotonic() + 10
+    while not any("disconnected" in r.getMessage() for r in caplog.records):
+        assert time.monotonic() < deadline, "no disconnect log line"
+        time.sleep(0.05)
+    gone = [r for r in caplog.records if "disconnected" in r.getMessage()]
+    assert gone[0].levelno == logging.INFO
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("tower_cat")]
