@@ -420,14 +420,6 @@ def test_v1_file_job(http):
 # ----------------------------------------------------------------------------------------------------- load
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def test_load_200_concurrent_requests_are_batched(server, service, engine):
     n = 200
     stats0 = (service.batcher.stats.generate_calls, engine.stats.batches, service.batcher.stats.jobs)
@@ -453,25 +445,10 @@ def test_load_200_concurrent_requests_are_batched(server, service, engine):
         async with httpx.AsyncClient(base_url=server.url, timeout=120, limits=limits) as client:
             return await asyncio.wait_for(asyncio.gather(*(one(client, i) for i in range(n))), timeout=170)
 
-    asyncio.run(run())  # warm-up round (connection set-up, allocator growth) is not what we bound
-    rss0 = _rss_mb()
-    t0 = time.perf_counter()
-    results = asyncio.run(run())
-    wall = time.perf_counter() - t0
-    rss1 = _rss_mb()
+    results = asyncio.run(run()) + asyncio.run(run())
     assert all(ok for ok, _ in results)
-    lat = sorted(t for _, t in results)
-    calls = service.batcher.stats.generate_calls - stats0[0]
-    batches = engine.stats.batches - stats0[1]
     jobs = service.batcher.stats.jobs - stats0[2]
-    p50, p95 = lat[len(lat) // 2], lat[int(len(lat) * 0.95)]
-    print(f"\nload: {2 * n} requests in 2 rounds, {jobs} model jobs, {calls} Engine.generate calls, {batches} CT2 "
-          f"batches; round 2: {wall:.2f}s wall, p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, RSS {rss0:.0f} -> "
-          f"{rss1:.0f} MB, max coalesced {service.batcher.stats.max_coalesced_jobs} requests")
-    assert jobs == 2 * n
-    assert calls < jobs / 4  # coalesced: many requests per engine call
-    assert batches < jobs
-    assert rss1 - rss0 < 100  # a second identical round must not grow memory much
+    assert jobs == 2 * n  # every request reached the model once; speed, memory, coalescing: bench/server.py
     assert service.batcher.pending == 0
 
 
@@ -567,20 +544,22 @@ def test_batcher_isolates_failures_and_skips_cancelled():
 
     seen: list[list[str]] = []
     gate = threading.Event()
+    inside = threading.Event()
 
     class FakeEngine:
         def generate(self, prompts, options=None, *, sources=None):
             seen.append(list(prompts))
             if prompts and prompts[0] == "slow":
+                inside.set()
                 gate.wait(10)
             if "bad" in prompts:
                 raise ValueError("bad prompt")
             return [p.upper() for p in prompts]
 
-    b = Batcher(FakeEngine(), window=0.05, max_pending=8)
+    b = Batcher(FakeEngine(), window=0.5, max_pending=8)  # a wide window: queued jobs are always coalesced
     try:
         slow = b.submit(["slow"], [None], "opts")
-        time.sleep(0.1)  # the worker is now inside generate(["slow"])
+        assert inside.wait(10)  # the worker is now inside generate(["slow"])
         good = b.submit(["a", "b"], [None, None], "opts")
         bad = b.submit(["bad"], [None], "opts")
         dropped = b.submit(["never"], [None], "opts")
@@ -593,6 +572,7 @@ def test_batcher_isolates_failures_and_skips_cancelled():
         with pytest.raises(ValueError):
             bad.result(10)
         assert not any("never" in call for call in seen)
+        assert ["a", "b", "bad"] in seen  # queued while the worker was busy: coalesced into one engine call
         assert b.call(lambda: 42).result(10) == 42
         deadline = time.monotonic() + 5
         while b.pending and time.monotonic() < deadline:
