@@ -245,3 +245,18 @@ def test_validate_reports_a_utf7_file_as_an_error(tmp_path: Path):
     assert res.returncode == 1
     result = json.loads(res.stdout)
     assert not result["ok"] and "not ASCII-compatible" in result["errors"][0]["message"]
+
+
+def test_preflight_refuses_from_the_head_alone(plural_bomb: Path, tmp_path: Path):
+    """What a job can check before it loads a model (the first bytes only)."""
+    with pytest.raises(FormatError, match="nplurals=100000000") as exc:
+        formats.preflight(plural_bomb)
+    assert exc.value.line == 4
+    utf7 = tmp_path / "x.xlf"
+    utf7.write_bytes(XLIFF_UTF7.encode("utf-7"))
+    with pytest.raises(FormatError, match="not ASCII-compatible"):
+        formats.preflight(utf7)
+    good = tmp_path / "ok.po"
+    good.write_text(PLURAL_BOMB.replace("100000000", "2"), encoding="utf-8")
+    assert formats.preflight(good) == "po"
+    assert formats.preflight(ROOT / "samples" / "tower-notes.en-de.xlf") == "xliff12"

@@ -60,6 +60,7 @@ from lxml import etree
 from rapidfuzz.distance import Levenshtein
 
 from tower_cat.document import Document, Segment, Unit
+from tower_cat import errors
 from tower_cat.errors import TowerCatError
 from tower_cat.formats import _xml
 from tower_cat.languages import lang_base, lang_matches, normalize_lang
@@ -84,8 +85,7 @@ MAX_TAIL = 6
 SRC_ROLE, TGT_ROLE = "x-source", "x-target"  # language keys of a CSV glossary that names no languages
 
 
-class GlossaryError(TowerCatError):
-    """A glossary file that cannot be read."""
+GlossaryError = errors.GlossaryError  # one error family (tower_cat.errors); importable from here as before
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -721,7 +721,12 @@ def load_csv(path: Path, src_lang: str | None = None,
     first = text.split("\n", 1)[0]
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") or "\t" in first else (
         ";" if first.count(";") > first.count(",") else ",")
-    rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if any(c.strip() for c in r)]
+    # newline="": the csv module's own line handling (quoted fields may hold line breaks; a lone CR ends a row)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        rows = [r for r in reader if any(c.strip() for c in r)]
+    except csv.Error as exc:
+        raise GlossaryError(f"not a valid CSV/TSV glossary: {exc}", path=path, line=reader.line_num) from None
     if not rows:
         return [], normalize_lang(src_lang), normalize_lang(tgt_lang)
     header = [c.strip().lower() for c in rows[0]]

@@ -67,5 +67,24 @@ def load(path: str | Path, format: str | None = None, *, strict: bool = True, le
     return mod.load(path, strict=strict)
 
 
+def preflight(path: str | Path) -> str:
+    """What can be refused from the first bytes alone, before a job loads a model: the format, an encoding that
+    is not ASCII-compatible (UTF-7, EBCDIC), a PO header asking for more plural forms than any language has.
+    Returns the format name; raises the ``FormatError`` that ``load`` would raise for those."""
+    path = Path(path)
+    name = detect(path)
+    if name == "po":
+        module(name).preflight(path)
+    else:
+        from tower_cat.formats import _xml
+
+        with open(path, "rb") as fh:
+            raw = fh.read(400)
+        m = _xml._DECL_ENCODING.match(raw)
+        if m:
+            _xml.check_encoding(m.group(1).decode("ascii"), path, raw[:m.start(1)].count(b"\n") + 1)
+    return name
+
+
 def save(doc: Document, path: str | Path) -> None:
     module(doc.format).save(doc, Path(path))

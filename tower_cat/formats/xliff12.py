@@ -318,7 +318,8 @@ class _Loader:
             raise FormatError(f"the root element is <{root.tag}>, not <xliff>", path=self.path, line=root.sourceline)
         ns = _xml.namespace(root)
         if ns and not ns.startswith(XLIFF_NS_PREFIX):
-            raise FormatError(f"unexpected namespace {ns!r} on <xliff> (XLIFF 1.x expected)", path=self.path)
+            raise FormatError(f"unexpected namespace {ns!r} on <xliff> (XLIFF 1.x expected)", path=self.path,
+                              line=root.sourceline)
         version = root.get("version")
         if version and not version.startswith("1."):
             self.issue("warning", f"version {version!r} on <xliff>; read as XLIFF 1.2", root.sourceline)
