@@ -207,5 +207,9 @@ def create_app(service: Service) -> FastAPI:
             return 10 * 1024 * 1024  # DeepL: 10 MiB per glossary
         return config.max_request_bytes
 
+    from .guards import JsonGuard, SafeErrors
+
+    app.add_middleware(JsonGuard)        # inside the size limit: sees only bodies that fit
     app.add_middleware(BodyLimit, limit_for=limit_for)
+    app.add_middleware(SafeErrors)       # outermost: a 500 answered here does not close the connection
     return app

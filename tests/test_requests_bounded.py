@@ -1,0 +1,101 @@
+"""Requests that must not hurt the server (adapters/guards.py): deeply nested JSON is a 400 in every protocol's
+error shape (not a RecursionError 500 or a reset), form or text bodies to the JSON ``/v1`` API are 415, and a
+500 does not poison the keep-alive connection: the next request on the same connection is answered.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tower_cat.adapters.app import create_app
+from tower_cat.adapters.cli import BackgroundServer
+from tower_cat.adapters.guards import MAX_JSON_DEPTH, json_depth
+from tower_cat.adapters.service import ServerConfig, Service
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from tower_cat.engine import Engine
+    from tower_cat.testing import build_tiny_model
+
+    tiny = build_tiny_model(tmp_path_factory.mktemp("bounded-model") / "llama", "llama")
+    engine = Engine.load(tiny.ct2_path, device="cpu", compute_type="float32", threads=1)
+    svc = Service(engine, ServerConfig(max_new_tokens=4))
+    with BackgroundServer(create_app(svc)) as srv:
+        srv.service = svc
+        yield srv
+    svc.close()
+    engine.close()
+
+
+@pytest.fixture
+def one_connection(server):
+    with httpx.Client(base_url=server.url, timeout=60, limits=httpx.Limits(max_connections=1)) as client:
+        yield client
+
+
+def _port(response: httpx.Response) -> int:
+    """The client-side port of the connection that carried a response (same port: same connection)."""
+    return response.extensions["network_stream"].get_extra_info("client_addr")[1]
+
+
+def test_json_depth_counts_nesting_not_brackets_in_strings():
+    assert json_depth(b'{"a": [1, {"b": "[[[[{{{{"}]}') == 3
+    assert json_depth(b'"\\"[" ') == 0
+    assert json_depth(b"[" * 1000 + b"]" * 1000, limit=40) == 41  # stops counting past the limit
+
+
+DEEP = b'{"a":' * 5000 + b"1" + b"}" * 5000   # 30 KB: under every body limit
+SHAPES = {"/v1/translate": "detail", "/v1/glossaries": "detail", "/v1/sessions": "detail", "/v1/tm": "detail",
+          "/v2/translate": "message", "/v2/glossaries": "message", "/v3/glossaries": "message",
+          "/translate": "error"}
+
+
+@pytest.mark.parametrize("path", sorted(SHAPES))
+def test_deeply_nested_json_is_a_400_in_the_protocols_shape(one_connection, path):
+    r = one_connection.post(path, content=DEEP, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert f"deeper than {MAX_JSON_DEPTH}" in r.json()[SHAPES[path]]
+    again = one_connection.get("/v1/health")  # the connection is still good
+    assert again.status_code == 200 and _port(again) == _port(r)
+
+
+def test_nested_json_within_the_limit_is_accepted(one_connection):
+    parts = ["Click ", {"id": "1", "kind": "open", "xml": "<b>"}, "Save", {"id": "1", "kind": "close", "xml": "</b>"}]
+    r = one_connection.post("/v1/translate", json={"target_lang": "de", "source_lang": "en",
+                                                   "segments": [{"parts": parts}]})
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("ctype,body", [
+    ("application/x-www-form-urlencoded", b"target_lang=de&segments=Hello"),
+    ("text/plain", b"Hello"),
+    ("multipart/form-data; boundary=x", b"--x--\r\n"),
+    (None, b"target_lang=de"),
+])
+def test_non_json_bodies_to_v1_are_415(one_connection, ctype, body):
+    headers = {"Content-Type": ctype} if ctype else {}
+    for path in ("/v1/translate", "/v1/glossaries", "/v1/sessions", "/v1/tm/lookup"):
+        r = one_connection.post(path, content=body, headers=headers)
+        assert r.status_code == 415 and "application/json" in r.json()["detail"], (path, r.status_code, r.text)
+    assert one_connection.get("/v1/health").status_code == 200
+
+
+def test_files_endpoint_wants_multipart(one_connection):
+    r = one_connection.post("/v1/files", json={"target_lang": "de"})
+    assert r.status_code == 415 and "multipart" in r.json()["detail"]
+
+
+def test_a_500_keeps_the_connection_open(server, one_connection, monkeypatch):
+    def broken(text):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(server.service.detector, "rank", broken)
+    r = one_connection.post("/v1/detect", json={"text": "Hallo Welt"})
+    assert r.status_code == 500 and r.json() == {"detail": "internal error: RuntimeError"}
+    nxt = one_connection.get("/v1/health")
+    assert nxt.status_code == 200 and _port(nxt) == _port(r)
+    deepl = one_connection.post("/v2/translate", json={"text": ["Hallo"], "target_lang": "DE",
+                                                       "source_lang": "DE"})
+    assert deepl.status_code == 200 and _port(deepl) == _port(r)
