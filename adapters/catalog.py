@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tower_cat.errors import LanguageError  # noqa: F401  (one error family; importable from here as before)
 from tower_cat.languages import NAMES, language_name
 from tower_cat.languages import normalize_lang
 
@@ -31,10 +32,6 @@ ISO3_ALT = {"ger": "de", "fre": "fr", "dut": "nl", "chi": "zh", "cze": "cs", "ic
             "spa": "es", "por": "pt", "gre": "el", "baq": "eu", "per": "fa"}
 FROM_ISO3 = {v: k for k, v in ISO3.items()} | ISO3_ALT
 _PLUS_WORDING = "plus"
-
-
-class LanguageError(ValueError):
-    """A language code the server does not translate (or cannot read)."""
 
 
 @dataclass

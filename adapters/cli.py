@@ -10,6 +10,8 @@ import time
 
 import click
 
+from tower_cat.errors import ServiceError
+
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
@@ -39,7 +41,7 @@ class BackgroundServer:
         for server in self.server.servers:
             for sock in server.sockets:
                 return sock.getsockname()[1]
-        raise RuntimeError("the server is not listening")
+        raise ServiceError("the server is not listening", status=503)
 
     @property
     def url(self) -> str:
@@ -50,7 +52,7 @@ class BackgroundServer:
         deadline = time.monotonic() + timeout
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the HTTP server did not start")
+                raise ServiceError("the HTTP server did not start", status=503)
             time.sleep(0.02)
         return self
 

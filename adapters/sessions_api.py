@@ -138,16 +138,6 @@ async def _run(request: Request, fn):
         raise ServiceError(str(exc), status=409) from None
 
 
-def _examples(tm, segment, src: str, tgt: str, manager: SessionManager) -> list[tuple[str, str]]:
-    """Few-shot examples from ``tm`` as the session manager makes them from its own TM."""
-    from tower_cat import codes
-
-    if manager.few_shot <= 0:
-        return []
-    found = tm.lookup(segment, src, tgt, limit=manager.few_shot, min_score=manager.fuzzy_min)
-    return [(codes.render(m.source).text, codes.render(m.target).text) for m in reversed(found)]
-
-
 def session_view(session: Session) -> dict[str, Any]:
     """The session as JSON, each segment in the markup the session was started with."""
     mode = session.meta.get("tag_handling", "text")
@@ -186,19 +176,15 @@ def router() -> APIRouter:
         segment = item.segment
         if not segment.text.strip():
             raise ServiceError("there is no text to translate")
-        terms = [(t.source, t.target) for t in body.terms]
-        for gid in body.glossary_ids:
-            stored = service.glossaries.get(gid, caller)
-            terms.extend(p for p in stored.prompt_terms(segment.text, src, tgt) if p not in terms)
+        # the first request is the translation core's, with the glossaries and TM /v1/translate would use
+        glossary = service.glossaries_for(body.glossary_ids, src, tgt, caller)
         meta = {**body.meta, "tag_handling": "text" if as_parts else body.tag_handling, "as_parts": as_parts}
-        kwargs: dict[str, Any] = dict(instructions=body.instructions, terms=terms, notes=body.notes,
+        kwargs: dict[str, Any] = dict(instructions=body.instructions, notes=body.notes,
+                                      extra_terms=[(t.source, t.target) for t in body.terms], glossary=glossary,
                                       context_before=item.context_before, context_after=item.context_after,
                                       max_length=body.max_length, meta=meta)
         tm = _tm_of(request, caller)
-        if not body.use_tm or tm is None:
-            kwargs["examples"] = []
-        elif tm is not manager.tm:  # this key's own TM (--tm-mode per-key)
-            kwargs["examples"] = _examples(tm, segment, src, tgt, manager)
+        kwargs["tm"] = tm if body.use_tm else None  # None: no examples
         session_id = uuid.uuid4().hex
         service.state.set_owner(SESSION, session_id, caller.owner)
         try:

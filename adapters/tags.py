@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass
 
 from tower_cat.document import CodeKind, InlineCode, Segment
+from tower_cat.errors import InvalidArgument
 
 MODES = ("text", "xml", "html", "omegat")
 
@@ -68,7 +69,7 @@ def _encode(text: str, mode: str) -> str:
 def parse_markup(text: str, mode: str = "xml", ignore_tags: set[str] | frozenset[str] = frozenset()) -> Markup:
     """A string with inline markup -> a Segment whose codes keep every tag verbatim."""
     if mode not in MODES:
-        raise ValueError(f"unknown tag mode {mode!r}; choose one of {', '.join(MODES)}")
+        raise InvalidArgument(f"unknown tag mode {mode!r}; choose one of {', '.join(MODES)}")
     if mode == "text" or "<" not in text:
         return Markup(Segment.from_text(_decode(text, mode)), mode)
     if mode == "omegat":

@@ -30,14 +30,14 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from tower_cat import codes as codes_mod
 from tower_cat import prompts
 from tower_cat.document import Segment
+from tower_cat import errors
 from tower_cat.errors import TowerCatError
 from tower_cat.languages import language_name
 
 TASKS = ("translate", "fewshot", "terms", "context", "post_edit")
 
 
-class DataError(TowerCatError):
-    """Training data cannot be built (no usable pairs, unknown languages, unreadable files)."""
+DataError = errors.DataError  # one error family (tower_cat.errors); importable from here as before
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from tower_cat import errors
 from tower_cat.errors import TowerCatError
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,7 @@ STAGES = ("cpt", "sft", "dpo")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-class TrainError(TowerCatError):
-    """Training cannot start or go on (bad model folder, nothing to train on, broken checkpoint)."""
+TrainError = errors.TrainError  # one error family (tower_cat.errors); importable from here as before
 
 
 @dataclass

@@ -580,11 +580,15 @@ def test_missing_languages_are_a_clear_error(tmp_path):
     path = tmp_path / "nolang.xlf"
     path.write_text(_xliff([("1", "Hello")]).replace(' target-language="de-DE"', ""), encoding="utf-8")
     doc = formats.load(path)
-    with pytest.raises(TowerCatError, match="--target"):
+    with pytest.raises(TowerCatError, match="target_lang") as exc:  # the library names its parameter ...
         pipeline.translate_documents([doc], FakeEngine({}), options=PipelineOptions())
+    assert exc.value.param == "target_lang" and "--target" not in str(exc.value)
+    from tower_cat.cli import cli_wording
+
+    assert "pass --target" in str(cli_wording(exc.value))  # ... and the CLI says its flag
     summary = pipeline.run_files("translate", [path], [tmp_path / "o.xlf"], FakeEngine({"Hello": "Hallo"}),
                                  options=PipelineOptions())
-    assert summary.failed and "--target" in summary.files[0].error
+    assert summary.failed and "target_lang" in summary.files[0].error
     summary = pipeline.run_files("translate", [path], [tmp_path / "o.xlf"], FakeEngine({"Hello": "Hallo"}),
                                  options=PipelineOptions(target_lang="de"))
     assert not summary.failed

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Union
 
+from tower_cat.errors import InvalidArgument
+
 
 class CodeKind(str, enum.Enum):
     OPEN = "open"
@@ -123,9 +125,9 @@ class TargetEdit:
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
-            raise ValueError(f"unknown status {self.status!r}; expected one of {STATUSES}")
+            raise InvalidArgument(f"unknown status {self.status!r}; expected one of {STATUSES}")
         if self.origin not in ORIGINS:
-            raise ValueError(f"unknown origin {self.origin!r}; expected one of {ORIGINS}")
+            raise InvalidArgument(f"unknown origin {self.origin!r}; expected one of {ORIGINS}")
 
     @property
     def replaced(self) -> Segment | None:
@@ -199,7 +201,7 @@ class Unit:
     def set_qe(self, score: float) -> None:
         """Record a 0-100 quality estimate to be written into the file."""
         if not 0.0 <= score <= 100.0:
-            raise ValueError(f"QE score {score} outside 0-100")
+            raise InvalidArgument(f"QE score {score} outside 0-100")
         self.qe_edit = float(score)
         self.qe_score = float(score)
 

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from tower_cat import prompts
+from tower_cat.errors import InvalidArgument
 
 __all__ = [
     "KINDS", "Check", "CheckResult", "InstructionSet", "InstructionReport", "parse_instruction",
@@ -330,7 +331,7 @@ def verify(check: Check, text: str, target_lang: str | None = None) -> CheckResu
         ok = last not in TRAILING_PUNCTUATION or not last
         return CheckResult(check, ok, "" if ok else prompts.check_failure_text(kind, found=last),
                            None if ok else last)
-    raise ValueError(f"unknown check kind {kind!r}")
+    raise InvalidArgument(f"unknown check kind {kind!r}")
 
 
 def _badness(results: Sequence[CheckResult]) -> tuple[int, int]:

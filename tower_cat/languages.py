@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import re
 
+from tower_cat.errors import InvalidArgument
+
 # ISO 639-1/-3 primary subtags -> plain English names (Tower v1's 10 languages, Tower+'s 22, plus the usual
 # CAT-tool languages so a prompt never shows a bare code).
 NAMES: dict[str, str] = {
@@ -54,13 +56,13 @@ def language_name(code: str, *, variant: bool = True) -> str:
     """
     code = code.strip()
     if not code:
-        raise ValueError("empty language code")
+        raise InvalidArgument("empty language code")
     if not _CODE.match(code):
         return code  # already a name such as "German" or "Portuguese (Portugal)"
     primary, subtags = split_code(code)
     base = NAMES.get(primary)
     if base is None:
-        raise ValueError(f"unknown language code {code!r}; use a code like 'de', 'pt-BR' or an English name")
+        raise InvalidArgument(f"unknown language code {code!r}; use a code like 'de', 'pt-BR' or an English name")
     if not variant:
         return base
     tags = set(subtags)
@@ -109,7 +111,7 @@ def nllb_code(code: str) -> str:
     if primary == "zh" and set(subtags) & _ZH_TRADITIONAL:
         return "zho_Hant"
     if primary not in _NLLB:
-        raise ValueError(f"no NLLB code known for {code!r}; pass one such as 'deu_Latn'")
+        raise InvalidArgument(f"no NLLB code known for {code!r}; pass one such as 'deu_Latn'")
     return _NLLB[primary]
 
 

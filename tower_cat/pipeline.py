@@ -49,17 +49,17 @@ Decisions (README: "Translating and post-editing files"):
 from __future__ import annotations
 
 import json
-import math
-import re
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from tower_cat import codes, prompts, qa
+from tower_cat import codes, qa
 from tower_cat.codes import Rendered
+from tower_cat.core import (Choice, Prepared, SegmentRequest, TMHit, TranslationOptions, Translator,
+                            clean_output)
 from tower_cat.document import Document, Segment, Unit
-from tower_cat.errors import TowerCatError
+from tower_cat.errors import InvalidArgument, SegmentTooLong, TowerCatError
 
 __all__ = [
     "PipelineOptions", "UnitResult", "FileSummary", "JobSummary", "translate_documents", "post_edit_documents",
@@ -74,33 +74,7 @@ HAS_TARGET, NO_TARGET, NO_TEXT = "has a target (use --overwrite)", "no target to
 TOO_LONG = "too long for the model's context window"
 
 
-@dataclass
-class PipelineOptions:
-    """How a job runs. Languages here fill in what a file lacks (a file's own languages win)."""
-
-    source_lang: str | None = None
-    target_lang: str | None = None
-    overwrite: bool = False            # translate units that already have a target
-    few_shot: int = 3                  # fuzzy TM matches shown as examples
-    fuzzy_min: float = 70.0            # lowest TM score used as an example
-    exact_status: str = "needs-review"  # status of a 100 % TM match
-    context_status: str = "translated"  # status of a 101 % (context) TM match
-    context_window: int = 1            # neighbouring source segments on each side given as context
-    notes: bool = True                 # resource key / notes / msgctxt as context for short strings
-    short_words: int = 8               # "short string": at most this many words
-    term_repair: int = 4               # n-best width for terminology repair (0: off)
-    chunk_size: int = 128              # prompts per engine call (progress and resume granularity)
-    max_new_tokens: int = 256
-    generation: Any = None             # engine.GenerationOptions; None: greedy with max_new_tokens
-    translated_above: float | None = None  # confidence (0-100) at which clean MT is written "translated"
-    max_context_tokens: int | None = None  # the model's context length (None: read from the model)
-    instructions: tuple[str, ...] = ()  # translator's instructions: in every prompt, checked, one retry
-    ape_below: float | None = None     # translate + QE backend: post-edit MT scoring below this (0-100), keep the better
-
-    def generation_options(self):
-        from tower_cat.engine import GenerationOptions
-
-        return self.generation or GenerationOptions(max_new_tokens=self.max_new_tokens)
+PipelineOptions = TranslationOptions  # how a job runs (the core's options; the old name kept)
 
 
 @dataclass
@@ -139,6 +113,7 @@ class FileSummary:
     units: int = 0
     error: str | None = None            # a hard failure: the file was not written
     results: list[UnitResult] = field(default_factory=list)
+    exception: Any = field(default=None, repr=False, compare=False)  # the TowerCatError behind ``error``
 
     def count(self, action: str | None = None, **where) -> int:
         return sum(1 for r in self.results if (action is None or r.action == action)
@@ -218,36 +193,11 @@ class JobSummary:
               if self.qe_backend is not None else {})
         return {"task": self.task, "totals": self.totals(), "seconds": round(self.seconds, 3),
                 "model_seconds": round(self.model_seconds, 3), "prompts": self.prompts, "engine": self.engine, **qe,
-                "files": [{**{k: v for k, v in asdict(f).items() if k != "results"},
+                "files": [{**{k: getattr(f, k) for k in f.__dataclass_fields__ if k not in ("results", "exception")},
                            "units": f.units, "results": [asdict(r) for r in f.results]} for f in self.files]}
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), ensure_ascii=False, indent=2)
-
-
-# --------------------------------------------------------------------------------------------------- codes
-
-_JUNK = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd]")
-
-
-def clean_output(text: str, target_lang: str | None, source_markup: str) -> str:
-    """Model output -> markup to parse: ``prompts.clean_translation``, then control characters and U+FFFD
-    (broken byte sequences) the source does not have removed, then the source's leading/trailing blanks."""
-    out = prompts.clean_translation(text, target_lang)
-    if _JUNK.search(out):
-        keep = set(_JUNK.findall(source_markup))
-        out = _JUNK.sub(lambda m: m.group(0) if m.group(0) in keep else "", out)
-    return _with_source_whitespace(source_markup, out)
-
-
-def _with_source_whitespace(markup: str, output: str) -> str:
-    """Models drop leading/trailing blanks: give the output those of the source markup."""
-    stripped = markup.strip()
-    if not stripped:
-        return output
-    lead = markup[:len(markup) - len(markup.lstrip())]
-    trail = markup[len(markup.rstrip()):]
-    return lead + output.strip() + trail
 
 
 def resolve_languages(doc: Document, opts: PipelineOptions) -> tuple[str, str]:
@@ -256,11 +206,11 @@ def resolve_languages(doc: Document, opts: PipelineOptions) -> tuple[str, str]:
     src = doc.source_lang or opts.source_lang or ("en" if doc.format == "po" else None)
     tgt = doc.target_lang or opts.target_lang
     if not src:
-        raise TowerCatError("the file does not name its source language", path=doc.path,
-                            hint="pass --source, e.g. --source en")
+        raise TowerCatError("the file does not name its source language", path=doc.path, param="source_lang",
+                            hint="give the source language (source_lang), e.g. en")
     if not tgt:
-        raise TowerCatError("the file does not name its target language", path=doc.path,
-                            hint="pass --target, e.g. --target de")
+        raise TowerCatError("the file does not name its target language", path=doc.path, param="target_lang",
+                            hint="give the target language (target_lang), e.g. de")
     if not doc.target_lang:
         doc.target_lang = tgt
     return src, tgt
@@ -281,30 +231,36 @@ class _Task:
 
 @dataclass
 class _Prompt:
+    """One distinct prompt of the job (repeats of a source share it); built by the core."""
+
     key: tuple
-    messages: list[dict]
     source: str              # rendered source markup: sets the new-token budget
     src_lang: str
     tgt_lang: str
-    terms: list[tuple[str, str]]
     tasks: list[_Task] = field(default_factory=list)
-    repaired: bool = False
-    instructions: Any = None  # instructions.InstructionReport of the kept output
-    neighbours: tuple = ((), ())  # translate: source text before/after the first occurrence (built lazily)
+    prepared: Prepared | None = None
+    neighbours: tuple = ((), ())  # translate: source text before/after the first occurrence
+
+    @property
+    def messages(self) -> list[dict] | None:
+        return self.prepared.messages if self.prepared is not None else None
 
 
 class _Job:
-    """Shared machinery of translate and post-edit: skip rules, prompt grouping, chunked generation, writing."""
+    """Shared machinery of translate and post-edit: skip rules, prompt grouping, chunked generation, writing.
+    Everything about one segment (TM reuse, prompts, repair, QA) is the core's (``tower_cat.core.Translator``)."""
 
-    def __init__(self, task: str, docs: Sequence[Document], engine, *, glossary=None, options: PipelineOptions,
-                 progress: ProgressCallback | None = None, summaries: Sequence[FileSummary] | None = None):
+    def __init__(self, task: str, docs: Sequence[Document], engine, *, tm=None, glossary=None,
+                 options: PipelineOptions, progress: ProgressCallback | None = None,
+                 summaries: Sequence[FileSummary] | None = None, core: Translator | None = None):
         self.task = task
         self.docs = list(docs)
         self.engine = engine
         self.glossary = glossary
         self.opts = options
         self.progress = progress
-        self.gen = options.generation_options()
+        self.core = core or Translator(engine, tm=tm, glossary=glossary, options=options)
+        self.gen = self.core.gen
         self.summary = JobSummary(task=task)
         self.files = list(summaries) if summaries is not None else [
             FileSummary(path=str(d.path), output=None) for d in self.docs]
@@ -312,9 +268,6 @@ class _Job:
         self.langs: list[tuple[str, str]] = []
         self.total = 0
         self.done = 0
-        self.wording = engine.info.wording if engine is not None else "instruct"
-        self._ctx_len: int | None = None
-        self._overhead: int | None = None
 
     # -- set-up ---------------------------------------------------------------------------------------
 
@@ -342,37 +295,11 @@ class _Job:
         if self.progress is not None:
             self.progress(self.done, self.total)
 
-    # -- prompt fitting -------------------------------------------------------------------------------
-
-    def context_length(self) -> int:
-        if self._ctx_len is None:
-            self._ctx_len = self.opts.max_context_tokens or self.engine.context_length
-        return self._ctx_len
-
-    def _prompt_tokens(self, messages: list[dict], exact: bool) -> int:
-        content = "".join(m["content"] for m in messages)
-        if self._overhead is None:
-            self._overhead = len(self.engine.render([{"role": "user", "content": ""}]).tokens) + 8
-        if not exact:  # byte-level BPE and SentencePiece never make more tokens than UTF-8 bytes (+ a few)
-            return len(content.encode("utf-8")) + self._overhead
-        return self.engine.count_tokens(content) + self._overhead
-
-    def fits(self, messages: list[dict], source: str) -> bool:
-        limit = self.context_length() - self.engine.budget(source, self.gen)
-        return self._prompt_tokens(messages, False) <= limit or self._prompt_tokens(messages, True) <= limit
-
     # -- generation -----------------------------------------------------------------------------------
 
-    def _generate(self, batch: list[_Prompt], options) -> list:
-        t0 = time.perf_counter()
-        try:
-            return self.engine.generate([p.messages for p in batch], options, sources=[p.source for p in batch])
-        finally:
-            self.summary.model_seconds += time.perf_counter() - t0
-
     def build(self, prompt: _Prompt) -> bool:
-        """Fill in ``prompt.messages`` when they are built lazily; False: the prompt cannot be sent."""
-        return prompt.messages is not None
+        """Have the core build ``prompt.prepared`` when it is built lazily; False: the prompt cannot be sent."""
+        return prompt.prepared is not None
 
     @staticmethod
     def _length(p: _Prompt) -> int:
@@ -433,8 +360,10 @@ class _Job:
                 handled += len(bad) + len(chunk)
                 if chunk:
                     self.summary.prompts += len(chunk)
-                    gens = self._generate(chunk, self.gen)
-                    self.finish_chunk(chunk, gens)
+                    gens = self.core.generate([p.messages for p in chunk], self.gen,
+                                              sources=[p.source for p in chunk])
+                    choices = self.core.run(self.core.repair.complete([p.prepared for p in chunk], gens))
+                    self.finish_chunk(chunk, choices)
                     self._tick(sum(len(p.tasks) for p in chunk))
         finally:
             state["stop"] = True
@@ -456,10 +385,9 @@ class _Job:
             r.action, r.reason = "not-written", f"charset: {doc.charset} cannot store {bad!r}"
             r.status = None
             return
-        if terms is None and self.glossary is not None:
-            terms = self.glossary.check(unit.source, segment, src_lang, tgt_lang, unit_id=unit.id)
-        issues = qa.check_unit(unit.source, segment, max_length=unit.max_length, size_unit=unit.size_unit,
-                               doc=doc, terms=terms)
+        issues, terms = self.core.quality(unit.source, segment, src_lang, tgt_lang, max_length=unit.max_length,
+                                          size_unit=unit.size_unit, doc=doc, unit_id=unit.id,
+                                          terms=... if terms is None else terms)
         if terms is not None:
             hits, ok_hits = task.terms_counted
             task.terms_counted = (len(terms.hits), terms.ok_hits)
@@ -487,21 +415,21 @@ class _Job:
         r.problems = list(problems)
 
     def confidence(self, gen) -> float | None:
-        return None if gen.log_prob is None else 100.0 * math.exp(min(0.0, gen.log_prob))
+        return Translator.confidence(gen)
 
     def is_confident(self, gen) -> bool:
         c = self.confidence(gen)
         return (self.opts.translated_above is not None and c is not None and not gen.truncated
                 and c >= self.opts.translated_above)
 
-    def finish_chunk(self, chunk: list[_Prompt], gens: list) -> None:  # pragma: no cover - overridden
+    def finish_chunk(self, chunk: list[_Prompt], choices: list[Choice]) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
     # -- post-editing (the post-edit job and QE-gated post-editing of the translate job) ---------------
 
     def add_post_edit(self, task: _Task) -> tuple[bool, list[str]]:
-        """Queue the post-edit prompt of a unit that has a target: the source and the target rendered with the same
-        tag numbering, the glossary terms of the source; units with the same source and target share a prompt.
+        """Queue the post-edit prompt of a unit that has a target (the core builds it: source and target numbered
+        alike, the glossary terms of the source); units with the same source and target share a prompt.
         Returns (queued, problems of rendering the target); not queued: the prompt does not fit the context."""
         src, tgt = self.langs[task.doc]
         unit = task.unit
@@ -510,20 +438,20 @@ class _Job:
         key = (src.lower(), tgt.lower(), task.rendered.text, before)
         prompt = self.prompts.get(key)
         if prompt is None:
-            terms = self.glossary.prompt_terms(unit.source, src, tgt) if self.glossary is not None else []
-            messages = prompts.post_edit_messages(task.rendered.text, before, src, tgt, terms=terms,
-                                                  wording=self.wording)
-            if not self.fits(messages, task.rendered.text):
+            request = SegmentRequest(unit.source, id=unit.id, unit=unit, target=unit.target)
+            try:
+                prepared = self.core.prepare_post_edit(request, src, tgt, rendered=task.rendered)
+            except SegmentTooLong:
                 return False, problems
-            prompt = self.prompts[key] = _Prompt(key, messages, task.rendered.text, src, tgt, terms)
+            prompt = self.prompts[key] = _Prompt(key, task.rendered.text, src, tgt, prepared=prepared)
         prompt.tasks.append(task)
         return True, problems
 
-    def corrected(self, prompt: _Prompt, task: _Task, gen) -> tuple[codes.Restored, str | None]:
+    def corrected(self, prompt: _Prompt, task: _Task, choice) -> tuple[codes.Restored, str | None]:
         """The model's correction restored onto the unit's codes, and why it cannot be written (None: it can)."""
-        restored = codes.parse(task.rendered, clean_output(gen.text, prompt.tgt_lang, task.rendered.text))
+        restored = self.core.repair.restore(task.rendered, choice.text, prompt.tgt_lang)
         if not restored.segment.text.strip():
-            return restored, "empty output" + (" (truncated)" if gen.truncated else "")
+            return restored, "empty output" + (" (truncated)" if choice.truncated else "")
         if not restored.ok:
             return restored, "codes: " + "; ".join(restored.problems)
         return restored, None
@@ -539,6 +467,7 @@ class _Job:
 
     def finish(self) -> JobSummary:
         self.summary.engine = asdict(self.engine.stats) if self.engine is not None else {}
+        self.summary.model_seconds = self.core.model_seconds
         self.summary.files = self.files
         return self.summary
 
@@ -548,7 +477,7 @@ class _Job:
 class _TranslateJob(_Job):
     def __init__(self, docs, engine, *, tm=None, glossary=None, options: PipelineOptions, progress=None,
                  summaries=None):
-        super().__init__("translate", docs, engine, glossary=glossary, options=options, progress=progress,
+        super().__init__("translate", docs, engine, tm=tm, glossary=glossary, options=options, progress=progress,
                          summaries=summaries)
         self.tm = tm
 
@@ -568,32 +497,19 @@ class _TranslateJob(_Job):
                     continue
                 self.total += 1
                 task = _Task(di, unit, codes.render(unit.source), result)
-                exact = self._exact_matches(task, src, tgt)
-                if exact and self._use_tm(task, exact[0]):
+                hit = self.core.reuse.exact(unit, task.rendered, src, tgt, can_store=doc.can_store)
+                if hit is not None and self._use_tm(task, hit):
                     self._tick()
                     continue
                 self._add_prompt(task, neighbours[ui])
 
-    def _exact_matches(self, task: _Task, src: str, tgt: str) -> list:
-        """100/101 % matches for this unit (its own context decides 101). Cheap: no fuzzy search here."""
-        if self.tm is None:
-            return []
-        return [m for m in self.tm.lookup(task.unit, src, tgt, limit=1, min_score=100.0, fuzzy=False)
-                if m.score >= 100]
-
-    def _fuzzy_examples(self, task: _Task, src: str, tgt: str) -> list:
-        """Few-shot examples: the best TM matches (exact ones that could not be used first, then fuzzy), searched
-        once per prompt (repeats of a source share the prompt, so they share the search)."""
-        if self.tm is None or self.opts.few_shot <= 0:
-            return []
-        return self.tm.lookup(task.unit, src, tgt, limit=self.opts.few_shot, min_score=self.opts.fuzzy_min)
-
     def _neighbours(self, doc: Document) -> list[tuple[list[str], list[str]]]:
+        """Each unit's neighbouring source text in the same file (the core decides whether the model gets it)."""
         k = self.opts.context_window
         out = []
         units = doc.units
         for i, unit in enumerate(units):
-            if k <= 0 or self.wording == "base":
+            if k <= 0:
                 out.append(([], []))
                 continue
             f = unit.context.file
@@ -604,31 +520,14 @@ class _TranslateJob(_Job):
             out.append((before, after))
         return out
 
-    def _notes(self, unit: Unit) -> list[str]:
-        if not self.opts.notes or self.wording == "base" or unit.source.words() > self.opts.short_words:
-            return []
-        return prompts.unit_notes(unit.context.msgctxt, unit.context.resname, unit.notes)
-
-    def _use_tm(self, task: _Task, match) -> bool:
-        """Fill a unit from a 100/101 % TM match when its codes map onto the unit's; True when written."""
-        src_markup, tgt_markup, problems = self._tm_markup(match)
-        if src_markup != task.rendered.text or problems:
-            return False  # the codes of the stored source do not line up with this unit's
-        restored = codes.parse(task.rendered, tgt_markup)
-        if not restored.ok or not self.docs[task.doc].can_store(restored.segment.text):
-            return False
-        context = match.kind == "context"
+    def _use_tm(self, task: _Task, hit: TMHit) -> bool:
+        """Fill a unit from a 100/101 % TM match (the core mapped its codes onto the unit's); True when written."""
+        context = hit.match.kind == "context"
         status = self.opts.context_status if context else self.opts.exact_status
         task.result.action = "tm"
-        self.write(task, restored.segment, origin="tm-context" if context else "tm-exact", status=status,
-                   score=match.score, problems=restored.problems)
+        self.write(task, hit.restored.segment, origin=hit.origin, status=status, score=hit.match.score,
+                   problems=hit.restored.problems)
         return task.result.action == "tm"
-
-    @staticmethod
-    def _tm_markup(match) -> tuple[str, str, list[str]]:
-        rendered = codes.render(match.source)
-        tgt, problems = codes.render_like(rendered, match.target)
-        return rendered.text, tgt, problems
 
     def _add_prompt(self, task: _Task, neighbours: tuple[list[str], list[str]]) -> None:
         src, tgt = self.langs[task.doc]
@@ -636,66 +535,69 @@ class _TranslateJob(_Job):
         msgctxt = task.unit.context.msgctxt
         key = (src.lower(), tgt.lower(), markup, msgctxt)
         prompt = self.prompts.get(key)
-        if prompt is None:  # messages are built later, chunk by chunk (build), overlapping generation
-            prompt = self.prompts[key] = _Prompt(key, None, markup, src, tgt, [], neighbours=neighbours)
+        if prompt is None:  # the core builds it later, chunk by chunk (build), overlapping generation
+            prompt = self.prompts[key] = _Prompt(key, markup, src, tgt, neighbours=neighbours)
         prompt.tasks.append(task)
 
     def build(self, prompt: _Prompt) -> bool:
-        """The prompt of the first occurrence: fuzzy TM examples, glossary terms, notes, neighbours, fitted."""
-        if prompt.messages is not None:
+        """The core's prompt for the first occurrence (TM examples, glossary terms, notes, neighbours, fitted)."""
+        if prompt.prepared is not None:
             return True
         task = prompt.tasks[0]
-        src, tgt, markup = prompt.src_lang, prompt.tgt_lang, prompt.source
-        examples = []
-        for m in self._fuzzy_examples(task, src, tgt):
-            if len(examples) >= self.opts.few_shot:
-                break
-            s, t, problems = self._tm_markup(m)
-            if not problems and t.strip():
-                examples.append((s, t))
-        terms = self.glossary.prompt_terms(task.unit.source, src, tgt) if self.glossary is not None else []
         before, after = prompt.neighbours
-        messages = self._fit(markup, src, tgt, examples, terms, list(before), list(after), self._notes(task.unit))
-        if messages is None:
+        request = SegmentRequest.of_unit(task.unit, context_before=list(before), context_after=list(after))
+        try:
+            prompt.prepared = self.core.prepare_translation(request, prompt.src_lang, prompt.tgt_lang,
+                                                            rendered=task.rendered)
+        except SegmentTooLong:
             return False
-        prompt.messages, prompt.terms = messages, terms
         return True
 
-    def _fit(self, markup, src, tgt, examples, terms, before, after, notes):
-        """Messages that fit the context window: drop the farthest context, then examples, then notes."""
-        while True:
-            messages = prompts.translate_messages(markup, src, tgt, wording=self.wording, examples=examples,
-                                                  terms=terms, context_before=before, context_after=after,
-                                                  notes=notes)
-            if self.opts.instructions:
-                messages = prompts.add_instructions(messages, self.opts.instructions, wording=self.wording)
-            if self.fits(messages, markup):
-                return messages
-            if after:
-                after.pop()
-            elif before:
-                before.pop(0)
-            elif examples:
-                examples.pop()
-            elif notes:
-                notes.pop()
-            elif terms:
-                terms = []
-            else:
-                return None
+    def qe_gate(self, backend) -> None:
+        _QEGate(self, backend).run()
 
-    def _restore(self, prompt: _Prompt, task: _Task, text: str) -> codes.Restored:
-        return codes.parse(task.rendered, clean_output(text, prompt.tgt_lang, task.rendered.text))
+    def finish_chunk(self, chunk: list[_Prompt], choices: list[Choice]) -> None:
+        for prompt, choice in zip(chunk, choices):
+            for task in prompt.tasks:
+                if choice.instructions is not None:
+                    task.result.instructions = choice.instructions.as_dict()
+                restored = self.core.repair.restore(task.rendered, choice.text, prompt.tgt_lang)
+                if not restored.segment.text.strip() and task.unit.source.text.strip():
+                    self.not_written(task, "empty output" + (" (truncated)" if choice.truncated else ""),
+                                     restored.problems)
+                    continue
+                if not restored.ok:
+                    self.not_written(task, "codes: " + "; ".join(p for p in restored.problems), restored.problems)
+                    continue
+                task.result.action = "mt"
+                self.write(task, restored.segment, origin="mt", status="translated", score=self.confidence(choice),
+                           problems=restored.problems, confident=self.is_confident(choice))
+                if task.result.status is None:
+                    continue
+                if choice.truncated:
+                    task.result.qa.append(qa.QAIssue("truncated", qa.WARNING,
+                                                     "the model stopped at the token limit").as_dict())
+                if choice.terms_repaired:
+                    task.result.problems.append("terminology repaired from the n-best list")
 
-    # -- quality estimation and QE-gated post-editing -------------------------------------------------
 
-    def _qe(self, backend, pairs: Sequence[tuple[_Task, Segment]]) -> list:
+# --------------------------------------------------------------------------------------------------- QE gate
+
+class _QEGate:
+    """QE-gated post-editing over a translate job's machine translations (see the module docstring)."""
+
+    def __init__(self, job: _TranslateJob, backend):
+        self.job = job
+        self.backend = backend
+
+    def score(self, pairs: Sequence[tuple[_Task, Segment]]) -> list:
         """One backend call for (task, target) pairs; equal items (repeated sources) are scored once."""
         from tower_cat.qe import QEItem, segment_text
 
+        job = self.job
         items = []
         for task, segment in pairs:
-            src, tgt = self.langs[task.doc]
+            src, tgt = job.langs[task.doc]
             items.append(QEItem(segment_text(task.unit.source), segment_text(segment), None, src, tgt,
                                 id=str(task.unit.id)))
         keys = [(it.source, it.target, it.source_lang, it.target_lang) for it in items]
@@ -707,44 +609,46 @@ class _TranslateJob(_Job):
                 unique.append(it)
         t0 = time.perf_counter()
         try:
-            results = list(backend.score(unique)) if unique else []
+            results = list(self.backend.score(unique)) if unique else []
         finally:
-            self.summary.qe_seconds += time.perf_counter() - t0
+            job.summary.qe_seconds += time.perf_counter() - t0
         if len(results) != len(unique):
             raise TowerCatError(f"the QE backend returned {len(results)} scores for {len(unique)} translations")
         return [results[index[k]] for k in keys]
 
-    def qe_gate(self, backend) -> None:
+    def run(self) -> None:
         """Score the machine translations (not TM hits, not skipped units) in one backend call. With ``ape_below``:
         post-edit those below it (or that the backend could not score) through the post-edit path, re-score the
         corrections, and keep the better version per unit (a tie keeps the MT). The kept version's score is set
         on the unit (``set_qe``: the formats write it) and everything is recorded in the unit's result."""
-        threshold = self.opts.ape_below
-        self.summary.qe_backend, self.summary.ape_below = backend.describe(), threshold
-        tasks = [t for p in self.prompts.values() for t in p.tasks if t.result.action == "mt" and t.result.status]
-        order = {id(u): (di, ui) for di, d in enumerate(self.docs) for ui, u in enumerate(d.units)}
+        job = self.job
+        threshold = job.opts.ape_below
+        job.summary.qe_backend, job.summary.ape_below = self.backend.describe(), threshold
+        tasks = [t for p in job.prompts.values() for t in p.tasks if t.result.action == "mt" and t.result.status]
+        order = {id(u): (di, ui) for di, d in enumerate(job.docs) for ui, u in enumerate(d.units)}
         tasks.sort(key=lambda t: order[id(t.unit)])  # file order
-        first = self._qe(backend, [(t, t.unit.target) for t in tasks])
+        first = self.score([(t, t.unit.target) for t in tasks])
         kept = {id(t): res for t, res in zip(tasks, first)}
         for t, res in zip(tasks, first):
             t.result.qe_before = _round(res.score)
         weak = [t for t, res in zip(tasks, first)
                 if threshold is not None and (res.score is None or res.score < threshold)]
         if weak:
-            self._post_edit_weak(backend, weak, kept)
+            self._post_edit_weak(weak, kept)
         for t in tasks:
             res = kept[id(t)]
             t.result.qe = _round(res.score)
             if res.score is not None:
                 t.unit.set_qe(t.result.qe)
-            t.unit.meta["qe"] = {"backend": self.summary.qe_backend, "score": res.score,
+            t.unit.meta["qe"] = {"backend": job.summary.qe_backend, "score": res.score,
                                  "error_spans": [list(sp) for sp in res.error_spans]}
 
-    def _post_edit_weak(self, backend, weak: list[_Task], kept: dict) -> None:
-        ape = _APEJob(self)
+    def _post_edit_weak(self, weak: list[_Task], kept: dict) -> None:
+        job = self.job
+        ape = _APEJob(job)
         ape.prepare_tasks(weak)
         ape.run_prompts()
-        self.total, self.done = ape.total, ape.done
+        job.total, job.done = ape.total, ape.done
         ter = _ter()
         rescore: list[_Task] = []
         for t in weak:
@@ -754,13 +658,13 @@ class _TranslateJob(_Job):
             if reason is not None:
                 r.ape, r.ape_reason = "failed", reason
                 r.after = restored.segment.text if restored is not None else None
-            elif self.unchanged(t, restored.segment):
+            elif job.unchanged(t, restored.segment):
                 r.ape, r.after, r.qe_after, r.ter = "kept-original", r.before, r.qe_before, 0.0
             else:
                 r.after = restored.segment.text
                 r.ter = round(ter.sentence_score(r.before, [r.after]).score, 2)
                 rescore.append(t)
-        for t, res in zip(rescore, self._qe(backend, [(t, t.candidate[0].segment) for t in rescore])):
+        for t, res in zip(rescore, self.score([(t, t.candidate[0].segment) for t in rescore])):
             r = t.result
             r.qe_after = _round(res.score)
             before = kept[id(t)].score
@@ -770,129 +674,24 @@ class _TranslateJob(_Job):
             restored, _, gen, problems = t.candidate
             after = r.after
             # the MT is replaced in memory only: the candidate kept in the file is what the file had before the job
-            self.write_post_edit(t, restored, gen, problems, previous=t.unit.edit.previous if t.unit.edit else None)
+            job.write_post_edit(t, restored, gen, problems, previous=t.unit.edit.previous if t.unit.edit else None)
             r.ape, r.after = "applied", after
             kept[id(t)] = res
         for t in weak:
             t.candidate = None
 
-    def finish_chunk(self, chunk: list[_Prompt], gens: list) -> None:
-        choice: dict[int, tuple[str, Any]] = {}  # prompt index -> (text, generation)
-        repair: list[int] = []
-        for i, (prompt, gen) in enumerate(zip(chunk, gens)):
-            choice[i] = (gen.text, gen)
-            if self.glossary is not None and prompt.terms and self.opts.term_repair > 1:
-                first = prompt.tasks[0]
-                restored = self._restore(prompt, first, gen.text)
-                comp = self.glossary.check(first.unit.source, restored.segment, prompt.src_lang, prompt.tgt_lang)
-                if not comp.ok:
-                    repair.append(i)
-        if repair:
-            k = self.opts.term_repair
-            opts = replace(self.gen, beam_size=k, num_hypotheses=k, sampling_topk=1)
-            alts = self._generate([chunk[i] for i in repair], opts)
-            for i, alt in zip(repair, alts):
-                prompt = chunk[i]
-                first = prompt.tasks[0]
-                for hyp in alt.hypotheses:
-                    restored = self._restore(prompt, first, hyp.text)
-                    if not restored.ok:
-                        continue
-                    comp = self.glossary.check(first.unit.source, restored.segment, prompt.src_lang,
-                                               prompt.tgt_lang)
-                    if comp.ok:
-                        choice[i] = (hyp.text, _HypGen(hyp))
-                        prompt.repaired = True
-                        break
-        if self.opts.instructions:
-            self._check_instructions(chunk, choice)
-        for i, prompt in enumerate(chunk):
-            text, gen = choice[i]
-            for task in prompt.tasks:
-                if prompt.instructions is not None:
-                    task.result.instructions = prompt.instructions.as_dict()
-                restored = self._restore(prompt, task, text)
-                if not restored.segment.text.strip() and task.unit.source.text.strip():
-                    self.not_written(task, "empty output" + (" (truncated)" if gen.truncated else ""),
-                                     restored.problems)
-                    continue
-                if not restored.ok:
-                    self.not_written(task, "codes: " + "; ".join(p for p in restored.problems), restored.problems)
-                    continue
-                task.result.action = "mt"
-                self.write(task, restored.segment, origin="mt", status="translated", score=self.confidence(gen),
-                           problems=restored.problems, confident=self.is_confident(gen))
-                if task.result.status is None:
-                    continue
-                if gen.truncated:
-                    task.result.qa.append(qa.QAIssue("truncated", qa.WARNING,
-                                                     "the model stopped at the token limit").as_dict())
-                if prompt.repaired:
-                    task.result.problems.append("terminology repaired from the n-best list")
-
-
-    def _check_instructions(self, chunk: list[_Prompt], choice: dict[int, tuple[str, Any]]) -> None:
-        """Check each output against the verifiable instructions; retry the failures once with the failed checks
-        fed back (instructions.py), keeping the better of the two outputs."""
-        from tower_cat.instructions import InstructionReport, InstructionSet, choose
-
-        retry: list[tuple[int, Any, list, _Prompt]] = []
-        for i, prompt in enumerate(chunk):
-            first = prompt.tasks[0]
-            unit = first.unit
-            limit = unit.max_length if (unit.size_unit or "char") in ("char", "character") else None
-            iset = InstructionSet.parse(self.opts.instructions, max_length=limit)
-            restored = self._restore(prompt, first, choice[i][0])
-            results = iset.verify(restored.segment.text, prompt.tgt_lang)
-            prompt.instructions = InstructionReport(results, iset.unverifiable)
-            messages = iset.retry_messages(prompt.messages, codes.render_like(first.rendered, restored.segment)[0], results)
-            if messages is not None and self.fits(messages, prompt.source):
-                retry.append((i, iset, results, replace(prompt, messages=messages)))
-        if not retry:
-            return
-        gens = self._generate([r[3] for r in retry], self.gen)
-        for (i, iset, results, again), gen in zip(retry, gens):
-            prompt = chunk[i]
-            restored = self._restore(prompt, prompt.tasks[0], gen.text)
-            results2 = iset.verify(restored.segment.text, prompt.tgt_lang)
-            report = prompt.instructions
-            report.retried = True
-            report.first_failed = [r.message for r in results if not r.passed]
-            if restored.ok and restored.segment.text.strip() and choose(results, results2):
-                choice[i] = (gen.text, gen)
-                report.results = results2
-
-
-@dataclass
-class _HypGen:
-    """A Hypothesis dressed as a Generation (text, log_prob, truncated)."""
-
-    hyp: Any
-
-    @property
-    def text(self) -> str:
-        return self.hyp.text
-
-    @property
-    def log_prob(self):
-        return self.hyp.log_prob
-
-    @property
-    def truncated(self) -> bool:
-        return self.hyp.truncated
-
 
 # --------------------------------------------------------------------------------------------------- post-edit
 
 class _PostEditJob(_Job):
-    def __init__(self, docs, engine, *, glossary=None, options: PipelineOptions, progress=None, summaries=None):
+    def __init__(self, docs, engine, *, glossary=None, options: PipelineOptions, progress=None, summaries=None,
+                 core: Translator | None = None):
         super().__init__("post-edit", docs, engine, glossary=glossary, options=options, progress=progress,
-                         summaries=summaries)
+                         summaries=summaries, core=core)
 
     def prepare(self) -> None:
         for di, doc in enumerate(self.docs):
             fs = self._start_file(di, doc)
-            src, tgt = self.langs[di]
             for unit in doc.units:
                 result = UnitResult(unit=unit.id, action="skipped")
                 fs.results.append(result)
@@ -910,11 +709,11 @@ class _PostEditJob(_Job):
                     result.action, result.reason = "not-written", TOO_LONG
                     self._tick()
 
-    def finish_chunk(self, chunk: list[_Prompt], gens: list) -> None:
+    def finish_chunk(self, chunk: list[_Prompt], choices: list[Choice]) -> None:
         ter = _ter()
-        for prompt, gen in zip(chunk, gens):
+        for prompt, choice in zip(chunk, choices):
             for task in prompt.tasks:
-                restored, reason = self.corrected(prompt, task, gen)
+                restored, reason = self.corrected(prompt, task, choice)
                 if reason is not None:
                     self.not_written(task, reason, restored.problems)
                     continue
@@ -926,7 +725,7 @@ class _PostEditJob(_Job):
                     task.result.action, task.result.reason = "post-edit", "unchanged"
                     continue
                 task.result.action = "post-edit"
-                self.write_post_edit(task, restored, gen, task.result.problems)
+                self.write_post_edit(task, restored, choice, task.result.problems)
 
 
 def _ter():
@@ -943,7 +742,7 @@ class _APEJob(_PostEditJob):
 
     def __init__(self, parent: _Job):
         super().__init__(parent.docs, parent.engine, glossary=parent.glossary, options=parent.opts,
-                         progress=parent.progress, summaries=parent.files)
+                         progress=parent.progress, summaries=parent.files, core=parent.core)
         self.summary, self.langs = parent.summary, parent.langs  # one summary: prompts, model time
         self.total, self.done = parent.total, parent.done
 
@@ -955,14 +754,14 @@ class _APEJob(_PostEditJob):
             if not queued:
                 self._tick()
 
-    def finish_chunk(self, chunk: list[_Prompt], gens: list) -> None:
-        for prompt, gen in zip(chunk, gens):
+    def finish_chunk(self, chunk: list[_Prompt], choices: list[Choice]) -> None:
+        for prompt, choice in zip(chunk, choices):
             for task in prompt.tasks:
-                restored, reason = self.corrected(prompt, task, gen)
+                restored, reason = self.corrected(prompt, task, choice)
                 doc = self.docs[task.doc]
                 if reason is None and not doc.can_store(restored.segment.text):
                     reason = f"charset: {doc.charset} cannot store the post-edited text"
-                task.candidate = (restored, reason, gen, task.candidate[3])
+                task.candidate = (restored, reason, choice, task.candidate[3])
 
 
 def _round(score: float | None) -> float | None:
@@ -982,7 +781,8 @@ def translate_documents(docs: Sequence[Document], engine, *, tm=None, glossary=N
     """
     options = options or PipelineOptions()
     if options.ape_below is not None and qe is None:
-        raise TowerCatError("QE-gated post-editing (ape_below) needs a QE backend", hint="pass --qe-backend")
+        raise TowerCatError("QE-gated post-editing (ape_below) needs a QE backend", param="qe",
+                            hint="give a QE backend (qe=, e.g. tower_cat.qe.get_backend('logprob', engine))")
     t0 = time.perf_counter()
     job = _TranslateJob(docs, engine, tm=tm, glossary=glossary, options=options, progress=progress,
                         summaries=summaries)
@@ -1015,11 +815,11 @@ def plan_outputs(inputs: Sequence[Path], output: Path | None, in_place: bool = F
     inputs = [Path(p) for p in inputs]
     if in_place:
         if output is not None:
-            raise TowerCatError("give either -o OUT or --in-place, not both")
+            raise TowerCatError("give either an output or in_place, not both", param="in_place")
         return inputs
     if output is None:
-        raise TowerCatError("no output given", hint="use -o OUT (a file for one input, a folder for several), "
-                                                    "or --in-place")
+        raise TowerCatError("no output given", param="output",
+                            hint="give an output (a file for one input, a folder for several), or in_place")
     output = Path(output)
     if len(inputs) == 1 and not output.is_dir() and not str(output).endswith(("/", "\\")):
         outs = [output]
@@ -1033,8 +833,8 @@ def plan_outputs(inputs: Sequence[Path], output: Path | None, in_place: bool = F
         outs = [output / p.name for p in inputs]
     for i, o in zip(inputs, outs):
         if o.exists() and i.exists() and o.resolve() == i.resolve():
-            raise TowerCatError("refusing to overwrite the input file", path=o,
-                                hint="choose another -o, or pass --in-place")
+            raise TowerCatError("refusing to overwrite the input file", path=o, param="output",
+                                hint="choose another output, or in_place")
     return outs
 
 
@@ -1058,7 +858,7 @@ def run_files(task: str, inputs: Sequence[Path], outputs: Sequence[Path], engine
             docs.append(formats.load(path))
             summaries.append(fs)
         except TowerCatError as exc:
-            fs.error = str(exc)
+            fs.error, fs.exception = str(exc), exc
             failed.append(fs)
     opts = options or PipelineOptions()
     good_docs, good = [], []
@@ -1068,7 +868,7 @@ def run_files(task: str, inputs: Sequence[Path], outputs: Sequence[Path], engine
             good_docs.append(doc)
             good.append(fs)
         except TowerCatError as exc:
-            fs.error = str(exc)
+            fs.error, fs.exception = str(exc), exc
             failed.append(fs)
     if task == "translate":
         summary = translate_documents(good_docs, engine, tm=tm, glossary=glossary, options=opts, progress=progress,
@@ -1077,7 +877,7 @@ def run_files(task: str, inputs: Sequence[Path], outputs: Sequence[Path], engine
         summary = post_edit_documents(good_docs, engine, glossary=glossary, options=opts, progress=progress,
                                       summaries=good)
     else:
-        raise ValueError(f"unknown task {task!r}")
+        raise InvalidArgument(f"unknown task {task!r}; use translate or post-edit")
     for doc, fs in zip(good_docs, good):
         _save(doc, fs)
     order = {str(p): i for i, p in enumerate(inputs)}

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from tower_cat.errors import InvalidArgument
 from tower_cat.languages import language_name
 
 Message = dict[str, str]
@@ -57,7 +58,7 @@ def _names(source_lang: str, target_lang: str, wording: str) -> tuple[str, str]:
 
 def _check_wording(wording: str) -> str:
     if wording not in WORDINGS:
-        raise ValueError(f"unknown wording {wording!r}; choose one of {', '.join(WORDINGS)}")
+        raise InvalidArgument(f"unknown wording {wording!r}; choose one of {', '.join(WORDINGS)}")
     return wording
 
 
@@ -166,7 +167,7 @@ def qe_prompt(source: str, translation: str, source_lang: str, target_lang: str,
                 'its own line as "error text" - minor or "error text" - major, quoting the erroneous words '
                 'exactly as they appear in the translation. If there are no errors, reply "No errors."\n'
                 + pair + "Errors:")
-    raise ValueError(f"unknown QE kind {kind!r}; choose one of {', '.join(QE_KINDS)}")
+    raise InvalidArgument(f"unknown QE kind {kind!r}; choose one of {', '.join(QE_KINDS)}")
 
 
 def qe_messages(source: str, translation: str, source_lang: str, target_lang: str, *, kind: str = "score",
@@ -179,7 +180,7 @@ def qe_messages(source: str, translation: str, source_lang: str, target_lang: st
 def revision_messages(messages: Sequence[Message], previous_output: str, instruction: str) -> list[Message]:
     """BayLing-style interactive translation: the model's last answer, then the translator's request."""
     if not instruction.strip():
-        raise ValueError("an empty revision instruction")
+        raise InvalidArgument("an empty revision instruction")
     return [dict(m) for m in messages] + [{"role": "assistant", "content": previous_output},
                                           {"role": "user", "content": instruction}]
 
@@ -310,7 +311,7 @@ def revision_request(instruction: str, *, has_tags: bool = False) -> str:
     """A translator's revision instruction as the next user turn; with inline tags, a reminder to keep them."""
     text = instruction.strip()
     if not text:
-        raise ValueError("an empty revision instruction")
+        raise InvalidArgument("an empty revision instruction")
     if has_tags:
         text += ("\nKeep the numbered tags (such as <1>…</1> and <2/>) around the same words, and reply with "
                  "the revised translation only.")
@@ -337,13 +338,13 @@ def check_failure_text(kind: str, **detail) -> str:
         return f"it must be written in {CASE_STYLES.get(detail['style'], detail['style'])}"
     if kind == "no_trailing_punctuation":
         return f"it must not end with punctuation (it ends with \"{detail['found']}\")"
-    raise ValueError(f"unknown check kind {kind!r}")
+    raise InvalidArgument(f"unknown check kind {kind!r}")
 
 
 def instruction_feedback(failures: Sequence[str]) -> str:
     """The user turn asking for another try after instruction checks failed (fed back once)."""
     if not failures:
-        raise ValueError("no failed checks to report")
+        raise InvalidArgument("no failed checks to report")
     if len(failures) == 1:
         problems = f"The translation does not follow the instructions: {failures[0]}."
     else:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from tower_cat import codes
 from tower_cat.document import Document
+from tower_cat.errors import InvalidArgument
 
 __all__ = ["PSEUDO_LOCALE", "PseudoSummary", "accent", "pseudo_text", "pseudo_markup", "pseudo_document"]
 
@@ -87,7 +88,7 @@ def pseudo_text(text: str, expansion: float = 0.3, pad: str = "~") -> str:
     brackets. Placeholders and numbered tags stay as they are. Empty or blank text is returned unchanged.
     """
     if expansion < 0:
-        raise ValueError("expansion must be >= 0")
+        raise InvalidArgument("expansion must be >= 0")
     if not text.strip():
         return text
     return "[" + accent(text) + _padding(len(text), expansion, pad) + "]"
@@ -98,7 +99,7 @@ def pseudo_markup(markup: str, expansion: float = 0.3, pad: str = "~", charset: 
     brackets go around the whole segment, outside any tag, so the result parses back with every code in place.
     """
     if expansion < 0:
-        raise ValueError("expansion must be >= 0")
+        raise InvalidArgument("expansion must be >= 0")
     tokens = codes.tokenize(markup)
     plain = "".join(t for t in tokens if isinstance(t, str))
     if not plain.strip():
@@ -132,7 +133,7 @@ def pseudo_document(doc: Document, expansion: float = 0.3, target_lang: str | No
     Targets are written with status ``needs-review`` and origin ``pseudo``.
     """
     if expansion < 0:
-        raise ValueError("expansion must be >= 0")
+        raise InvalidArgument("expansion must be >= 0")
     if target_lang:
         doc.target_lang = target_lang
     elif not doc.target_lang:

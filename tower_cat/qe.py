@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple, Sequence
 
-from tower_cat.errors import ModelError, TowerCatError
+from tower_cat.errors import InvalidArgument, ModelError, TowerCatError
 
 log = logging.getLogger(__name__)
 
@@ -562,10 +562,10 @@ def fit_calibration(logprobs: Sequence[float], human: Sequence[float], *,
 
     Human scores are first rescaled to 0-100 with ``human_range`` (default: their min and max in the set)."""
     if len(logprobs) != len(human) or len(human) < 2:
-        raise ValueError("need at least two (log-prob, human score) pairs, one per item")
+        raise InvalidArgument("need at least two (log-prob, human score) pairs, one per item")
     lo, hi = human_range or (min(human), max(human))
     if hi <= lo:
-        raise ValueError("human scores are all equal: nothing to calibrate on")
+        raise InvalidArgument("human scores are all equal: nothing to calibrate on")
     scaled = [_clamp100(100.0 * (h - lo) / (hi - lo)) for h in human]
     kx, ky = isotonic(list(logprobs), scaled)
     return Calibration(kx, ky, (float(lo), float(hi)), model, len(human), spearman(logprobs, human))

@@ -1,8 +1,10 @@
 """Interactive translation (BayLing-style): one segment, a conversation of revision instructions, a result accepted
 into the translation memory.
 
-A session starts with the ordinary translation request for a segment (``prompts.translate_messages``, with the
-glossary terms, TM examples, notes and the translator's instructions of the first turn), then every
+A session starts with the ordinary translation request for a segment — the translation core's
+(``tower_cat.core.Translator``: glossary terms, TM examples best first, notes, neighbours and the translator's
+instructions of the first turn, fitted to the context window; output cleaned, codes restored, terms repaired
+from the n-best list, instructions checked), byte for byte what the files and every HTTP protocol send; then every
 instruction is a further user turn after the model's previous answer (``prompts.revision_messages``). The whole
 conversation is rendered with the model's own chat template by the engine (multi-turn ChatML for
 TowerInstruct, Gemma turns for Tower+ 2B/9B, ...), so the prompt is exactly
@@ -37,8 +39,9 @@ from typing import Any, Sequence
 
 from tower_cat import codes, prompts
 from tower_cat.codes import Tag
+from tower_cat.core import SegmentRequest, TranslationOptions, Translator
 from tower_cat.document import CodeKind, InlineCode, Segment, Unit
-from tower_cat.errors import TowerCatError
+from tower_cat.errors import SessionError, SessionNotFound  # noqa: F401  (importable from here, as before)
 from tower_cat.instructions import Check, CheckResult, InstructionReport, InstructionSet, choose, merge_checks
 
 __all__ = [
@@ -48,14 +51,6 @@ __all__ = [
 
 SESSION_FORMAT = 1
 ORIGIN = "interactive"  # TM origin of an accepted session result
-
-
-class SessionError(TowerCatError):
-    """A session operation that cannot be done (nothing to undo, a flagged result to accept, ...)."""
-
-
-class SessionNotFound(SessionError):
-    pass
 
 
 # --------------------------------------------------------------------------------------------------- markup
@@ -278,8 +273,8 @@ class SessionStore:
             self.db.execute("CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, created REAL NOT NULL, "
                             "updated REAL NOT NULL, data TEXT NOT NULL)")
         except sqlite3.Error as exc:
-            raise SessionError(f"cannot open the session store: {exc}", path=self.path,
-                               hint="give a writable file path (--sessions FILE)") from None
+            raise SessionError(f"cannot open the session store: {exc}", path=self.path, param="sessions",
+                               hint="give a writable file path") from None
         self._lock = threading.RLock()
 
     def save(self, session: Session) -> None:
@@ -348,6 +343,20 @@ class SessionManager:
         self.few_shot = few_shot
         self.fuzzy_min = fuzzy_min
         self._lock = threading.RLock()
+        self.core = self._core(tm, glossary)
+
+    def _core(self, tm, glossary) -> Translator:
+        """The translation core the first turn goes through (same prompt, repair and checks as every door)."""
+        opts = TranslationOptions(few_shot=self.few_shot, fuzzy_min=self.fuzzy_min, generation=self.options,
+                                  max_context_tokens=self.max_context_tokens)
+        return Translator(self.engine, tm=tm, glossary=glossary, options=opts, generate=self._engine_call)
+
+    def _engine_call(self, prompts_: list, options, *, sources: list) -> list:
+        """The core's engine calls: with the manager's decoding options one prompt at a time through
+        :meth:`_generate` (every turn's one engine door), other options (n-best) in one call."""
+        if options == self.options:
+            return [self._generate(m, s) for m, s in zip(prompts_, sources)]
+        return self.engine.generate(prompts_, options, sources=sources)
 
     @property
     def wording(self) -> str:
@@ -364,16 +373,19 @@ class SessionManager:
               terms: Sequence[tuple[str, str]] | None = None, examples: Sequence[tuple[str, str]] | None = None,
               notes: Sequence[str] = (), context_before: Sequence[str] = (), context_after: Sequence[str] = (),
               max_length: int | None = None, meta: dict | None = None, markup: bool = False,
-              session_id: str | None = None) -> Session:
+              session_id: str | None = None, extra_terms: Sequence[tuple[str, str]] = (), tm: Any = ...,
+              glossary: Any = ...) -> Session:
         """Translate a segment and open a session on it.
 
         ``source``: a Segment (with inline codes), a document Unit (its source, character length limit, notes and
         context key come along; the key and neighbours go with an accepted result into the TM) or text (with
         ``markup=True``, numbered tags in it become codes — see :func:`segment_from_markup`). ``terms`` /
-        ``examples`` default to what the manager's glossary and TM give for the source. ``instructions`` go into
-        the first request (and become checks where verifiable).
+        ``examples`` default to what the glossary and TM give for the source (``tm`` / ``glossary``: others than
+        the manager's for this first request); ``extra_terms`` are added when the source contains them.
+        ``instructions`` go into the first request (and become checks where verifiable).
         """
         meta = dict(meta or {})
+        unit = None
         if isinstance(source, Unit):
             unit = source
             source = unit.source
@@ -395,23 +407,33 @@ class SessionManager:
             segment = segment_from_markup(source) if markup else Segment.from_text(source)
         if not segment.text.strip():
             raise SessionError("there is no text to translate")
-        rendered = codes.render(segment)
-        if terms is None:
-            terms = self.glossary.prompt_terms(segment, source_lang, target_lang) if self.glossary else []
-        if examples is None:
-            examples = self._examples(segment, source_lang, target_lang)
-        iset = InstructionSet.parse(instructions, max_length=max_length)
-        messages = prompts.translate_messages(rendered.text, source_lang, target_lang, wording=self.wording,
-                                              examples=list(examples), terms=list(terms),
-                                              context_before=context_before, context_after=context_after,
-                                              **({"notes": list(notes)} if notes else {}))
-        messages = iset.apply(messages, self.wording)
+        core = self.core if tm is ... and glossary is ... else self._core(
+            self.tm if tm is ... else tm, self.glossary if glossary is ... else glossary)
+        request = SegmentRequest(segment, id=meta.get("unit"), context_before=list(context_before),
+                                 context_after=list(context_after), notes=list(notes), msgctxt=meta.get("msgctxt"),
+                                 resname=meta.get("resname"), unit=unit, terms=list(extra_terms),
+                                 prompt_terms=None if terms is None else list(terms),
+                                 examples=None if examples is None else list(examples),
+                                 instructions=list(instructions), max_length=max_length)
+        prepared = core.prepare_translation(request, source_lang, target_lang)  # SegmentTooLong: no engine work
+        iset = prepared.instructions or InstructionSet.parse(instructions, max_length=max_length)
         session = Session(session_id or uuid.uuid4().hex, segment, source_lang, target_lang, self.wording,
                           max_length=max_length, first_instructions=list(iset.instructions), meta=meta)
-        turn = Turn(None, messages[-1]["content"], "", segment, new_checks=list(iset.checks))
+        turn = Turn(None, prepared.messages[-1]["content"], "", segment, new_checks=list(iset.checks))
         turn.report.unverifiable = list(iset.unverifiable)
         with self._lock:
-            self._answer(session, turn)
+            choice = core.run(core.complete_steps([prepared]))[0]
+            restored = core.repair.restore(prepared.rendered, choice.text, target_lang)
+            turn.markup = codes.render_like(prepared.rendered, restored.segment)[0]
+            turn.segment, turn.raw = restored.segment, choice.text
+            turn.ok, turn.problems = restored.ok, list(restored.problems)
+            if choice.terms_repaired:
+                turn.problems.append("terminology repaired from the n-best list")
+            turn.truncated, turn.log_prob = choice.truncated, choice.log_prob
+            if choice.instructions is not None:
+                turn.report = choice.instructions
+            compliance = core.check_terms(segment, restored.segment, source_lang, target_lang)
+            turn.terms = compliance.as_dict() if compliance is not None else None
             session.turns.append(turn)
             self._save(session)
         return session
@@ -496,14 +518,6 @@ class SessionManager:
         session.updated = time.time()
         self.store.save(session)
 
-    def _examples(self, segment: Segment, src: str, tgt: str) -> list[tuple[str, str]]:
-        if self.tm is None or self.few_shot <= 0:
-            return []
-        out = []
-        for m in self.tm.lookup(segment, src, tgt, limit=self.few_shot, min_score=self.fuzzy_min):
-            out.append((codes.render(m.source).text, codes.render(m.target).text))
-        return list(reversed(out))  # the best match last, right before the query
-
     def _fit(self, messages: list[dict[str, str]], source: str) -> tuple[list[dict[str, str]], int]:
         """Leave out the oldest exchanges (assistant answer + next instruction) after the first request until
         the prompt and the answer's token budget fit the context window."""
@@ -526,25 +540,21 @@ class SessionManager:
         return self.engine.generate([messages], self.options, sources=[source])[0]
 
     def _restore(self, session: Session, rendered: codes.Rendered, gen) -> tuple[codes.Restored, str, str]:
+        """The core's cleanup and code restoration (C0/C1 controls, the source's outer blanks, codes.parse)."""
         raw = gen.text
-        text = prompts.clean_translation(raw, session.target_lang)
-        restored = codes.parse(rendered, text)
+        restored = self.core.repair.restore(rendered, raw, session.target_lang)
         return restored, codes.render_like(rendered, restored.segment)[0], raw
 
     def _answer(self, session: Session, turn: Turn) -> None:
-        """Generate the answer to ``turn`` (already the last of ``session.turns`` for a revision, or the first),
-        check the instructions in force, retry once on failure."""
+        """Generate the answer to a revision ``turn`` (already the last of ``session.turns``), check the
+        instructions in force, retry once on failure. (The first turn is the core's: :meth:`start`.)"""
         rendered = session.rendered
-        upto = len(session.turns) - 1 if session.turns and session.turns[-1] is turn else len(session.turns)
-        if upto == 0:
-            messages = [{"role": "user", "content": turn.request}]
-        else:
-            messages = session.messages(upto)
+        upto = len(session.turns) - 1
+        messages = session.messages(upto)
         messages, dropped = self._fit(messages, rendered.text)
         gen = self._generate(messages, rendered.text)
         restored, markup, raw = self._restore(session, rendered, gen)
-        checks = session.checks if upto else list(turn.new_checks)
-        iset = InstructionSet(checks=checks)
+        iset = InstructionSet(checks=session.checks)
         results = iset.verify(restored.segment.text, session.target_lang)
         report = turn.report
         report.results, report.retried, report.first_failed = results, False, []
@@ -567,9 +577,9 @@ class SessionManager:
         turn.markup, turn.segment, turn.raw = markup, restored.segment, raw
         turn.ok, turn.problems = restored.ok, list(restored.problems)
         turn.truncated, turn.log_prob, turn.dropped = gen.truncated, gen.log_prob, dropped
-        if self.glossary is not None:
-            turn.terms = self.glossary.check(session.source, restored.segment, session.source_lang,
-                                             session.target_lang).as_dict()
+        compliance = self.core.check_terms(session.source, restored.segment, session.source_lang,
+                                           session.target_lang)
+        turn.terms = compliance.as_dict() if compliance is not None else None
 
 
 def open_manager(engine, sessions: str | Path | None = None, **kwargs) -> SessionManager:

@@ -61,6 +61,7 @@ from rapidfuzz.distance import Levenshtein
 
 from tower_cat.document import Segment, Unit, UnitContext, segment_from_json, segment_to_json
 from tower_cat.languages import lang_base, lang_matches, normalize_lang
+from tower_cat import errors
 from tower_cat.errors import TowerCatError
 
 SCHEMA_VERSION = 1
@@ -83,8 +84,7 @@ _WS = re.compile(r"\s+")
 _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
 
 
-class TMError(TowerCatError):
-    """A translation-memory problem: unreadable database, missing language, bad import file."""
+TMError = errors.TMError  # one error family (tower_cat.errors); importable from here as before
 
 
 def _as_segment(value: str | Segment) -> Segment:

@@ -18,11 +18,11 @@ from rich.text import Text
 
 from tower_cat import codes, formats
 from tower_cat.document import CodeKind, Document, InlineCode, Issue, Segment
+from tower_cat import errors
 from tower_cat.errors import FormatError, TowerCatError
 
 
-class OutputError(TowerCatError):
-    """The output path cannot be used (it is the input file, or none was given)."""
+OutputError = errors.OutputError  # one error family (tower_cat.errors); importable from here as before
 
 
 def _console() -> Console:

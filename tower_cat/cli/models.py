@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
 from tower_cat.convert import QUANTIZATIONS
-
-
-def default_cache_path() -> Path:
-    """Where generations are cached between runs ($TOWER_CAT_CACHE, else the user cache folder)."""
-    if os.environ.get("TOWER_CAT_CACHE"):
-        return Path(os.environ["TOWER_CAT_CACHE"])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "tower-cat" / "generations.sqlite"
+from tower_cat.core import default_cache_path  # noqa: F401  (the library's default; importable from here as before)
 
 
 @click.command("convert")

@@ -130,29 +130,14 @@ def _open_tm(spec: str | None, console):
     return open_translation_memory(spec, readonly=True, on_import=imported)
 
 
-def _open_qe(name: str, qe_model: Path | None, model_dir: Path, engine, engine_kwargs: dict[str, Any]):
-    """(backend, owns its model). llm/logprob share the translation engine unless --qe-model names another
-    model; the judge is asked for a score only (no error spans: half the generations)."""
-    from tower_cat import qe as qe_mod
-
-    if name == "comet":
-        device = str(engine_kwargs.get("device") or "auto")
-        if device not in ("auto", "cpu") and not device.startswith("cuda"):
-            device = "auto"  # 0,1 (replicas) is for the translation engine
-        return qe_mod.CometBackend(qe_model, device=device), True
-    own = qe_model is not None and Path(qe_model).resolve() != Path(model_dir).resolve()
-    model = qe_model if own else engine
-    kwargs = {k: engine_kwargs[k] for k in ("device", "compute_type", "threads") if own and k in engine_kwargs}
-    if name == "llm":
-        kwargs["spans"] = False
-    return qe_mod.get_backend(name, model, **kwargs), own
-
-
 def _run(task: str, files, output, in_place, model_dir, glossary_path, tm_path, cache, no_cache, opts,
          engine_kwargs: dict[str, Any], as_json: bool, no_progress: bool, qe: tuple | None = None) -> int:
+    """The library does the work (``Translator``: engine, TM, glossary, options; the pipeline over the files);
+    the CLI parses flags, opens what they name, shows progress and says errors in its own words."""
     from rich.console import Console
 
-    from tower_cat.cli.models import default_cache_path
+    from tower_cat.cli import cli_wording
+    from tower_cat.core import Translator, default_cache_path
     from tower_cat.engine import Engine
     from tower_cat.pipeline import plan_outputs, run_files
     from tower_cat.terminology import Glossary
@@ -167,8 +152,10 @@ def _run(task: str, files, output, in_place, model_dir, glossary_path, tm_path, 
     memory = _open_tm(tm_path, console)
     cache_path = None if no_cache else (cache or default_cache_path())
     engine = Engine.load(model_dir, cache=cache_path, **engine_kwargs)
-    qe_backend, own_qe = _open_qe(qe[0], qe[1], model_dir, engine, engine_kwargs) if qe else (None, False)
+    translator = Translator(engine, tm=memory, glossary=glossary, options=opts)
     try:
+        # llm/logprob share the translation engine unless --qe-model names another model
+        qe_backend = translator.qe_backend(qe[0], qe[1], **engine_kwargs) if qe else None
         with _progress(console, task, disable=no_progress or as_json) as report:
             summary = run_files(task, files, outputs, engine, tm=memory, glossary=glossary, options=opts,
                                 progress=report, qe=qe_backend)
@@ -178,11 +165,13 @@ def _run(task: str, files, output, in_place, model_dir, glossary_path, tm_path, 
                           "run the same command again to continue from there.")
         raise
     finally:
-        if qe_backend is not None and own_qe:
-            qe_backend.close()
+        translator.close()  # the QE model it opened, if any
         engine.close()
         if memory is not None:
             memory.close()
+    for f in summary.files:
+        if f.exception is not None:
+            f.error = str(cli_wording(f.exception))
     if as_json:
         click.echo(summary.to_json())
     else:
