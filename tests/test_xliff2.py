@@ -286,13 +286,14 @@ def test_can_reorder_check():
 
 
 def test_can_reorder_custom(tmp_path):
-    src = ('<ph id="1" canReorder="firstNo"/><ph id="2" canReorder="no"/>text<ph id="3"/>')
+    no = 'canDelete="no" canCopy="no"'  # a reorder sequence's codes are also non-removable and not copyable
+    src = f'<ph id="1" canReorder="firstNo" {no}/><ph id="2" canReorder="no" {no}/>text<ph id="3"/>'
     ok = write(tmp_path, f"""<xliff {NS} srcLang="en" trgLang="de"><file id="f"><unit id="u"><segment>
-<source>{src}</source><target><ph id="3"/>text<ph id="1" canReorder="firstNo"/><ph id="2" canReorder="no"/></target>
+<source>{src}</source><target><ph id="3"/>text<ph id="1" canReorder="firstNo" {no}/><ph id="2" canReorder="no" {no}/></target>
 </segment></unit></file></xliff>""", "ok.xlf")
     assert not xliff2.load(ok).issues
     bad = write(tmp_path, f"""<xliff {NS} srcLang="en" trgLang="de"><file id="f"><unit id="u"><segment>
-<source>{src}</source><target><ph id="2" canReorder="no"/><ph id="1" canReorder="firstNo"/>text<ph id="3"/></target>
+<source>{src}</source><target><ph id="2" canReorder="no" {no}/><ph id="1" canReorder="firstNo" {no}/>text<ph id="3"/></target>
 </segment></unit></file></xliff>""", "bad.xlf")
     with pytest.raises(FormatError, match="canReorder"):
         xliff2.load(bad)

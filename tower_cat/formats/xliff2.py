@@ -29,7 +29,7 @@ from lxml import etree
 
 from tower_cat.document import CodeKind, Document, InlineCode, Issue, Segment, Unit, UnitContext
 from tower_cat.errors import CodeMismatchError, FormatError
-from tower_cat.formats import _xml
+from tower_cat.formats import _xml, xliff2_rules
 from tower_cat.formats._xml import XML_NS, localname, namespace
 
 NS20 = "urn:oasis:names:tc:xliff:document:2.0"
@@ -94,6 +94,9 @@ class _Handle:
 
 
 class _Loader:
+    """Reads the units; :class:`~tower_cat.formats.xliff2_rules.Checker` validates the document first (schema
+    structure and the module rules), the loader adds the checks that need its own pairing of codes."""
+
     def __init__(self, path: Path):
         self.path = path
         self.xf = _xml.parse(path)
@@ -137,36 +140,18 @@ class _Loader:
                 raise FormatError(f"not an XLIFF 2 document (root element {root.tag!r})", path=self.path,
                                   line=root.sourceline)
         version = root.get("version")
-        if version is None:
-            self.error("the <xliff> element has no version attribute", root)
-        elif not version.startswith("2."):
+        if version is not None and not version.startswith("2."):
             self.error(f"version {version!r} is not an XLIFF 2 version", root)
         self.src_lang = root.get("srcLang")
         self.trg_lang = root.get("trgLang")
-        if not self.src_lang:
-            self.error("the <xliff> element has no srcLang attribute", root)
-        files = []
-        for child in self.children(root):
-            if self.is_core(child, "file"):
-                files.append(child)
-            elif self.is_core(child, "notes") and self.core == NS22 and not files:
-                self._check_notes(child, None)
-            elif self.is_core(child):
-                self.error(f"<{localname(child)}> is not allowed in <xliff>", child)
-            elif not files and self.core == NS22:
-                pass  # mda:metadata before the files (2.2)
-            else:
-                self.warn(f"element {child.tag} is not allowed directly in <xliff>", child)
-        if not files:
-            self.error("the document has no <file> element", root)
-        seen: dict[str, int] = {}
+        xliff2_rules.Checker(root, self.core, self.issue, self.src_lang, self.trg_lang).run()
+        files = [c for c in root if self.is_core(c, "file")]
+        seen: set[str] = set()
         for f in files:
             fid = f.get("id")
-            if fid is None:
-                self.error("<file> without id", f)
-            elif fid in seen:
+            if fid is not None and fid in seen:
                 self.error(f"file id {fid!r} is not unique", f)
-            seen[fid or ""] = 1
+            seen.add(fid or "")
             self._file(f)
         return Document(path=self.path, format="xliff2", units=self.units, source_lang=self.src_lang,
                         target_lang=self.trg_lang, issues=self.issues,
@@ -175,38 +160,13 @@ class _Loader:
     def _file(self, f) -> None:
         fid = f.get("id") or ""
         self.size_unit = "char"
-        # order: skeleton?, ##other*, notes?, (unit|group)+
-        stage = 0
         notes: list[dict] = []
-        n_content = 0
         for child in self.children(f):
-            name = localname(child) if self.is_core(child) else None
-            if name == "skeleton":
-                if stage > 0:
-                    self.warn("<skeleton> should be the first child of <file> (schema order); kept as written",
-                              child)
-                stage = max(stage, 0)
-            elif name is None:
-                if stage > 1:
-                    self.warn(f"module element {child.tag} after <notes> or units (schema order); kept as written",
-                              child)
-                stage = max(stage, 1)
-                if namespace(child) == SLR_NS and localname(child) == "profiles":
-                    prof = child.get("generalProfile", "xliff:codepoints")
-                    self.size_unit = "char" if prof == "xliff:codepoints" else prof
-            elif name == "notes":
-                if stage > 2:
-                    self.warn("<notes> after units or groups (schema order)", child)
-                stage = max(stage, 2)
-                notes = self._check_notes(child, None)
-            elif name in ("unit", "group"):
-                stage = 3
-                n_content += 1
-            else:
-                self.error(f"<{name}> is not allowed in <file>", child)
-        if n_content == 0:
-            self.error(f"<file id={fid!r}> contains no <unit> or <group>", f)
-        self._check_slr_attrs(f, None)
+            if namespace(child) == SLR_NS and localname(child) == "profiles":
+                prof = child.get("generalProfile", "xliff:codepoints")
+                self.size_unit = "char" if prof == "xliff:codepoints" else prof
+            elif self.is_core(child, "notes"):
+                notes = self._notes(child)
         ids: dict[str, set[str]] = {"unit": set(), "group": set()}
         first = len(self.entries)
         self._container(f, fid, [notes], f.get("translate", "yes") != "no", ids)
@@ -219,140 +179,82 @@ class _Loader:
     def _container(self, el, fid: str, notes_stack: list[list[dict]], translate: bool,
                    ids: dict[str, set[str]]) -> None:
         for child in self.children(el):
-            if not self.is_core(child):
+            if not (self.is_core(child, "unit") or self.is_core(child, "group")):
                 continue
             name = localname(child)
-            if name not in ("unit", "group"):
-                continue
             cid = child.get("id")
-            if cid is None:
-                self.error(f"<{name}> without id", child)
-            elif cid in ids[name]:
-                self.error(f"{name} id {cid!r} is not unique in file {fid!r}", child, cid if name == "unit" else None)
-            else:
+            if cid is not None:
+                if cid in ids[name]:
+                    self.error(f"{name} id {cid!r} is not unique in file {fid!r}", child,
+                               cid if name == "unit" else None)
                 ids[name].add(cid)
             t = child.get("translate")
             sub_translate = translate if t is None else t != "no"
             if name == "group":
-                gnotes: list[dict] = []
-                stage = 0
-                for g in self.children(child):
-                    gname = localname(g) if self.is_core(g) else None
-                    if gname is None:
-                        if stage > 0:
-                            self.warn(f"module element {g.tag} after <notes> or units (schema order)", g)
-                    elif gname == "notes":
-                        if stage > 1:
-                            self.warn("<notes> after units or groups (schema order)", g)
-                        stage = max(stage, 1)
-                        gnotes = self._check_notes(g, None)
-                    elif gname in ("unit", "group"):
-                        stage = 2
-                    else:
-                        self.error(f"<{gname}> is not allowed in <group>", g)
-                self._check_slr_attrs(child, None)
+                gnotes = next((self._notes(g) for g in self.children(child) if self.is_core(g, "notes")), [])
                 self._container(child, fid, notes_stack + [gnotes], sub_translate, ids)
             else:
                 self._unit(child, fid, notes_stack, sub_translate)
 
-    def _check_notes(self, notes_el, uid) -> list[dict]:
-        out, seen = [], set()
-        for n in self.children(notes_el):
-            if not self.is_core(n, "note"):
-                self.error(f"<{localname(n)}> is not allowed in <notes>", n, uid)
-                continue
-            nid = n.get("id")
-            if nid is not None:
-                if nid in seen:
-                    self.error(f"note id {nid!r} is not unique in its <notes>", n, uid)
-                seen.add(nid)
-            applies = n.get("appliesTo")
-            if applies not in (None, "source", "target"):
-                self.error(f"appliesTo={applies!r} must be 'source' or 'target'", n, uid)
-            prio = n.get("priority")
-            if prio is not None and not (prio.isdigit() and 1 <= int(prio) <= 10):
-                self.error(f"note priority {prio!r} must be an integer 1-10", n, uid)
-            out.append({"id": nid, "text": "".join(n.itertext()), "appliesTo": applies,
-                        "category": n.get("category"), "priority": prio})
-        if not out:
-            self.error("<notes> must contain at least one <note>", notes_el, uid)
-        return out
-
-    def _check_slr_attrs(self, el, uid) -> None:
-        # The value rules of the size-restriction module are tested by the XLIFF 2.2 suite; the 2.0/2.1 core
-        # suite has a valid file with free-text slr:sizeInfo, so for 2.0-namespace files they are warnings.
-        report = self.error if self.core == NS22 else self.warn
-        for name, value in el.attrib.items():
-            if not name.startswith(f"{{{SLR_NS}}}"):
-                continue
-            local = name.split("}", 1)[1]
-            if local in ("sizeRestriction", "storageRestriction") and not _SIZE_RESTRICTION.match(value.strip()):
-                report(f"slr:{local}={value!r} must be '*', 'N', 'N,M' or 'N,*' with integers", el, uid)
-            elif local in ("sizeInfo", "equivStorage") and not value.strip().isdigit():
-                report(f"slr:{local}={value!r} must be a non-negative integer", el, uid)
+    def _notes(self, notes_el) -> list[dict]:
+        return [{"id": n.get("id"), "text": "".join(n.itertext()), "appliesTo": n.get("appliesTo"),
+                 "category": n.get("category"), "priority": n.get("priority")}
+                for n in self.children(notes_el) if self.is_core(n, "note")]
 
     # -- unit
     def _unit(self, u, fid: str, notes_stack: list[list[dict]], translate: bool) -> None:
         uid = u.get("id") or ""
-        stage = 0
+        notes, data, parts, matches = self._unit_children(u, uid)
+        qe_by_ref = self._read_matches(matches, uid)
+        sources, targets = self._sides(parts, uid)
+        target_seq = self._target_sequence(targets, uid)
+        present_sources = [s for s in sources if s is not None]
+        src_pairs = self._pairing(present_sources, uid)
+        tgt_pairs = self._pairing(target_seq, uid)
+        for container in present_sources + target_seq:
+            self._check_inline(container, data, uid)
+        self._check_reorder(present_sources, target_seq, uid)
+        t = u.get("translate")
+        self._make_units(u, fid, uid, parts, sources, targets, (src_pairs, tgt_pairs), qe_by_ref,
+                         [n for level in notes_stack for n in level] + notes, translate if t is None else t != "no")
+
+    def _unit_children(self, u, uid) -> tuple[list[dict], dict | None, list, list]:
+        """The unit's notes, its <data> by id (None without <originalData>), segments/ignorables, <mtc:matches>."""
         notes: list[dict] = []
         data: dict[str, etree._Element] | None = None
         parts: list[etree._Element] = []
-        match_ids_by_matches: list = []
+        matches: list = []
         for child in self.children(u):
-            name = localname(child) if self.is_core(child) else None
-            if name is None:
-                if stage > 0:
-                    self.warn(f"module element {child.tag} after core content of the unit (schema order)", child, uid)
-                if namespace(child) == MTC_NS and localname(child) == "matches":
-                    match_ids_by_matches.append(child)
-                continue
-            if name == "notes":
-                if stage > 1:
-                    self.warn("<notes> after <originalData> or segments (schema order)", child, uid)
-                stage = max(stage, 1)
-                notes = self._check_notes(child, uid)
-            elif name == "originalData":
-                if stage > 2:
-                    self.warn("<originalData> after the segments (schema order); kept as written", child, uid)
-                stage = max(stage, 2)
-                if data is not None:
-                    self.error("a unit may have only one <originalData>", child, uid)
-                data = {}
+            if self.is_core(child, "notes"):
+                notes = self._notes(child)
+            elif self.is_core(child, "originalData"):
+                data = {} if data is None else data
                 for d in self.children(child):
-                    if not self.is_core(d, "data"):
-                        self.error(f"<{localname(d)}> is not allowed in <originalData>", d, uid)
-                        continue
                     did = d.get("id")
-                    if did is None:
-                        self.error("<data> without id", d, uid)
-                    elif did in data:
+                    if not self.is_core(d, "data") or did is None:
+                        continue
+                    if did in data:
                         self.error(f"data id {did!r} is not unique in <originalData>", d, uid)
                     else:
                         data[did] = d
-            elif name in ("segment", "ignorable"):
-                stage = 3
+            elif self.is_core(child, "segment") or self.is_core(child, "ignorable"):
                 parts.append(child)
-            else:
-                self.error(f"<{name}> is not allowed in <unit>", child, uid)
-        self._check_slr_attrs(u, uid)
-        for el in u.iter():
-            if isinstance(el.tag, str) and el is not u:
-                self._check_slr_attrs(el, uid)
+            elif namespace(child) == MTC_NS and localname(child) == "matches":
+                matches.append(child)
+        seen_ids: set[str] = set()
+        for p in parts:
+            pid = p.get("id")
+            if pid is not None:
+                if pid in seen_ids:
+                    self.error(f"{localname(p)} id {pid!r} is not unique in the unit", p, uid)
+                seen_ids.add(pid)
+        return notes, data, parts, matches
 
-        # mtc:match ids unique within their <matches>; tower-cat QE scores read back
+    def _read_matches(self, matches: list, uid) -> dict[str, float]:
+        """Inline checks inside translation candidates; tower-cat's QE scores by segment id."""
         qe_by_ref: dict[str, float] = {}
-        for m in match_ids_by_matches:
-            seen = set()
+        for m in matches:
             for match in self.children(m):
-                mid = match.get("id")
-                if mid is not None:
-                    if mid in seen:
-                        self.error(f"mtc:match id {mid!r} is not unique in <mtc:matches>", match, uid)
-                    seen.add(mid)
-                if match.get("ref") is None:
-                    self.error("mtc:match without the required ref attribute", match, uid)
-                # a candidate's source/target follow the same inline rules as a segment's
                 mdata = None
                 for c in self.children(match):
                     if self.is_core(c, "originalData"):
@@ -361,60 +263,31 @@ class _Loader:
                     if self.is_core(c, "source") or self.is_core(c, "target"):
                         self._pairing([c], uid)
                         self._check_inline(c, mdata, uid)
-                if match.get("ref") is not None and match.get("origin") == MATCH_ORIGIN \
-                        and match.get("type") == "mt":
+                ref = match.get("ref")
+                if ref is not None and match.get("origin") == MATCH_ORIGIN and match.get("type") == "mt":
                     try:
-                        qe_by_ref[match.get("ref").lstrip("#")] = float(match.get("matchQuality"))
+                        qe_by_ref[ref.lstrip("#")] = float(match.get("matchQuality"))
                     except (TypeError, ValueError):
                         pass
+        return qe_by_ref
 
-        segments = [p for p in parts if localname(p) == "segment"]
-        if not segments:
-            self.error("the unit has no <segment>", u, uid)
-
-        # segment / ignorable ids
-        seen_ids: set[str] = set()
-        for p in parts:
-            pid = p.get("id")
-            if pid is not None:
-                if pid in seen_ids:
-                    self.error(f"{localname(p)} id {pid!r} is not unique in the unit", p, uid)
-                seen_ids.add(pid)
-
-        # source / target of each part
+    def _sides(self, parts: list, uid) -> tuple[list, list]:
+        """Each part's first <source> and <target> (None when missing), with the checks on the part itself."""
         sources: list[etree._Element | None] = []
         targets: list[etree._Element | None] = []
         for p in parts:
-            src = tgt = None
-            for c in self.children(p):
-                if self.is_core(c, "source"):
-                    if src is not None:
-                        self.error(f"<{localname(p)}> has more than one <source>", c, uid)
-                    elif tgt is not None:
-                        self.error("<source> after <target>", c, uid)
-                    else:
-                        src = c
-                elif self.is_core(c, "target"):
-                    if tgt is not None:
-                        self.error(f"<{localname(p)}> has more than one <target>", c, uid)
-                    else:
-                        tgt = c
-                else:
-                    self.error(f"<{localname(c)}> is not allowed in <{localname(p)}>", c, uid)
-            if src is None:
-                self.error(f"<{localname(p)}> has no <source>", p, uid)
+            src = next((c for c in p if self.is_core(c, "source")), None)
+            tgt = next((c for c in p if self.is_core(c, "target")), None)
             sources.append(src)
             targets.append(tgt)
-            if localname(p) == "segment":
-                state = p.get("state")
-                if state is not None and state not in STATES:
-                    self.error(f"state={state!r} is not one of {', '.join(STATES)}", p, uid)
-                if p.get("subState") is not None and state is None:
-                    self.error("subState is used without an explicit state", p, uid)
+            if localname(p) == "segment" and p.get("subState") is not None and p.get("state") is None:
+                self.error("subState is used without an explicit state", p, uid)
             self._check_langs(src, tgt, uid)
+        return sources, targets
 
-        # target order (the target sequence as the unit's translation reads)
-        n = len(parts)
+    def _target_sequence(self, targets: list, uid) -> list:
+        """The targets in the order the unit's translation reads (``order`` moves a target)."""
+        n = len(targets)
         placed: list[tuple[int, int]] = []
         for i, t in enumerate(targets):
             if t is None:
@@ -427,28 +300,21 @@ class _Loader:
                 else:
                     self.error(f"target order={order!r} must be an integer between 1 and {n}", t, uid)
             placed.append((pos, i))
-        target_seq = [targets[i] for _, i in sorted(placed)]
+        return [targets[i] for _, i in sorted(placed)]
 
-        # inline checks, pairing
-        src_pairs = self._pairing([s for s in sources if s is not None], uid)
-        tgt_pairs = self._pairing(target_seq, uid)
-        for container in [s for s in sources if s is not None] + target_seq:
-            self._check_inline(container, data, uid)
-        self._check_reorder([s for s in sources if s is not None], target_seq, uid)
-
-        # units
-        t = u.get("translate")
-        translatable = translate if t is None else t != "no"
+    def _make_units(self, u, fid: str, uid: str, parts: list, sources: list, targets: list, pairs: tuple,
+                    qe_by_ref: dict, notes_flat: list[dict], translatable: bool) -> None:
+        src_pairs, tgt_pairs = pairs
         max_length = None
         sr = u.get(f"{{{SLR_NS}}}sizeRestriction")
         if sr and _SIZE_RESTRICTION.match(sr.strip()):
             last = sr.strip().split(",")[-1]
             max_length = int(last) if last.isdigit() else None
-        notes_flat = [n for level in notes_stack for n in level] + notes
         file_el = u
         while file_el is not None and not self.is_core(file_el, "file"):
             file_el = file_el.getparent()
         file_name = (file_el.get("original") or fid) if file_el is not None else fid
+        n_segments = sum(1 for p in parts if localname(p) == "segment")
         seg_index = 0
         for i, p in enumerate(parts):
             if localname(p) != "segment":
@@ -469,7 +335,7 @@ class _Loader:
                 line=p.sourceline,
                 meta={"file_id": fid, "unit_id": uid, "segment_id": sid, "segment_index": seg_index,
                       "subState": p.get("subState"), "canResegment": p.get("canResegment"),
-                      "notes": notes_flat, "segments_in_unit": len(segments)},
+                      "notes": notes_flat, "segments_in_unit": n_segments},
             )
             if sid is not None and sid in qe_by_ref:
                 unit.qe_score = qe_by_ref[sid]
@@ -526,8 +392,7 @@ class _Loader:
             for el in self._inline_elements(c):
                 name = localname(el)
                 if name not in _INLINE:
-                    self.error(f"<{name}> is not allowed inside <{localname(c)}>", el, uid)
-                    continue
+                    continue  # the content model (xliff2_rules) reports it
                 eid = el.get("id")
                 if eid is not None and name in ("pc", "ph", "sc", "mrk", "sm") or (name == "ec" and eid):
                     if eid in seen_ids:
@@ -535,9 +400,7 @@ class _Loader:
                     seen_ids[eid] = el
                 if name == "sc":
                     pairs[el] = None
-                    if eid is None:
-                        self.error("<sc> without id", el, uid)
-                    elif el.get("isolated") != "yes":
+                    if eid is not None and el.get("isolated") != "yes":
                         open_sc[eid] = (el, ci)
                         stack.append((el, ci))
                 elif name == "ec":
@@ -591,7 +454,6 @@ class _Loader:
 
     def _check_inline(self, container, data, uid) -> None:
         for el in self._inline_elements(container):
-            name = localname(el)
             for attr in ("dataRef", "dataRefStart", "dataRefEnd"):
                 ref = el.get(attr)
                 if ref is None:
@@ -600,55 +462,70 @@ class _Loader:
                     self.error(f"{attr}={ref!r} but the unit has no <originalData>", el, uid)
                 elif ref not in data:
                     self.error(f"{attr}={ref!r} refers to no <data> in <originalData>", el, uid)
-            if name in ("ph", "pc", "mrk", "sm") and el.get("id") is None:
-                self.error(f"<{name}> without id", el, uid)
-            if name == "cp":
-                h = el.get("hex", "")
-                try:
-                    int(h, 16)
-                except ValueError:
-                    self.error(f"<cp hex={h!r}> is not a hexadecimal code point", el, uid)
 
     def _check_reorder(self, sources: list, targets: list, uid) -> None:
-        """canReorder: a sequence (firstNo code + following 'no' codes) must stay together and in order."""
+        """canReorder: a sequence (firstNo code + following 'no' codes) must stay together and in order; the end
+        of a <pc> counts as a position, so a code may not move out of (or into) a <pc>."""
+        if not any(el.get("canReorder") in ("no", "firstNo") for c in sources for el in self._inline_elements(c)):
+            return
+
         def codes(containers):
             out = []
             for c in containers:
-                for el in self._inline_elements(c):
-                    if localname(el) in ("ph", "pc", "sc", "ec") and (el.get("id") or el.get("startRef")):
-                        out.append(el)
+                for event, el in etree.iterwalk(c, events=("start", "end")):
+                    if el is c or not self.is_core(el):
+                        continue
+                    name = localname(el)
+                    if event == "start" and name in ("ph", "pc", "sc", "ec") and (el.get("id") or el.get("startRef")):
+                        out.append((el, name))
+                    elif event == "end" and name == "pc" and el.get("id"):
+                        out.append((el, "/pc"))
             return out
 
-        def key(el):
-            return (localname(el) if localname(el) != "ec" else "ec", el.get("id") or el.get("startRef"))
+        def key(item):
+            el, name = item
+            return (name, el.get("id") or el.get("startRef"))
 
         src_codes = codes(sources)
         sequences: list[list[tuple]] = []
-        for el in src_codes:
+        prev = None
+        for item in src_codes:
+            el, name = item
+            if name == "/pc":
+                if sequences and prev is not None and key(prev) in sequences[-1] \
+                        and ("pc", el.get("id")) in sequences[-1] and sequences[-1][-1] != ("pc", el.get("id")):
+                    sequences[-1].append(key(item))  # the end of a pc that is part of the sequence
+                prev = item
+                continue
             cr = el.get("canReorder", "yes")
             if cr == "firstNo":
-                sequences.append([key(el)])
+                sequences.append([key(item)])
             elif cr == "no":
-                if not sequences or not sequences[-1] or sequences[-1][-1] != _last_key(src_codes, el, key):
-                    self.error(f"<{localname(el)} canReorder='no'> does not follow a code of its sequence "
+                if not sequences or not sequences[-1] or prev is None or sequences[-1][-1] != key(prev):
+                    self.error(f"<{name} canReorder='no'> does not follow a code of its sequence "
                                "(canReorder='firstNo' or 'no')", el, uid)
-                    sequences.append([key(el)])
+                    sequences.append([key(item)])
                 else:
-                    sequences[-1].append(key(el))
+                    sequences[-1].append(key(item))
+            prev = item
         if not targets or not sequences:
             return
-        tgt_keys = [key(el) for el in codes(targets)]
+        all_keys = [key(item) for item in codes(targets)]
+        tgt_keys = [k for k in all_keys if k[0] != "/pc"]
         for seq in sequences:
-            if len(seq) < 2:
+            codes_only = [k for k in seq if k[0] != "/pc"]
+            if len(codes_only) < 2:
                 continue
-            present = [k for k in seq if k in tgt_keys]
+            present = [k for k in codes_only if k in tgt_keys]
             if not present:
                 continue
-            positions = [tgt_keys.index(k) for k in seq if k in tgt_keys]
-            if len(present) != len(seq) or positions != list(range(positions[0], positions[0] + len(seq))):
+            positions = [tgt_keys.index(k) for k in present]
+            in_order = [all_keys.index(k) for k in seq if k in all_keys]
+            if len(present) != len(codes_only) or positions != list(range(positions[0], positions[0] + len(present))) \
+                    or in_order != sorted(in_order):
                 el = targets[0]
-                self.error(f"codes {', '.join(k[1] for k in seq)} have canReorder='no' and must appear together "
-                           "and in the same order in the target", el, uid)
+                self.error(f"codes {', '.join(k[1] for k in seq if k[0] != '/pc')} have canReorder='no' and must "
+                           "appear together and in the same order in the target", el, uid)
 
     def _segment(self, container, pairs) -> Segment:
         parts: list = []
@@ -713,11 +590,6 @@ class _Loader:
 
         walk(container)
         return Segment(parts)
-
-
-def _last_key(codes, el, key):
-    i = codes.index(el)
-    return key(codes[i - 1]) if i > 0 else None
 
 
 def _unit_data(el, core) -> dict:
