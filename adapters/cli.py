@@ -125,6 +125,11 @@ def serve(model, tm, glossaries, host, port, api_keys, languages, device, comput
     from .app import create_app
     from .service import ServerConfig, Service
 
+    from tower_cat.outputs import refuse_overlaps
+
+    in_jobs_dir = (lambda name: os.path.join(jobs_dir, name) if jobs_dir else None)
+    refuse_overlaps({"--tm": tm, "--cache": cache, "--sessions": sessions or in_jobs_dir("sessions.sqlite"),
+                     "--state": state or in_jobs_dir("state.sqlite")}, {"--glossary": list(glossaries)})
     keys = list(api_keys) + [k.strip() for k in os.environ.get("TOWER_CAT_API_KEYS", "").split(",") if k.strip()]
     admin_key = admin_key or os.environ.get("TOWER_CAT_ADMIN_KEY") or None
     if not keys and not admin_key and not _is_loopback(host):

@@ -36,7 +36,11 @@ def analyze(files, tm_spec, source_lang, target_lang, bands, weights, as_json, c
     from tower_cat.analysis import Bands, analyze_files
     from tower_cat.tm import open_translation_memory
 
+    from tower_cat.outputs import refuse_overlaps
+
     band_set = Bands.parse(bands, weights)
+    refuse_overlaps({"--csv": None if str(csv_path) == "-" else csv_path, "--html": html_path},
+                    {"FILE": files, "--tm": tm_spec})
     for out in (csv_path, html_path):
         if out is not None and str(out) != "-" and any(_same(out, f) for f in files):
             raise click.UsageError(f"{out} is one of the input files")

@@ -216,6 +216,9 @@ def pseudo_cmd(file: Path, output: Path | None, target_lang: str | None, expansi
     if file.exists() and _same_file(file, output) and not in_place:
         raise OutputError("refusing to overwrite the input file", path=output,
                           hint="choose another -o, or pass --in-place")
+    from tower_cat.outputs import refuse_overlaps
+
+    refuse_overlaps({"--in-place" if in_place else "-o": output}, {"FILE": None if in_place else file})
     doc = formats.load(file, lenient=lenient)  # strict: a broken file stops here, before anything is written
     summary = pseudo_document(doc, expansion=expansion, target_lang=target_lang)
     doc.save(output)

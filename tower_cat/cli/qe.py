@@ -121,6 +121,12 @@ def qe(files: tuple[Path, ...], backend: str, model: Path, encoder: Path | None,
     if fit_tsv is not None and calibration is None:
         raise click.UsageError("--fit-calibration needs --calibration OUT.json to save the fit")
     outs = _output_paths(files, output, in_place)
+    from tower_cat.outputs import refuse_overlaps
+
+    refuse_overlaps({"--in-place" if in_place else "-o": [o for o in outs if o is not None], "--report": report,
+                     "--calibration": calibration if fit_tsv is not None else None},
+                    {"FILE": None if in_place else files, "--fit-calibration": fit_tsv,
+                     "--calibration": calibration if fit_tsv is None else None})
 
     if backend == "comet":
         be = qe_mod.CometBackend(model, encoder=encoder, device=device, batch_size=batch_size)

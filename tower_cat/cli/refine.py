@@ -203,6 +203,9 @@ def refine(text, model_dir, source_lang, target_lang, instructions, first, tm_pa
         raise click.UsageError("give the TEXT to translate (or --resume a stored session)")
     if resume_id and not sessions_path:
         raise click.UsageError("--resume needs the --sessions file the session is stored in")
+    from tower_cat.outputs import refuse_overlaps
+
+    refuse_overlaps({"--sessions": sessions_path, "--tm": tm_path}, {"--glossary": glossary})
     console = Console(highlight=False, soft_wrap=True)
     engine = Engine.load(model_dir, device=device, compute_type=compute_type, threads=threads, backend=backend,
                          hf_model=hf_model, cache=None if no_cache else default_cache_path())

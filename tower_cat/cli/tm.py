@@ -65,8 +65,12 @@ def import_cmd(files: tuple[Path, ...], db: str | None, src: str | None, tgt: st
 
     from tower_cat.tm import open_translation_memory
 
+    from tower_cat.outputs import refuse_overlaps
+
     console = _console(err=True)
-    with open_translation_memory(_tm_spec(db)) as memory:
+    spec = _tm_spec(db)
+    refuse_overlaps({"--db": spec}, {"FILE": files})
+    with open_translation_memory(spec) as memory:
         for path in files:
             show = not no_progress and console.is_terminal
             progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
@@ -130,9 +134,12 @@ def lookup_cmd(text: str, db: str | None, src: str, tgt: str, limit: int, min_sc
 @click.option("--target", "tgt")
 def export_cmd(db: str | None, output: Path, src: str | None, tgt: str | None) -> None:
     """Export the TM (or one language pair) as TMX 1.4."""
+    from tower_cat.outputs import refuse_overlaps
     from tower_cat.tm import open_translation_memory
 
-    with open_translation_memory(_tm_spec(db), readonly=True) as memory:
+    spec = _tm_spec(db)
+    refuse_overlaps({"-o": output}, {"--db": spec})
+    with open_translation_memory(spec, readonly=True) as memory:
         count = memory.export_tmx(output, src, tgt)
     _console(err=True).print(f"wrote {count:,} translation units to {output}")
 

@@ -142,8 +142,13 @@ def _run(task: str, files, output, in_place, model_dir, glossary_path, tm_path, 
     from tower_cat.pipeline import plan_outputs, run_files
     from tower_cat.terminology import Glossary
 
+    from tower_cat.outputs import refuse_overlaps
+
     console = Console(stderr=True, highlight=False)
     outputs = plan_outputs(files, output, in_place)
+    refuse_overlaps({"--in-place" if in_place else "-o": outputs,
+                     "--cache": None if no_cache else (cache or default_cache_path())},
+                    {"FILE": None if in_place else files, "--tm": tm_path, "--glossary": glossary_path})
     if output is not None and len(files) > 1:
         output.mkdir(parents=True, exist_ok=True)
     for out in outputs:
