@@ -367,8 +367,6 @@ class Service:
     def __init__(self, engine, config: ServerConfig | None = None, *, tm=None):
         self.config = config or ServerConfig()
         self.engine = engine
-        self.memories = TenantMemories(self.config.tm_mode, tm, Path(self.state.location).parent / "tm"
-                                       if self.state.location != ":memory:" else None)
         self.wording = engine.info.wording if engine is not None else "instruct"
         self.catalog = Catalog.for_model(self.wording, self.config.languages)
         self.detector = LanguageDetector(self.catalog.bases)
@@ -379,6 +377,8 @@ class Service:
         self._prompt_fitter = None
         self.state: ServerState = open_state(self.config.state or (
             str(Path(self.config.jobs_dir) / "state.sqlite") if self.config.jobs_dir else None))
+        self.memories = TenantMemories(self.config.tm_mode, tm, Path(self.state.location).parent / "tm"
+                                       if self.state.location != ":memory:" else None)
         self.glossaries = GlossaryStore(self.state)
         for path in self.config.glossaries:
             self.glossaries.add_builtin(path)
@@ -399,7 +399,6 @@ class Service:
         tm = open_translation_memory(config.tm)  # a database or postgresql:// URL; None: $TOWER_CAT_TM_URL
         service = cls(engine, config, tm=tm)
         if config.preload:
-        self.memories.close()
             service.batcher.call(lambda: engine.backend).result()
         return service
 
@@ -409,6 +408,7 @@ class Service:
         self.batcher.close()
         if self.tm is not None:
             self.tm.close()
+        self.memories.close()
         self.state.close()
 
     # -- authentication ---------------------------------------------------------------------------------
