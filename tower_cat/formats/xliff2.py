@@ -640,25 +640,27 @@ def _prefix_of(start_tag: str) -> str:
     return name.split(":", 1)[0] + ":" if ":" in name else ""
 
 
-def _text_xml(text: str, prefix: str) -> str:
-    """Escape text; characters XML 1.0 cannot carry become <cp hex="…"/> (the XLIFF 2 way)."""
+def _text_xml(text: str, prefix: str, newline: str = "\n") -> str:
+    """Escape text; characters XML 1.0 cannot carry become <cp hex="…"/> (the XLIFF 2 way). Line feeds are written
+    as ``newline`` ("\\r\\n" in a CRLF file: XML parsers read both as one line feed)."""
     out, pos = [], 0
     for m in _INVALID_XML_CHAR.finditer(text):
         out.append(_xml.escape_text(text[pos:m.start()]))
         out.append(f'<{prefix}cp hex="{ord(m.group(0)):04X}"/>')
         pos = m.end()
     out.append(_xml.escape_text(text[pos:]))
-    return "".join(out)
+    written = "".join(out)
+    return written.replace("\n", newline) if newline != "\n" and "\n" in written else written
 
 
-def _render(segment: Segment, source: Segment, prefix: str, unit_id: str, path: Path) -> str:
+def _render(segment: Segment, source: Segment, prefix: str, unit_id: str, path: Path, newline: str = "\n") -> str:
     """Target content: escaped text plus the verbatim markup of the source's codes."""
     by_key = {c.key: c for c in source.codes}
     out = []
     stack: list[str] = []  # <pc>/<mrk> are real elements: their open/close codes must nest
     for part in segment.parts:
         if isinstance(part, str):
-            out.append(_text_xml(part, prefix))
+            out.append(_text_xml(part, prefix, newline))
             continue
         src = by_key.get(part.key)
         if src is None:
@@ -693,84 +695,123 @@ def _fmt_score(score: float) -> str:
 
 
 def save(doc: Document, path: Path) -> None:
-    path = Path(path)
-    h: _Handle = doc.handle
-    xf = h.xf
-    sp = _xml.Splicer(xf.text)
-    nl = xf.newline()
-    root = xf.root
-    root_changes: dict[str, str | None] = {}
-    declare: dict[str, str] = {}
+    _xml.atomic_write(Path(path), _Writer(doc, Path(path)).run())
 
-    trg_lang = root.get("trgLang")
-    if not trg_lang and doc.target_lang:
-        root_changes["trgLang"] = doc.target_lang
-        trg_lang = doc.target_lang
 
-    by_identity = {id(e.unit): e for e in h.entries}
-    by_id: dict[str, _Entry] = {}
-    for e in h.entries:
-        by_id.setdefault(e.unit.id, e)
+class _Writer:
+    """Splices one document's edits into its original text: per changed unit the target, the segment's
+    state/subState (and an id when a candidate needs one), and translation candidates; then the root."""
 
-    unit_matches: dict = {}  # unit element -> list of _Match
-    for unit in doc.units:
-        if not unit.changed:
-            continue
-        entry = by_identity.get(id(unit)) or by_id.get(unit.id)
+    def __init__(self, doc: Document, path: Path):
+        self.doc = doc
+        self.path = path
+        self.h: _Handle = doc.handle
+        self.xf = self.h.xf
+        self.sp = _xml.Splicer(self.xf.text)
+        self.nl = self.xf.newline()  # line breaks in new text: CRLF files keep CRLF
+        self.root_changes: dict[str, str | None] = {}
+        self.declare: dict[str, str] = {}
+        self.unit_matches: dict = {}  # unit element -> list of _Match
+        self.trg_lang = self.xf.root.get("trgLang")
+        if not self.trg_lang and doc.target_lang:
+            self.root_changes["trgLang"] = doc.target_lang
+            self.trg_lang = doc.target_lang
+        self.by_identity = {id(e.unit): e for e in self.h.entries}
+        self.by_id: dict[str, _Entry] = {}
+        for e in self.h.entries:
+            self.by_id.setdefault(e.unit.id, e)
+
+    def run(self) -> bytes:
+        for unit in self.doc.units:
+            if unit.changed:
+                self.unit(unit)
+        for unit_el, items in self.unit_matches.items():
+            _write_matches(self.xf, self.sp, unit_el, items, self.h.core, self.declare, self.nl)
+        for p, uri in self.declare.items():
+            self.root_changes[f"xmlns:{p}"] = uri
+        if self.root_changes:
+            root = self.xf.root
+            s = self.xf.span(root)
+            self.sp.replace(s.start, s.tag_end, _xml.set_attrs(self.xf.start_tag(root), self.root_changes))
+        return self.xf.encode(self.sp.result())
+
+    def entry(self, unit: Unit) -> _Entry:
+        entry = self.by_identity.get(id(unit)) or self.by_id.get(unit.id)
         if entry is None:
-            raise FormatError("this unit is not in the file it was loaded from", path=path, unit=unit.id)
-        seg = entry.segment
+            raise FormatError("this unit is not in the file it was loaded from", path=self.path, unit=unit.id)
+        return entry
+
+    def sides(self, seg) -> tuple:
         src_el = tgt_el = None
         for c in seg:
-            if isinstance(c.tag, str) and namespace(c) == h.core:
+            if isinstance(c.tag, str) and namespace(c) == self.h.core:
                 if localname(c) == "source" and src_el is None:
                     src_el = c
                 elif localname(c) == "target" and tgt_el is None:
                     tgt_el = c
-        if src_el is None:
-            raise FormatError("the segment has no <source>", path=path, line=seg.sourceline, unit=unit.id)
-        prefix = _prefix_of(xf.start_tag(src_el))
-        seg_changes: dict[str, str | None] = {}
+        return src_el, tgt_el
 
+    def unit(self, unit: Unit) -> None:
+        entry = self.entry(unit)
+        seg = entry.segment
+        src_el, tgt_el = self.sides(seg)
+        if src_el is None:
+            raise FormatError("the segment has no <source>", path=self.path, line=seg.sourceline, unit=unit.id)
+        prefix = _prefix_of(self.xf.start_tag(src_el))
+        seg_changes: dict[str, str | None] = {}
         if unit.edit is not None:
-            if not trg_lang:
-                raise FormatError("cannot write a target: the file has no trgLang and no target language was given",
-                                  path=path, unit=unit.id, hint="set the document's target language")
-            inner = _render(unit.edit.segment, unit.source, prefix, unit.id, path)
-            _check_fragment(inner, dict(seg.nsmap), path, unit.id)
-            if tgt_el is not None:
-                s = xf.span(tgt_el)
-                if s.empty:
-                    tag = xf.start_tag(tgt_el)
-                    sp.replace(s.start, s.end, tag[:-2].rstrip() + ">" + inner + f"</{prefix}target>")
-                else:
-                    sp.replace(s.tag_end, s.close, inner)
-            else:
-                attrs = ""
-                src_tag = xf.start_tag(src_el)
-                for m in _XMLNS_ATTR.finditer(src_tag):
-                    attrs += f' {m.group(1)}="{_xml.escape_attr(m.group(3))}"'
-                space = src_el.get(_XML_SPACE)
-                if space is not None:
-                    attrs += f' xml:space="{_xml.escape_attr(space)}"'
-                inherited = None
-                el = seg
-                while el is not None and inherited is None:
-                    inherited = el.get(_XML_LANG)
-                    el = el.getparent()
-                if src_el.get(_XML_LANG) is not None or (inherited is not None
-                                                         and inherited.lower() != trg_lang.lower()):
-                    attrs += f' xml:lang="{_xml.escape_attr(trg_lang)}"'
-                new = f"<{prefix}target{attrs}>{inner}</{prefix}target>"
-                s_src = xf.span(src_el)
-                indent = xf.indent_before(src_el)
-                sep = nl + indent if indent else ""
-                sp.insert(s_src.end, sep + new)
+            self.target(unit, seg, src_el, tgt_el, prefix)
             state, sub = STATE_FOR_STATUS[unit.edit.status]
             seg_changes["state"] = state
             if sub is not None or seg.get("subState") is not None:
                 seg_changes["subState"] = sub
+        self.candidates(unit, entry, src_el, tgt_el, prefix, seg_changes)
+        if seg_changes:
+            s = self.xf.span(seg)
+            self.sp.replace(s.start, s.tag_end, _xml.set_attrs(self.xf.start_tag(seg), seg_changes))
 
+    def target(self, unit: Unit, seg, src_el, tgt_el, prefix: str) -> None:
+        """The new target content: between the existing <target> tags, or a new <target> after </source>."""
+        xf = self.xf
+        if not self.trg_lang:
+            raise FormatError("cannot write a target: the file has no trgLang and no target language was given",
+                              path=self.path, unit=unit.id, hint="set the document's target language")
+        inner = _render(unit.edit.segment, unit.source, prefix, unit.id, self.path, self.nl)
+        _check_fragment(inner, dict(seg.nsmap), self.path, unit.id)
+        if tgt_el is not None:
+            s = xf.span(tgt_el)
+            if s.empty:
+                tag = xf.start_tag(tgt_el)
+                self.sp.replace(s.start, s.end, tag[:-2].rstrip() + ">" + inner + f"</{prefix}target>")
+            else:
+                self.sp.replace(s.tag_end, s.close, inner)
+            return
+        new = f"<{prefix}target{self.new_target_attrs(seg, src_el)}>{inner}</{prefix}target>"
+        indent = xf.indent_before(src_el)
+        self.sp.insert(xf.span(src_el).end, (self.nl + indent if indent else "") + new)
+
+    def new_target_attrs(self, seg, src_el) -> str:
+        """The source's xmlns declarations and xml:space; xml:lang=trgLang when an inherited one would
+        contradict it (or the source states its own)."""
+        attrs = ""
+        for m in _XMLNS_ATTR.finditer(self.xf.start_tag(src_el)):
+            attrs += f' {m.group(1)}="{_xml.escape_attr(m.group(3))}"'
+        space = src_el.get(_XML_SPACE)
+        if space is not None:
+            attrs += f' xml:space="{_xml.escape_attr(space)}"'
+        inherited = None
+        el = seg
+        while el is not None and inherited is None:
+            inherited = el.get(_XML_LANG)
+            el = el.getparent()
+        if src_el.get(_XML_LANG) is not None or (inherited is not None
+                                                 and inherited.lower() != self.trg_lang.lower()):
+            attrs += f' xml:lang="{_xml.escape_attr(self.trg_lang)}"'
+        return attrs
+
+    def candidates(self, unit: Unit, entry: _Entry, src_el, tgt_el, prefix: str, seg_changes: dict) -> None:
+        """The replaced target and the QE score as <mtc:match> candidates (queued per unit element)."""
+        seg = entry.segment
         sid = seg.get("id")
         spaces = []
         for el in (src_el, tgt_el if tgt_el is not None else src_el):
@@ -781,43 +822,28 @@ def save(doc: Document, path: Path) -> None:
             if sid is None:
                 sid = seg_changes["id"] = _new_segment_id(entry.unit_el, entry.seg_index)
             score = unit.match_score if unit.match_score is not None and 0 <= unit.match_score <= 100 else None
-            unit_matches.setdefault(entry.unit_el, []).append(
-                _Match("previous", sid, prefix, _match_content(unit.source, prefix),
-                       _match_content(previous, prefix), score, spaces))
-
+            self.unit_matches.setdefault(entry.unit_el, []).append(
+                _Match("previous", sid, prefix, _match_content(unit.source, prefix, self.nl),
+                       _match_content(previous, prefix, self.nl), score, spaces))
         if unit.qe_edit is not None:
             target_seg = unit.edit.segment if unit.edit is not None else (
                 entry.unit.target if tgt_el is not None else None)
             if target_seg is not None:
                 if sid is None:
                     sid = seg_changes["id"] = _new_segment_id(entry.unit_el, entry.seg_index)
-                unit_matches.setdefault(entry.unit_el, []).append(
-                    _Match("qe", sid, prefix, _match_content(unit.source, prefix),
-                           _match_content(target_seg, prefix), unit.qe_edit, spaces))
-
-        if seg_changes:
-            s = xf.span(seg)
-            sp.replace(s.start, s.tag_end, _xml.set_attrs(xf.start_tag(seg), seg_changes))
-
-    for unit_el, items in unit_matches.items():
-        _write_matches(xf, sp, unit_el, items, h.core, declare, nl)
-
-    for p, uri in declare.items():
-        root_changes[f"xmlns:{p}"] = uri
-    if root_changes:
-        s = xf.span(root)
-        sp.replace(s.start, s.tag_end, _xml.set_attrs(xf.start_tag(root), root_changes))
-    _xml.atomic_write(path, xf.encode(sp.result()))
+                self.unit_matches.setdefault(entry.unit_el, []).append(
+                    _Match("qe", sid, prefix, _match_content(unit.source, prefix, self.nl),
+                           _match_content(target_seg, prefix, self.nl), unit.qe_edit, spaces))
 
 
-def _match_content(segment: Segment, prefix: str) -> str:
+def _match_content(segment: Segment, prefix: str, newline: str = "\n") -> str:
     """A segment's content as a self-contained copy for an <mtc:match>: codes whose partner lies in another
     segment are written isolated (sc isolated="yes", ec id=… isolated="yes"); unpaired annotation markers are
     left out (an <sm> without its <em> would be invalid, and a candidate does not need the annotation)."""
     out = []
     for part in segment.parts:
         if isinstance(part, str):
-            out.append(_text_xml(part, prefix))
+            out.append(_text_xml(part, prefix, newline))
         elif part.isolated and part.tag in ("sm", "em"):
             continue
         elif part.isolated and part.tag == "sc" and 'isolated=' not in part.xml:
