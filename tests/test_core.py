@@ -260,3 +260,52 @@ def test_output_is_cleaned_like_the_files(engine):
     res = core.translate([SegmentRequest(parse_markup("  The note is saved.\n", "text").segment)], "en", "de")[0]
     assert res.text == "  Die Notiz ist gespeichert.\n"
     assert res.origin == "mt" and res.tags_ok and res.confidence is not None
+
+
+# ----------------------------------------------------------------------------------------------------- batching
+
+
+def test_concurrent_requests_share_engine_calls_through_the_core(server, monkeypatch):
+    """Micro-batching stays: while the engine is busy, requests that went through the core's steps wait in the
+    batcher and the next engine call carries all of them."""
+    import threading
+    import time
+
+    from tower_cat.engine import Engine
+
+    service = server.service
+    original = Engine.generate
+    busy, release = threading.Event(), threading.Event()
+    batches: list[int] = []
+
+    def generate(engine, prompts, options=None, **kw):
+        batches.append(len(prompts))
+        if not busy.is_set():  # the first call holds the worker until the others are queued
+            busy.set()
+            release.wait(60)
+        return original(engine, prompts, options, **kw)
+
+    monkeypatch.setattr(Engine, "generate", generate)
+    texts = [f"The workspace number {i} was archived by its owner yesterday." for i in range(7)]
+    results: list = [None] * len(texts)
+
+    def post(i: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=120) as http:
+            results[i] = http.post("/v1/translate", json={"source_lang": "en", "target_lang": "de",
+                                                          "segments": [texts[i]], "use_tm": False})
+
+    first = threading.Thread(target=post, args=(0,))
+    first.start()
+    assert busy.wait(60)
+    others = [threading.Thread(target=post, args=(i,)) for i in range(1, len(texts))]
+    for t in others:
+        t.start()
+    deadline = time.monotonic() + 60
+    while service.batcher.pending < len(texts) and time.monotonic() < deadline:  # 1 running + 6 queued
+        time.sleep(0.01)
+    assert service.batcher.pending == len(texts)
+    release.set()
+    for t in [first, *others]:
+        t.join(120)
+    assert all(r is not None and r.status_code == 200 for r in results)
+    assert batches[0] == 1 and max(batches[1:]) == len(texts) - 1, batches  # the six waiting requests: one call

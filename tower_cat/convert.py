@@ -168,7 +168,7 @@ def convert_model(src: str | Path, out: str | Path, *, quantization: str | None 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
         raise ModelError("the output folder already exists and is not empty", path=out,
-                         hint="choose another folder or pass --force to overwrite it")
+                         param="force", hint="choose another folder or pass force=True to overwrite it")
     info = inspect_model(src)
     local = Path(src).is_dir()
     copy_files = [name for name in TOKENIZER_FILES if (Path(src) / name).is_file()] if local else []

@@ -69,7 +69,8 @@ def evaluate(hyps: Sequence[str], refs: Sequence[str], srcs: Sequence[str] | Non
         backend = comet if isinstance(comet, CometBackend) else CometBackend(comet, batch_size=comet_batch_size,
                                                                              device=device)
         if srcs is None:
-            raise TowerCatError("COMET needs the sources", hint="pass --src (or bilingual files with sources)")
+            raise TowerCatError("COMET needs the sources", param="sources",
+                                hint="give the sources (or bilingual files with sources)")
         results = backend.score([QEItem(s, h, r) for s, h, r in zip(srcs, hyps, refs)])
         seg = [r.score for r in results]
         scores.comet_segments = seg

@@ -288,7 +288,8 @@ def _comet_devices(device: str) -> tuple[int, list[int] | None]:
         return (1, None) if torch.cuda.is_available() else (0, None)
     if device in ("cuda", "gpu") or device.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise TowerCatError(f"device {device} was asked for, but no CUDA GPU is visible", hint="use --device cpu")
+            raise TowerCatError(f"device {device} was asked for, but no CUDA GPU is visible", param="device",
+                                hint="use device='cpu'")
         index = int(device.split(":", 1)[1]) if ":" in device else 0
         if index >= torch.cuda.device_count():
             raise TowerCatError(f"there is no GPU {index}", hint=f"{torch.cuda.device_count()} visible")
@@ -350,8 +351,9 @@ class CometBackend(QEBackend):
             elif need_ref:
                 raise TowerCatError(
                     f"this COMET model is reference-based and item {item.id or i + 1} has no reference",
-                    path=self.path, hint="give references (tower-cat evaluate --ref), or use a reference-free "
-                                         "model such as wmt22-cometkiwi-da for quality estimation")
+                    path=self.path, param="references",
+                    hint="give references (QEItem.reference), or use a reference-free model such as "
+                         "wmt22-cometkiwi-da for quality estimation")
             out.append(sample)
         if with_ref and not need_ref and out and any("ref" in s for s in out) and not all("ref" in s for s in out):
             for s in out:  # XCOMET / unified: one batch must be all with or all without references
@@ -392,7 +394,8 @@ def _languages(item: QEItem, default_src: str | None, default_tgt: str | None) -
     src, tgt = item.source_lang or default_src, item.target_lang or default_tgt
     if not src or not tgt:
         raise TowerCatError(f"item {item.id or ''} has no source/target language: the LLM backends need them "
-                            "in the prompt", hint="the file declares none; pass --source-lang and --target-lang")
+                            "in the prompt", param="languages",
+                            hint="the file declares none; give source_lang and target_lang")
     return src, tgt
 
 
@@ -505,8 +508,8 @@ class Calibration:
                        human_range=tuple(data.get("human_range", (0.0, 100.0))), model=data.get("model"),
                        n=int(data.get("n", 0)), spearman=data.get("spearman"), method=data.get("method", "isotonic"))
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise TowerCatError(f"not a tower-cat QE calibration file ({exc})", path=path,
-                                hint="fit one with `tower-cat qe --backend logprob --fit-calibration HELD_OUT.tsv`") from None
+            raise TowerCatError(f"not a tower-cat QE calibration file ({exc})", path=path, param="calibration",
+                                hint="fit one with qe.fit_calibration on held-out human scores") from None
 
 
 def isotonic(xs: Sequence[float], ys: Sequence[float]) -> tuple[list[float], list[float]]:

@@ -42,6 +42,15 @@ CLI_HINTS: dict[str, str] = {
     "in_place": "give either -o OUT or --in-place, not both",
     "qe": "pass --qe-backend",
     "model": "pass --model DIR (a folder made by `tower-cat convert`)",
+    "device": "use --device cpu",
+    "references": "give references (tower-cat evaluate --ref), or use a reference-free model such as "
+                  "wmt22-cometkiwi-da for quality estimation",
+    "languages": "the file declares none; pass --source-lang and --target-lang",
+    "calibration": "fit one with `tower-cat qe --backend logprob --fit-calibration HELD_OUT.tsv`",
+    "sources": "pass --src (or bilingual files with sources)",
+    "force": "choose another folder or pass --force to overwrite it",
+    "qe_model": "--qe-backend comet needs --qe-model DIR (a COMET model folder, e.g. wmt22-cometkiwi-da)",
+    "sessions": "give a writable file path (--sessions FILE)",
 }
 
 

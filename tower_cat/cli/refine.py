@@ -194,7 +194,7 @@ def refine(text, model_dir, source_lang, target_lang, instructions, first, tm_pa
     """Translate TEXT and refine it with instructions, interactively (BayLing-style)."""
     from rich.console import Console
 
-    from tower_cat.cli.models import default_cache_path
+    from tower_cat.core import default_cache_path
     from tower_cat.engine import Engine, GenerationOptions
     from tower_cat.errors import TowerCatError
     from tower_cat.sessions import SessionManager, SessionStore
