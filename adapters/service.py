@@ -495,14 +495,16 @@ class Service:
         return out
 
     def translator(self, src: str, tgt: str, *, glossary_ids: Sequence[str] = (), use_tm: bool = True,
-                   tm_min_score: float | None = None, examples: int | None = None):
-        """The core with this server's engine, TM (locked: one lookup at a time), glossaries and options."""
+                   tm_min_score: float | None = None, examples: int | None = None, key: str | None = None):
+        """The core with this server's engine, the TM of ``key`` (``--tm-mode``; locked: one lookup at a time),
+        glossaries and options."""
         from tower_cat.core import TranslationOptions, Translator
 
         opts = TranslationOptions(few_shot=self.config.tm_examples if examples is None else examples,
                                   fuzzy_min=self.config.tm_min_score if tm_min_score is None else tm_min_score,
                                   max_new_tokens=self.config.max_new_tokens, generation=self.options())
-        tm = _LockedTM(self.tm, self._tm_lock) if self.tm is not None and use_tm else None
+        memory = self.memories.for_caller(self.caller(key))
+        tm = _LockedTM(memory, self._tm_lock) if memory is not None and use_tm else None
         return Translator(self.engine, tm=tm, glossary=self.glossaries_for(glossary_ids, src, tgt), options=opts,
                           fitter=self._fitter())
 
@@ -527,7 +529,7 @@ class Service:
         tgt = self.resolve(target_lang, "target")
         src_fixed = self.resolve(source_lang, "source") if source_lang and source_lang != "auto" else None
         for gid in glossary_ids:
-            self.glossaries.get(gid)  # 404 before any work
+            self.glossaries.get(gid, self.caller(key))  # 404 before any work, also for another key's
         chars = sum(len(it.segment.text) for it in items)
         if chars > self.config.max_chars:
             raise ServiceError(f"request too large: {chars} characters (limit {self.config.max_chars})", status=413)
@@ -549,7 +551,7 @@ class Service:
         groups = list(by_src.items())
         done = await asyncio.gather(*(
             self.run_steps(self.translator(src, tgt, glossary_ids=glossary_ids, use_tm=use_tm,
-                                           tm_min_score=tm_min_score, examples=examples)
+                                           tm_min_score=tm_min_score, examples=examples, key=key)
                            .translate_steps([request(i) for i in idx], src, tgt, alternatives=alternatives))
             for src, idx in groups))
         outs: list[SegmentOut | None] = [None] * len(items)

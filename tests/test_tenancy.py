@@ -258,6 +258,11 @@ def test_per_key_tm_mode_keeps_each_keys_segments_apart(engine, tmp_path):
                     for k in (A, B, ADMIN)}
             assert [m["target"] for m in look[A]["matches"]] == ["Geheimplan A."]
             assert look[B]["matches"] == [] and look[ADMIN]["matches"] == []
+            tr = {k: c.post("/v1/translate", headers=_auth(k), json={**pair, "segments": ["Secret plan A."]}).json()
+                  for k in (A, B)}
+            assert tr[A]["translations"][0]["origin"] == "tm-exact"
+            assert tr[A]["translations"][0]["text"] == "Geheimplan A."
+            assert tr[B]["translations"][0]["origin"] != "tm-exact" and "Geheimplan" not in tr[B]["translations"][0]["text"]
             s = c.post("/v1/sessions", headers=_auth(B), json={**pair, "segment": "Plan B is ready."}).json()
             acc = c.post(f"/v1/sessions/{s['id']}/accept", headers=_auth(B), json={"force": True})
             assert acc.status_code == 200, acc.text
