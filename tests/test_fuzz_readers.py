@@ -3,7 +3,8 @@ insertions of markup fragments, duplicated elements) must give either a clean lo
 byte-identical (and whose pseudo-translation saves and loads again), or a ``TowerCatError`` naming the file (and
 the line, for a file that is recognised but broken): never another exception type, never a hang.
 
-Seeds: the project's samples/, a few small inline files for the formats samples/ lacks, and, when ../shared is
+Mutations also change attribute values (ids, states, flags, languages), which keeps most files well-formed and
+so reaches the readers' validation and the writers. Seeds: the project's samples/, a few small inline files for the formats samples/ lacks, and, when ../shared is
 beside the checkout, the small files of the corpus. A case that runs longer than ``CASE_SECONDS`` fails as a hang
 (SIGALRM), without any wall-clock assertion on normal cases.
 
@@ -109,7 +110,13 @@ FRAGMENTS = [
     "nplurals=3; plural=n%3;", "charset=ISO-8859-1", "charset=UTF-7", ",", ";", "\"\"", "en,de\n",
 ]
 FRAGMENT_BYTES = [f.encode("utf-8") if f != "\xff" else b"\xff" for f in FRAGMENTS]
+# attribute values that keep the file well-formed but mean something else (ids that collide or vanish, states,
+# translate/locked flags, languages, numbers out of range)
+ATTRIBUTE_VALUES = [b"", b"1", b"2", b"x", b"no", b"yes", b"final", b"seg", b"translated", b"-1", b"0",
+                    b"99999999999999999999", b"&amp;", b"&lt;", b"en", b"de-DE", b"*all*", b"begin", b"end",
+                    b"true", b"locked", b"Draft", b"ApprovedSignOff", b"2.0", b"1.2", b"preserve", b"#s1"]
 _ELEMENT = re.compile(rb"<([A-Za-z][\w:.-]*)[^<>]*>[^<]*</\1>")
+_ATTRIBUTE = re.compile(rb"""\s[\w:.-]+\s*=\s*(?:"([^"<]*)"|'([^'<]*)')""")
 
 
 def _small(paths) -> list[Path]:
@@ -160,12 +167,15 @@ def mutations(draw, size: int):
     n = draw(st.integers(1, 4))
     out = []
     for _ in range(n):
-        kind = draw(st.sampled_from(["flip", "truncate", "delete", "insert", "insert", "duplicate", "swap"]))
+        kind = draw(st.sampled_from(["flip", "truncate", "delete", "insert", "insert", "duplicate", "swap",
+                                     "attribute", "attribute"]))
         pos = draw(st.integers(0, max(size - 1, 0)))
         if kind == "flip":
             extra = draw(st.integers(1, 255))
         elif kind == "insert":
             extra = draw(st.sampled_from(FRAGMENT_BYTES))
+        elif kind == "attribute":
+            extra = draw(st.sampled_from(ATTRIBUTE_VALUES))
         elif kind == "delete":
             extra = draw(st.integers(1, 64))
         else:
@@ -187,6 +197,11 @@ def mutate(data: bytes, edits) -> bytes:
             data = data[:pos] + data[pos + extra:]
         elif kind == "insert":
             data = data[:pos] + extra + data[pos:]
+        elif kind == "attribute":  # the value of the first attribute at or after pos
+            m = _ATTRIBUTE.search(data, pos) or _ATTRIBUTE.search(data)
+            if m:
+                g = 1 if m.group(1) is not None else 2
+                data = data[:m.start(g)] + extra + data[m.end(g):]
         else:  # duplicate or swap an element with text content (a whole <tu>, <seg>, <note>, ...)
             found = list(_ELEMENT.finditer(data))
             if not found:
