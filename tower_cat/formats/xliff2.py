@@ -295,7 +295,7 @@ class _Loader:
             order = t.get("order")
             pos = i + 1
             if order is not None:
-                if order.isdigit() and 1 <= int(order) <= n:
+                if re.fullmatch(r"[0-9]+", order) and 1 <= int(order) <= n:
                     pos = int(order)
                 else:
                     self.error(f"target order={order!r} must be an integer between 1 and {n}", t, uid)
@@ -309,7 +309,7 @@ class _Loader:
         sr = u.get(f"{{{SLR_NS}}}sizeRestriction")
         if sr and _SIZE_RESTRICTION.match(sr.strip()):
             last = sr.strip().split(",")[-1]
-            max_length = int(last) if last.isdigit() else None
+            max_length = int(last) if re.fullmatch(r"[0-9]+", last) else None
         file_el = u
         while file_el is not None and not self.is_core(file_el, "file"):
             file_el = file_el.getparent()

@@ -57,6 +57,7 @@ NMTOKEN = re.compile(f"[{_NAME_CHAR}]+")
 _LANGUAGE = re.compile(r"(?:[a-zA-Z]{2,8}|[xXiI])(?:-[a-zA-Z0-9]{1,8})*")
 _USER_DEFINED = re.compile(r"[^\s:]+:[^\s:]+")
 _DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+_DIGITS = re.compile(r"[0-9]+")  # str.isdigit() also accepts "²", which int() refuses
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _HEX = re.compile(r"([0-9a-fA-F]{2})*")
 _SIZE_RESTRICTION = re.compile(r"(?:\*|\d+|\d+,(?:\d+|\*))")
@@ -88,7 +89,7 @@ def _user_defined(v: str) -> str | None:
 
 
 def _positive_integer(v: str) -> str | None:
-    return None if v.strip().isdigit() and int(v) > 0 else "must be a positive integer"
+    return None if _DIGITS.fullmatch(v.strip()) and int(v) > 0 else "must be a positive integer"
 
 
 def _integer(v: str) -> str | None:
@@ -106,7 +107,7 @@ def _range(lo: float, hi: float):
 
 
 def _priority(v: str) -> str | None:
-    return None if v.strip().isdigit() and 1 <= int(v) <= 10 else "must be an integer from 1 to 10"
+    return None if _DIGITS.fullmatch(v.strip()) and 1 <= int(v) <= 10 else "must be an integer from 1 to 10"
 
 
 def _hex_binary(v: str) -> str | None:
@@ -123,7 +124,7 @@ def _size_restriction(v: str) -> str | None:
 
 
 def _non_negative_integer(v: str) -> str | None:
-    return None if v.strip().isdigit() else "must be a non-negative integer"
+    return None if _DIGITS.fullmatch(v.strip()) else "must be a non-negative integer"
 
 
 STRING = None  # any value
@@ -689,7 +690,7 @@ class Checker:
             orders_seen.append(p)
             if tgt is not None:
                 explicit = tgt.get("order")
-                order = int(explicit) if explicit is not None and explicit.strip().isdigit() else position
+                order = int(explicit) if explicit is not None and _DIGITS.fullmatch(explicit.strip()) else position
                 if order in orders:
                     how = "explicit" if orders[order].get("order") is not None else "implicit"
                     self.error(f"target order {order} is also the {how} order of another target in the unit "
@@ -957,7 +958,7 @@ class Checker:
         info_ref = el.get(f"{{{SLR}}}sizeInfoRef")
         if info is not None and info_ref is not None:
             self.error("slr:sizeInfo and slr:sizeInfoRef must not be used together", el)
-        if info is not None and not info.strip().isdigit() and (profiles_declared or _NUMBER.fullmatch(info.strip())):
+        if info is not None and not _DIGITS.fullmatch(info.strip()) and (profiles_declared or _NUMBER.fullmatch(info.strip())):
             # sizeInfo is profile data: with an explicit <slr:profiles> it is a size in that profile's whole units
             # (code points, bytes); without one, text is opaque (the 2.2 core suite's valid
             # withModulesAttributesInEc.xlf has "some info"), but a number is still a size and must be whole
