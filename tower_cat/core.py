@@ -634,8 +634,10 @@ class Translator:
         return InstructionSet.parse(texts, max_length=request.max_length)
 
     def _too_long(self, request: SegmentRequest, what: str = "segment") -> SegmentTooLong:
-        return SegmentTooLong(f"the {what} is too long for the model's context window "
-                              f"({self.fitter.context_length()} tokens, with room for the answer)",
+        text = request.source.text
+        excerpt = " ".join(text.split())[:40] + ("…" if len(text) > 40 else "")
+        return SegmentTooLong(f"the {what} {excerpt!r} ({len(text)} characters) is too long for the model's "
+                              f"context window ({self.fitter.context_length()} tokens, with room for the answer)",
                               unit=request.id if request.id is not None else None,
                               hint="split it into shorter segments")
 
@@ -879,6 +881,12 @@ class Translator:
         owned, self._owned = self._owned, []
         for thing in reversed(owned):
             thing.close()
+
+    def __enter__(self) -> "Translator":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def load(model, *, tm=None, glossary=None, cache: Any = ..., device: str = "auto", compute_type: str = "auto",
