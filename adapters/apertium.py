@@ -28,7 +28,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from .catalog import ISO3
-from .http import APERTIUM, Params, read_params, service_of
+from .http import APERTIUM, Params, multi_route, read_params, service_of
 from .service import SegmentIn, ServiceError
 
 _CALLBACK = re.compile(r"^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$")
@@ -91,7 +91,7 @@ def router() -> APIRouter:
             names = {k: v for k, v in names.items() if k in keep}
         return reply(names, request.query_params.get("callback"))
 
-    @r.api_route("/identifyLang", methods=["GET", "POST"])
+    @multi_route(r, "/identifyLang")
     async def identify_lang(request: Request):
         request.state.protocol = APERTIUM
         params = await read_params(request)

@@ -26,7 +26,7 @@ from tower_cat.errors import TowerCatError
 
 from . import apertium, deepl, google, libretranslate, microsoft, modernmt, openai_api, sessions_api, v1
 from .http import (_DEEPL_MESSAGES, APERTIUM, DEEPL, MICROSOFT, MODERNMT, OURS, ProtocolError, error_response,
-                   protocol_of, read_params)
+                   multi_route, protocol_of, read_params)
 from .service import Service, ServiceError
 
 log = logging.getLogger("tower_cat.server")
@@ -111,7 +111,7 @@ def shared_paths() -> APIRouter:
     """``/translate``, ``/languages``, ``/detect``: each request to the one protocol it speaks."""
     r = APIRouter(tags=["shared paths (LibreTranslate, Apertium, Microsoft, ModernMT)"])
 
-    @r.api_route("/translate", methods=["GET", "POST"])
+    @multi_route(r, "/translate")
     async def translate(request: Request):
         proto = protocol_of(request.url.path, request.url.query, None, request.headers)
         if proto == MICROSOFT:
@@ -127,13 +127,13 @@ def shared_paths() -> APIRouter:
             return await apertium.translate(request, params)
         return await libretranslate.translate(request, params)
 
-    @r.api_route("/languages", methods=["GET", "POST"])
+    @multi_route(r, "/languages")
     async def languages(request: Request):
         if protocol_of(request.url.path, request.url.query, None, request.headers) == MICROSOFT:
             return await microsoft.languages(request)
         return await libretranslate.languages(request)
 
-    @r.api_route("/detect", methods=["GET", "POST"])
+    @multi_route(r, "/detect")
     async def detect(request: Request):
         if protocol_of(request.url.path, request.url.query, None, request.headers) == MICROSOFT:
             return await microsoft.detect(request)

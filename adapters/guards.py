@@ -69,7 +69,8 @@ class JsonGuard:
         chunks, more = [], True
         while more:
             msg = await receive()
-            if msg["type"] == "http.disconnect":
+            if msg["type"] == "http.disconnect":  # the client hung up mid-body: nothing to answer, not an error
+                log.info("client disconnected before the body of %s %s was read", scope.get("method"), path)
                 return
             chunks.append(msg.get("body", b""))
             more = msg.get("more_body", False)
@@ -93,7 +94,7 @@ class JsonGuard:
 
     @staticmethod
     async def _refuse(scope, receive, send, status: int, message: str):
-        proto = protocol_of(scope.get("path", ""), scope.get("query_string", b""))
+        proto = protocol_of(scope.get("path", ""), scope.get("query_string", b""), None, scope.get("headers"))
         await error_response(proto, status, message)(scope, receive, send)
 
 
