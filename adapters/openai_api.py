@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from tower_cat.document import CodeKind, InlineCode, Segment
 from tower_cat.languages import NAMES
@@ -316,11 +316,11 @@ async def _chat(request: Request, service: Service, key: str | None, body: dict)
     model = _model_id(service)
     headers = {"X-Tower-Cat-Route": route}
     if not stream:
-        return _json({"id": cid, "object": "chat.completion", "created": created, "model": model,
+        return JSONResponse({"id": cid, "object": "chat.completion", "created": created, "model": model,
                       "choices": [{"index": i, "message": {"role": "assistant", "content": text},
                                    "logprobs": None, "finish_reason": reason}
                                   for i, (text, reason) in enumerate(choices)],
-                      "usage": usage, "system_fingerprint": None}, headers)
+                      "usage": usage, "system_fingerprint": None}, headers=headers)
 
     def chunk(choices_: list[dict], usage_: dict | None = None) -> str:
         payload = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -342,9 +342,3 @@ async def _chat(request: Request, service: Service, key: str | None, body: dict)
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={**headers, "Cache-Control": "no-cache"})
-
-
-def _json(body: dict, headers: dict):
-    from fastapi.responses import JSONResponse
-
-    return JSONResponse(body, headers=headers)
