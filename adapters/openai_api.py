@@ -317,10 +317,10 @@ async def _chat(request: Request, service: Service, key: str | None, body: dict)
     headers = {"X-Tower-Cat-Route": route}
     if not stream:
         return JSONResponse({"id": cid, "object": "chat.completion", "created": created, "model": model,
-                      "choices": [{"index": i, "message": {"role": "assistant", "content": text},
-                                   "logprobs": None, "finish_reason": reason}
-                                  for i, (text, reason) in enumerate(choices)],
-                      "usage": usage, "system_fingerprint": None}, headers=headers)
+                             "choices": [{"index": i, "message": {"role": "assistant", "content": text},
+                                          "logprobs": None, "finish_reason": reason}
+                                         for i, (text, reason) in enumerate(choices)],
+                             "usage": usage, "system_fingerprint": None}, headers=headers)
 
     def chunk(choices_: list[dict], usage_: dict | None = None) -> str:
         payload = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
