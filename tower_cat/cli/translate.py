@@ -130,6 +130,23 @@ def _open_tm(spec: str | None, console):
     return open_translation_memory(spec, readonly=True, on_import=imported)
 
 
+def _preflight(files) -> None:
+    """When every input is refused by what its first bytes show (formats.preflight: unknown format, UTF-7, a PO
+    header asking for 100 million plural forms), say so before loading a model; otherwise the job reports the
+    refused files one by one and does the others."""
+    from tower_cat import formats
+    from tower_cat.errors import TowerCatError
+
+    refused = []
+    for path in files:
+        try:
+            formats.preflight(path)
+        except TowerCatError as exc:
+            refused.append(exc)
+    if refused and len(refused) == len(files):
+        raise refused[0]
+
+
 def _run(task: str, files, output, in_place, model_dir, glossary_path, tm_path, cache, no_cache, opts,
          engine_kwargs: dict[str, Any], as_json: bool, no_progress: bool, qe: tuple | None = None) -> int:
     """The library does the work (``Translator``: engine, TM, glossary, options; the pipeline over the files);
@@ -146,6 +163,7 @@ def _run(task: str, files, output, in_place, model_dir, glossary_path, tm_path, 
 
     console = Console(stderr=True, highlight=False)
     outputs = plan_outputs(files, output, in_place)
+    _preflight(files)
     refuse_overlaps({"--in-place" if in_place else "-o": outputs,
                      "--cache": None if no_cache else (cache or default_cache_path())},
                     {"FILE": None if in_place else files, "--tm": tm_path, "--glossary": glossary_path})
