@@ -7,10 +7,11 @@ end tag), ``<ph/>`` and ``<cp/>`` → STANDALONE, ``<sc/>``/``<ec/>`` → OPEN/C
 when the partner is in another segment or ``isolated="yes"``), annotations ``<mrk>``/``<sm/>``/``<em/>`` → codes
 too so they survive. ``originalData/data`` referenced by ``dataRef*`` gives the display text.
 
-Validation (``doc.issues``): the OASIS constraints exercised by the XLIFF TC test suites (ids, sc/ec and sm/em
-pairing, dataRef, languages, states, reordering, size-restriction values, structure). Deviations real tools
-produce that do not change meaning are warnings (e.g. ``<skeleton>`` or ``<originalData>`` out of schema order,
-``<ec>`` without ``startRef`` that closes the ``<sc>`` opened just before it in the same element).
+Validation (``doc.issues``): :mod:`tower_cat.formats.xliff2_rules` checks the core and module schemas and the
+processing requirements (ids, references, fragment identifiers, module rules); the loader adds sc/ec and sm/em
+pairing, dataRef, languages and reordering, which need its pairing of codes. Deviations real tools produce that
+do not change meaning are warnings (e.g. ``<skeleton>`` or ``<originalData>`` out of schema order, ``<ec>``
+without ``startRef`` that closes the ``<sc>`` opened just before it in the same element).
 
 Writing goes through :class:`~tower_cat.formats._xml.Splicer`: new ``<target>`` content, ``state``/``subState``,
 ``trgLang`` on the root, and (for QE scores) an ``<mtc:match type="mt" origin="tower-cat" matchQuality=…>``

@@ -305,7 +305,8 @@ _FS_ON = frozenset({"file", "group", "unit", "note", "ph", "pc", "sc", "ec*", "m
                     (RES, "target"), (RES, "reference"), (GLS, "glossEntry"), (GLS, "term"), (GLS, "translation"),
                     (GLS, "definition")})
 _SLR_ON = frozenset({"file", "group", "unit", "ph", "pc", "sc", "ec*", "mrk", "sm"})
-_ITS_ANY = frozenset({"xliff", "file", "group", "unit", "mrk", "sm", "note"})
+_ITS_ANY = frozenset({"xliff", "file", "group", "unit", "mrk", "sm", "note", (MTC, "match"), (GLS, "glossEntry"),
+                      (GLS, "term"), (GLS, "translation"), (GLS, "definition")})
 FS_ELEMENTS = ("a b bdo big blockquote body br button caption center cite code col colgroup dd del div dl dt em "
                "h1 h2 h3 h4 h5 h6 head hr html i img label legend li ol p pre q s samp select small span strike "
                "strong sub sup table tbody td tfoot th thead title tr tt u ul").split()
@@ -557,8 +558,7 @@ class Checker:
         for relaxed in spec.order_warning:
             if tokens.count(relaxed) == 1:
                 rest = "".join(t + " " for t in tokens if t != relaxed)
-                if spec.pattern.fullmatch(rest + "") or spec.pattern.fullmatch(
-                        _insert_expected(rest, relaxed, spec.content)):
+                if spec.pattern.fullmatch(_insert_expected(rest, relaxed)):
                     self.warn(f"<{relaxed}> is out of schema order in <{name}>; kept as written", el)
                     return
         found = ", ".join(f"<{t}>" if t != "#ext" else "extension element" for t in tokens) or "nothing"
@@ -1158,7 +1158,7 @@ def _describe(content: str) -> str:
     return text or "no child elements"
 
 
-def _insert_expected(rest: str, relaxed: str, content: str) -> str:
+def _insert_expected(rest: str, relaxed: str) -> str:
     """``rest`` with ``relaxed`` put where the schema wants it (first for skeleton, before the segments for
     originalData)."""
     if relaxed == "skeleton":
