@@ -96,3 +96,51 @@ def test_collisions_never_cross_shapes(http):
     # an unknown Microsoft operation under api-version: Microsoft's error shape
     other = http.post("/transliterate", params={**V3, "language": "ja"}, json=[{"Text": "x"}])
     assert other.status_code == 404 and "code" in other.json()["error"]
+
+
+AZURE_2 = "2.0.0"  # speaks api-version=2026-06-06; the test extra pins 1.0.1 (v3), so this one runs apart
+AZURE_2_SCRIPT = r"""
+import json, sys
+from azure.ai.translation.text import TextTranslationClient, __version__
+from azure.core.credentials import AzureKeyCredential
+url, text = sys.argv[1], sys.argv[2]
+c = TextTranslationClient(endpoint=url, credential=AzureKeyCredential("k"))
+r = c.translate(body=[text], to_language=["de", "fr"], from_language="en")
+auto = c.translate(body=["Die Katze schläft nicht auf dem Sofa, sie ist im Garten."], to_language=["en"])
+langs = c.get_supported_languages(scope="translation")
+print(json.dumps({"version": __version__, "targets": [t.language for t in r[0].translations],
+                  "de": r[0].translations[0].text, "chars": r[0].translations[0].source_characters,
+                  "detected": auto[0].detected_language.language, "langs": sorted(langs.translation)}))
+"""
+
+
+@pytest.fixture(scope="session")
+def azure_2(tmp_path_factory):
+    """azure-ai-translation-text 2.x in its own folder (pip --target, no deps: azure-core is in the venv)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    target = Path(__file__).resolve().parents[1] / ".cache" / "pip-clients" / f"azure-ai-translation-text-{AZURE_2}"
+    if not (target / "azure" / "ai" / "translation" / "text").is_dir():
+        done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+                               f"azure-ai-translation-text=={AZURE_2}"], capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            pytest.skip(f"pip could not fetch azure-ai-translation-text {AZURE_2}: {done.stderr.strip()[-300:]}")
+    return target
+
+
+def test_azure_client_2x_api_version_2026(server, azure_2):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(azure_2))
+    done = subprocess.run([sys.executable, "-c", AZURE_2_SCRIPT, server.url, TM_SOURCE], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["version"].startswith("2.")
+    assert out["targets"] == ["de", "fr"] and out["de"] == TM_TARGET and out["chars"] == len(TM_SOURCE)
+    assert out["detected"] == "de" and {"de", "en", "fr"} <= set(out["langs"])
