@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, Un
 from tower_cat.convert import BASE, SEQ2SEQ, ModelInfo, inspect_model
 from tower_cat.devices import (BatchBudget, Choice, DeviceFacts, ModelFacts, choose_batch_budget,
                                choose_compute_type, cpu_cores, hf_model_facts, probe_device, read_ct2_model_facts)
-from tower_cat.errors import ModelError
+from tower_cat.errors import ModelError, TowerCatError
 
 if TYPE_CHECKING:  # the remote backend is imported only when used
     from tower_cat.engine_remote import RemoteOptions
@@ -244,14 +244,26 @@ class GenerationCache:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, value TEXT NOT NULL,"
-                             " created REAL NOT NULL)")
-            self._db.commit()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
+            with self._lock:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, value TEXT NOT NULL,"
+                                 " created REAL NOT NULL)")
+                self._db.commit()
+        except (OSError, sqlite3.Error) as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: BaseException) -> TowerCatError:
+        """One line naming the cache file: it cannot be created, is not a database, is locked or read-only."""
+        if isinstance(exc, OSError) and exc.strerror:
+            reason = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+        else:
+            reason = str(exc)
+        return TowerCatError(f"the generation cache cannot be used: {reason}", path=self.path, param="cache",
+                             hint="give a writable cache file, or run without the cache")
 
     def get_many(self, keys: Sequence[str]) -> dict[str, tuple[Hypothesis, ...]]:
         found: dict[str, tuple[Hypothesis, ...]] = {}
@@ -270,8 +282,12 @@ class GenerationCache:
         rows = [(key, json.dumps([asdict(h) for h in hyps], ensure_ascii=False), now)
                 for key, hyps in items.items()]
         with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO generations VALUES (?, ?, ?)", rows)
-            self._db.commit()
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO generations VALUES (?, ?, ?)", rows)
+                self._db.commit()
+            except sqlite3.Error as exc:
+                self._db.rollback()
+                raise self._error(exc) from None
 
     def __len__(self) -> int:
         with self._lock:

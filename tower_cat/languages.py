@@ -157,3 +157,26 @@ def lang_matches(query: str, stored: str, fallback: bool = True) -> bool:
     q, s = query.split("-")[1:], stored.split("-")[1:]
     # de-DE <-> de; zh-Hant-TW <-> zh-Hant; never pt-PT <-> pt-BR
     return q[: len(s)] == s or s[: len(q)] == q
+
+
+# ISO 639-1: every two-letter primary language subtag (three-letter ones are ISO 639-2/3: too many to list)
+ISO_639_1 = frozenset("""aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy
+da de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz ia id ie ig ii ik
+in io is it iu iw ja ji jv jw ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi mk ml
+mn mo mr ms mt my na nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg sh
+si sk sl sm sn so sq sr ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo
+za zh zu""".split())
+
+
+@functools.lru_cache(maxsize=4096)
+def check_lang(code: str | None, what: str = "language") -> str:
+    """``code`` normalised (``normalize_lang``) when it is a well-formed BCP 47 tag whose primary subtag is a
+    language (two letters: ISO 639-1; three letters: accepted as ISO 639-2/3); InvalidArgument otherwise. For
+    what is stored (TM entries): '../x', 'xx' or 'en us' never become a language pair."""
+    norm = normalize_lang(code) if isinstance(code, str) else None
+    if not norm or not _CODE.match(norm) or any(len(p) > 8 for p in norm.split("-")):
+        raise InvalidArgument(f"{what} {code!r} is not a language code (BCP 47, e.g. en, de-DE, pt-BR)")
+    primary = norm.split("-", 1)[0]
+    if len(primary) == 2 and primary not in ISO_639_1:
+        raise InvalidArgument(f"{what} {code!r}: {primary!r} is not an ISO 639 language")
+    return norm

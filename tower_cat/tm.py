@@ -60,7 +60,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from rapidfuzz.distance import Levenshtein
 
 from tower_cat.document import Segment, Unit, UnitContext, segment_from_json, segment_to_json
-from tower_cat.languages import lang_base, lang_matches, normalize_lang
+from tower_cat.languages import check_lang, lang_base, lang_matches, normalize_lang
 from tower_cat import errors
 from tower_cat.errors import TowerCatError
 
@@ -223,6 +223,10 @@ class _Record:
     origin: str | None
     created: float
     updated: float
+
+    def __post_init__(self) -> None:  # every write builds a record: no 'xx' or '../x' pair is ever stored
+        check_lang(self.src_lang, "source language")
+        check_lang(self.tgt_lang, "target language")
 
 
 ProgressCallback = Callable[[int, "int | None"], None]  # (units done, total units or None)
@@ -617,6 +621,22 @@ class BaseTranslationMemory:
         return count
 
 
+LOCK_TIMEOUT = 10.0  # seconds a write waits for another process's write lock
+
+
+def sqlite_error(exc: sqlite3.Error, path: str) -> TMError:
+    """A one-line TMError naming the database for an SQLite failure (locked, not a database, read-only, full)."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return TMError(f"the translation memory is locked by another process (waited {LOCK_TIMEOUT:g} s)", path=path,
+                       hint="try again when the other import or server has finished writing")
+    if "not a database" in text or "malformed" in text:
+        return TMError(f"this is not a tower-cat translation memory ({text})", path=path)
+    if "readonly" in text or "read-only" in text:
+        return TMError("the translation memory cannot be written (read-only)", path=path)
+    return TMError(f"the translation memory cannot be used: {text}", path=path)
+
+
 class TranslationMemory(BaseTranslationMemory):
     """A translation memory stored in one SQLite file (``":memory:"`` for a throw-away one).
 
@@ -639,16 +659,20 @@ class TranslationMemory(BaseTranslationMemory):
                 self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise TMError(f"cannot open the translation memory: {exc}", path=self.path) from None
-        self.db.execute("PRAGMA busy_timeout = 10000")
-        if not readonly:
-            if self.path != ":memory:":
-                self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.execute("PRAGMA synchronous = NORMAL")
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.execute("PRAGMA cache_size = -65536")
-        # one connection shared by threads (a server): statements of one call never interleave with another's
-        self._lock = threading.RLock()
-        self.index = self._setup(index, readonly)
+        try:
+            self.db.execute(f"PRAGMA busy_timeout = {int(LOCK_TIMEOUT * 1000)}")
+            if not readonly:
+                if self.path != ":memory:":
+                    self.db.execute("PRAGMA journal_mode = WAL")
+                self.db.execute("PRAGMA synchronous = NORMAL")
+            self.db.execute("PRAGMA foreign_keys = ON")
+            self.db.execute("PRAGMA cache_size = -65536")
+            # one connection shared by threads (a server): statements of one call never interleave with another's
+            self._lock = threading.RLock()
+            self.index = self._setup(index, readonly)
+        except sqlite3.Error as exc:
+            self.db.close()
+            raise sqlite_error(exc, self.path) from None
         self._pairs_cache: list[tuple[str, str]] | None = None
 
     # ---------------------------------------------------------------- schema
@@ -746,13 +770,16 @@ class TranslationMemory(BaseTranslationMemory):
         return self.db.execute("SELECT value FROM meta WHERE key = 'index'").fetchone()[0]
 
     class _Tx:
-        def __init__(self, db: sqlite3.Connection, lock: threading.RLock):
-            self.db, self.lock = db, lock
+        def __init__(self, db: sqlite3.Connection, lock: threading.RLock, path: str):
+            self.db, self.lock, self.path = db, lock, path
 
         def __enter__(self):
             self.lock.acquire()
             try:
                 self.db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                self.lock.release()
+                raise sqlite_error(exc, self.path) from None
             except BaseException:
                 self.lock.release()
                 raise
@@ -761,12 +788,15 @@ class TranslationMemory(BaseTranslationMemory):
         def __exit__(self, exc_type, exc, tb):
             try:
                 self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            except sqlite3.Error as err:
+                if exc_type is None:
+                    raise sqlite_error(err, self.path) from None
             finally:
                 self.lock.release()
             return False
 
     def _tx(self) -> "_Tx":
-        return self._Tx(self.db, self._lock)
+        return self._Tx(self.db, self._lock, self.path)
 
     def close(self) -> None:
         if self.db is not None:

@@ -1,0 +1,114 @@
+"""No silent data loss when something cannot be written (issue 20, item 5, the parts outside the file formats):
+
+* an unwritable or broken generation cache, and a TM database locked by another process beyond the timeout,
+  are one-line errors naming the file (exit 2), not tracebacks;
+* a TM write never stores a language pair that is not one (``xx``, ``../x``), whatever the road to it;
+* a file that cannot be written (a folder in the way, a name too long once the temporary suffix is added) is
+  reported in the summary with a one-line reason and the other files are written; no temporary file is left
+  behind, and a stale one from a killed run is removed by the next run;
+* ``--in-place`` on a symlink writes the real file and keeps the link.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tower_cat.cli import main
+from tower_cat.errors import TowerCatError
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples"
+
+
+@pytest.fixture
+def cli(capsys):
+    def run(*args) -> tuple[int, str]:
+        code = 0
+        try:
+            main([str(a) for a in args])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        return code, out + err
+
+    return run
+
+
+def _one_line_error(code: int, output: str, *names: str) -> None:
+    assert code == 2, output
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in output, output
+    for name in names:
+        assert name in errors[0], (name, errors[0])
+
+
+# ----------------------------------------------------------------------------------------------------- cache, TM lock
+
+
+def test_a_cache_that_cannot_be_created_or_is_not_a_database_is_one_line(tiny_llama, tmp_path, cli):
+    xlf = tmp_path / "in.xlf"
+    shutil.copy(SAMPLES / "tower-notes.en-de.xlf", xlf)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "junk.sqlite").write_bytes(b"\x00garbage" * 600)
+    for cache in (tmp_path / "afile" / "c.sqlite", tmp_path / "junk.sqlite"):
+        code, out = cli("translate", xlf, "-o", tmp_path / "out.xlf", "--model", tiny_llama.ct2_path,
+                        "--cache", cache, "--max-new-tokens", "4", "--no-progress")
+        _one_line_error(code, out, "generation cache", str(cache.parent if cache.parent.name == "afile" else cache))
+        assert not (tmp_path / "out.xlf").exists()
+
+
+def test_a_tm_locked_beyond_the_timeout_is_one_line(tmp_path, cli, monkeypatch):
+    from tower_cat import tm as tm_mod
+
+    db = tmp_path / "t.sqlite"
+    assert cli("tm", "import", SAMPLES / "tower-notes.tmx", "--db", db, "--no-progress")[0] == 0
+    monkeypatch.setattr(tm_mod, "LOCK_TIMEOUT", 0.2)
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process writing
+    try:
+        code, out = cli("tm", "import", SAMPLES / "tower-notes.tmx", "--db", db, "--no-progress", "--restart")
+        _one_line_error(code, out, str(db), "locked by another process")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert cli("tm", "stats", "--db", db)[0] == 0
+
+
+def test_a_file_that_is_not_a_tm_is_one_line(tmp_path, cli):
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    code, out = cli("tm", "stats", "--db", junk)
+    assert code != 0 and "Traceback" not in out and str(junk) in out, out
+
+
+# ----------------------------------------------------------------------------------------------------- TM languages
+
+
+@pytest.mark.parametrize("src,tgt", [("xx", "de"), ("en", "../x"), ("en us", "de"), ("", "de"), ("en", "d")])
+def test_tm_writes_refuse_what_is_not_a_language(tmp_path, src, tgt):
+    from tower_cat.tm import TranslationMemory
+
+    with TranslationMemory(tmp_path / "t.sqlite") as memory:
+        with pytest.raises(TowerCatError, match="language"):
+            memory.add("The cat.", "Die Katze.", src, tgt)
+        with pytest.raises(TowerCatError, match="language"):
+            memory.add_many([("The cat.", "Die Katze.")], src, tgt)
+        assert memory.add("The cat.", "Die Katze.", "en", "de-DE") >= 0
+        assert memory.pairs() == [("en", "de-DE")]
+
+
+def test_tm_import_of_a_tmx_with_a_bad_language_says_so(tmp_path, cli):
+    tmx = tmp_path / "bad.tmx"
+    tmx.write_text('<?xml version="1.0"?><tmx version="1.4"><header srclang="en" segtype="sentence" '
+                   'datatype="plaintext" adminlang="en" creationtool="t" creationtoolversion="1" o-tmf="t"/>'
+                   '<body><tu><tuv xml:lang="en"><seg>Cat</seg></tuv><tuv xml:lang="../x"><seg>Katze</seg></tuv>'
+                   '</tu></body></tmx>', encoding="utf-8")
+    code, out = cli("tm", "import", tmx, "--db", tmp_path / "t.sqlite", "--no-progress")
+    assert "'../x'" in out and "Traceback" not in out, out
+    code, out = cli("tm", "stats", "--db", tmp_path / "t.sqlite")
+    assert "../x" not in out
