@@ -21,9 +21,10 @@ import hashlib
 import json
 import random
 import re
+import shutil
 import unicodedata
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -31,10 +32,10 @@ from tower_cat import codes as codes_mod
 from tower_cat import prompts
 from tower_cat.document import Segment
 from tower_cat import errors
-from tower_cat.errors import TowerCatError
 from tower_cat.languages import language_name
 
-TASKS = ("translate", "fewshot", "terms", "context", "post_edit")
+TASKS = ("translate", "runtime", "fewshot", "terms", "context", "post_edit")
+SPLITS = ("train", "heldout", "cpt", "sft")
 
 
 DataError = errors.DataError  # one error family (tower_cat.errors); importable from here as before
@@ -88,7 +89,7 @@ class SftExample:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SftExample":
-        msgs = list(d["messages"])
+        msgs = [dict(m) for m in d["messages"]]
         return cls(d.get("task", "translate"), msgs[:-1], msgs[-1]["content"], d.get("src_lang", ""),
                    d.get("tgt_lang", ""), d.get("source", ""))
 
@@ -123,9 +124,13 @@ class DataConfig:
     parallel_share: float = 1 / 3          # CPT: share of parallel documents (Tower: about a third)
     tm_mono: bool = True                   # CPT: use the memory's own sides as monolingual text too
     translate_rate: float = 1.0
+    runtime_share: float = 0.5             # of the translate examples: built as `translate` builds its prompt by
+                                           # default (context + notes + terms + few-shot, whatever the pair has)
     fewshot_rate: float = 0.4
     fewshot_max: int = 3                   # the pipeline's default --few-shot
     fewshot_min_score: float = 70.0        # the pipeline's default --fuzzy-min
+    fewshot_memory: int = 20000            # training pairs (a seeded sample) searched for few-shot examples;
+                                           # bounds the cost of a search, so building stays linear (0: all)
     terms_rate: float = 1.0                # of the pairs with glossary terms in them
     context_rate: float = 0.15
     notes_rate: float = 0.5                # translate examples of short strings that show their notes
@@ -151,21 +156,26 @@ class DataStats:
     cpt_chars: int = 0
     sft_chars: int = 0
     tokens: dict[str, int] = field(default_factory=dict)     # with a tokenizer: cpt / sft tokens
+    mix: Counter = field(default_factory=Counter)            # translation prompts by extras: "context+terms+few-shot"
 
     def to_dict(self) -> dict[str, Any]:
         return {"read": dict(self.read), "dropped": dict(self.dropped), "train": dict(self.train),
                 "heldout": dict(self.heldout), "tasks": dict(self.tasks), "cpt": dict(self.cpt),
-                "cpt_chars": self.cpt_chars, "sft_chars": self.sft_chars, "tokens": dict(self.tokens)}
+                "cpt_chars": self.cpt_chars, "sft_chars": self.sft_chars, "tokens": dict(self.tokens),
+                "mix": dict(self.mix)}
 
 
 @dataclass
 class Datasets:
-    train: list[Pair]
-    heldout: list[Pair]
-    cpt: list[CptDoc]
-    sft: list[SftExample]
+    """The built splits: sequences read from memory-mapped Arrow shards in `directory` (never loaded whole)."""
+
+    train: Sequence[Pair]
+    heldout: Sequence[Pair]
+    cpt: Sequence[CptDoc]
+    sft: Sequence[SftExample]
     stats: DataStats
     config: DataConfig
+    directory: Path | None = None
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -292,24 +302,6 @@ def _tmx_notes(unit) -> tuple[str, ...]:
     return tuple(prompts.unit_notes(ctx, None, unit.notes))
 
 
-def read_mono(paths: Iterable[str | Path]) -> list[str]:
-    """Monolingual documents from text files: paragraphs separated by blank lines (a folder: its *.txt)."""
-    docs: list[str] = []
-    for path in paths:
-        path = Path(path)
-        files = sorted(path.rglob("*.txt")) if path.is_dir() else [path]
-        for f in files:
-            try:
-                text = f.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise DataError(f"cannot read monolingual text: {exc}", path=f) from None
-            for para in re.split(r"\n\s*\n", text):
-                para = para.strip()
-                if para:
-                    docs.append(para)
-    return docs
-
-
 # --------------------------------------------------------------------------------------------------------
 # codes and cleaning
 
@@ -378,66 +370,85 @@ def normalize_source(text: str) -> str:
     return _plain(text).casefold()
 
 
-def clean_pairs(raw: Iterable[RawPair], config: DataConfig, stats: DataStats) -> list[tuple[Pair, RawPair]]:
-    """Drop what should not be trained on; count every reason in ``stats.dropped``."""
-    seen: set[tuple[str, str, str, str]] = set()
-    out: list[tuple[Pair, RawPair]] = []
-    for rp in raw:
-        stats.read[f"{rp.src_lang}-{rp.tgt_lang}"] += 1
-        src_plain, tgt_plain = _plain(rp.source.text), _plain(rp.target.text)
-        if not src_plain or not tgt_plain:
-            stats.dropped["empty"] += 1
-            continue
-        if codes_mod.check(rp.source, rp.target):
-            stats.dropped["code mismatch"] += 1
-            continue
-        try:
-            src, tgt = render_pair(rp.source, rp.target)
-        except ValueError:
-            stats.dropped["code mismatch"] += 1
-            continue
-        if max(len(src), len(tgt)) > config.max_chars:
-            stats.dropped["too long"] += 1
-            continue
-        key = (rp.src_lang, rp.tgt_lang, " ".join(src.split()), " ".join(tgt.split()))
-        if key in seen:
-            stats.dropped["duplicate"] += 1
-            continue
-        seen.add(key)
-        if config.drop_identical and src_plain.casefold() == tgt_plain.casefold() and any(
-                c.isalpha() for c in src_plain):
-            stats.dropped["identical source/target"] += 1
-            continue
-        longer, shorter = max(len(src_plain), len(tgt_plain)), max(1, min(len(src_plain), len(tgt_plain)))
-        if longer >= config.ratio_min_chars and longer / shorter > config.max_ratio:
-            stats.dropped["length ratio"] += 1
-            continue
-        bad_script = False
-        for text, lang in ((src, rp.src_lang), (tgt, rp.tgt_lang)):
-            share = _script_share(text, lang)
-            if share is not None and share < config.min_script_share:
-                bad_script = True
-        if bad_script:
+def clean_pair(rp: RawPair, config: DataConfig, stats: DataStats, seen: set[int]) -> Pair | None:
+    """The cleaned pair, or None with the reason counted in ``stats.dropped``.
+
+    `seen` holds 64-bit hashes of the pairs kept so far (exact duplicates are dropped): 1 million pairs cost
+    about 60 MB here, not the text.
+    """
+    stats.read[f"{rp.src_lang}-{rp.tgt_lang}"] += 1
+    src_plain, tgt_plain = _plain(rp.source.text), _plain(rp.target.text)
+    if not src_plain or not tgt_plain:
+        stats.dropped["empty"] += 1
+        return None
+    if codes_mod.check(rp.source, rp.target):
+        stats.dropped["code mismatch"] += 1
+        return None
+    try:
+        src, tgt = render_pair(rp.source, rp.target)
+    except ValueError:
+        stats.dropped["code mismatch"] += 1
+        return None
+    if max(len(src), len(tgt)) > config.max_chars:
+        stats.dropped["too long"] += 1
+        return None
+    key = _hash64(rp.src_lang, rp.tgt_lang, " ".join(src.split()), " ".join(tgt.split()))
+    if key in seen:
+        stats.dropped["duplicate"] += 1
+        return None
+    seen.add(key)
+    if config.drop_identical and src_plain.casefold() == tgt_plain.casefold() and any(
+            c.isalpha() for c in src_plain):
+        stats.dropped["identical source/target"] += 1
+        return None
+    longer, shorter = max(len(src_plain), len(tgt_plain)), max(1, min(len(src_plain), len(tgt_plain)))
+    if longer >= config.ratio_min_chars and longer / shorter > config.max_ratio:
+        stats.dropped["length ratio"] += 1
+        return None
+    for text, lang in ((src, rp.src_lang), (tgt, rp.tgt_lang)):
+        share = _script_share(text, lang)
+        if share is not None and share < config.min_script_share:
             stats.dropped["wrong script for language tag"] += 1
+            return None
+    notes = rp.notes if len(rp.source.text.split()) <= config.short_words else ()
+    return Pair(src, tgt, rp.src_lang, rp.tgt_lang, rp.origin, notes=notes)
+
+
+def clean_pairs(raw: Iterable[RawPair], config: DataConfig, stats: DataStats) -> Iterator[tuple[Pair, RawPair]]:
+    """Drop what should not be trained on; count every reason in ``stats.dropped`` (a stream)."""
+    seen: set[int] = set()
+    for rp in raw:
+        pair = clean_pair(rp, config, stats, seen)
+        if pair is not None:
+            yield pair, rp
+
+
+def with_context(items: Iterable[tuple[Pair, RawPair]]) -> Iterator[Pair]:
+    """Neighbouring sources (file order, plain text as the pipeline gives them) as context_before / _after.
+
+    A stream with one file position of look-ahead: the pairs of a unit (one per target language) arrive
+    together, and a neighbour is the first kept pair's source at the position before / after in that file.
+    """
+    pending: tuple[str, int, str, list[Pair], str | None] | None = None
+
+    def emit(group, after):
+        _, _, _, pairs, before = group
+        for p in pairs:
+            yield replace(p, context_before=(before,) if before else (), context_after=(after,) if after else ())
+
+    for pair, rp in items:
+        if pending is not None and pending[0] == rp.file and pending[1] == rp.position:
+            pending[3].append(pair)
             continue
-        notes = rp.notes if len(rp.source.text.split()) <= config.short_words else ()
-        out.append((Pair(src, tgt, rp.src_lang, rp.tgt_lang, rp.origin, notes=notes), rp))
-    return out
-
-
-def _add_context(items: list[tuple[Pair, RawPair]]) -> list[Pair]:
-    """Neighbouring sources (file order, plain text as the pipeline gives them) as context_before / _after."""
-    by_file: dict[str, dict[int, str]] = defaultdict(dict)
-    for pair, rp in items:
-        by_file[rp.file].setdefault(rp.position, rp.source.text.strip())
-    out = []
-    for pair, rp in items:
-        sources = by_file[rp.file]
-        before = sources.get(rp.position - 1)
-        after = sources.get(rp.position + 1)
-        out.append(Pair(pair.source, pair.target, pair.src_lang, pair.tgt_lang, pair.origin,
-                        (before,) if before else (), (after,) if after else (), pair.notes))
-    return out
+        text = rp.source.text.strip()
+        before = None
+        if pending is not None:
+            adjacent = pending[0] == rp.file and pending[1] == rp.position - 1
+            yield from emit(pending, text if adjacent else None)
+            before = pending[2] if adjacent else None
+        pending = (rp.file, rp.position, text, [pair], before)
+    if pending is not None:
+        yield from emit(pending, None)
 
 
 def _hash_unit(*parts: Any) -> float:
@@ -445,21 +456,63 @@ def _hash_unit(*parts: Any) -> float:
     return int.from_bytes(h[:8], "big") / 2 ** 64
 
 
+def _hash64(*parts: str) -> int:
+    return int.from_bytes(hashlib.blake2b("\x1f".join(parts).encode("utf-8"), digest_size=8).digest(), "big")
+
+
+class HeldoutChooser:
+    """Chooses the held-out source groups while the pairs stream past, in bounded memory.
+
+    The rule (stable across runs): among source groups with at least `heldout_min_words` words, the `n` whose
+    seeded hash is smallest, `n` = the share (or number) of all groups, capped at `heldout_max`. Only a hash
+    per group and a heap of `heldout_max` candidates are kept.
+    """
+
+    def __init__(self, config: DataConfig):
+        import heapq
+
+        self.config = config
+        self.heapq = heapq
+        self.groups: set[int] = set()
+        self.eligible = 0
+        self.heap: list[tuple[float, str]] = []     # (-hash, key): the largest of the smallest on top
+        self.cap = max(0, int(config.heldout_max))
+
+    def add(self, source: str) -> None:
+        key = normalize_source(source)
+        gid = _hash64(key)
+        if gid in self.groups:
+            return
+        self.groups.add(gid)
+        if len(key.split()) < self.config.heldout_min_words:
+            return
+        self.eligible += 1
+        if not self.cap:
+            return
+        item = (-_hash_unit(self.config.seed, "heldout", key), key)
+        if len(self.heap) < self.cap:
+            self.heapq.heappush(self.heap, item)
+        elif item > self.heap[0]:
+            self.heapq.heapreplace(self.heap, item)
+
+    def chosen(self) -> set[str]:
+        c, total = self.config, len(self.groups)
+        if c.heldout <= 0:
+            n = 0
+        elif c.heldout < 1:
+            n = max(1, round(c.heldout * total))
+        else:
+            n = int(c.heldout)
+        n = min(n, c.heldout_max, self.eligible, max(0, total - 1))
+        return {key for _, key in sorted(self.heap, reverse=True)[:n]}
+
+
 def split_heldout(pairs: Sequence[Pair], config: DataConfig) -> tuple[list[Pair], list[Pair]]:
     """(train, heldout): whole source groups go to one side, chosen by a seeded hash (stable across runs)."""
-    groups: dict[str, list[Pair]] = defaultdict(list)
+    chooser = HeldoutChooser(config)
     for p in pairs:
-        groups[normalize_source(p.source)].append(p)
-    eligible = sorted((k for k in groups if len(k.split()) >= config.heldout_min_words),
-                      key=lambda k: _hash_unit(config.seed, "heldout", k))
-    if config.heldout <= 0:
-        n = 0
-    elif config.heldout < 1:
-        n = max(1, round(config.heldout * len(groups)))
-    else:
-        n = int(config.heldout)
-    n = min(n, config.heldout_max, len(eligible), max(0, len(groups) - 1))
-    held = set(eligible[:n])
+        chooser.add(p.source)
+    held = chooser.chosen()
     train = [p for p in pairs if normalize_source(p.source) not in held]
     heldout = [p for p in pairs if normalize_source(p.source) in held]
     return train, heldout
@@ -544,23 +597,36 @@ def _glossary_terms(glossary, pair: Pair) -> list[tuple[str, str]]:
     return [(s, t) for s, t in terms if s.casefold() not in bad and t.casefold() in tgt.casefold()]
 
 
-class _FewShot:
-    """Fuzzy matches from the training split's own memory (never the query's own source)."""
+class FewShotMemory:
+    """Fuzzy matches from the training split's own memory (never the query's own source), as the runtime finds
+    them (``TranslationMemory.lookup`` with the pipeline's limit and threshold). On disk for a large split."""
 
-    def __init__(self, pairs: Sequence[Pair], config: DataConfig):
+    def __init__(self, config: DataConfig, path: str | Path = ":memory:"):
         from tower_cat.tm import TranslationMemory
 
         self.config = config
-        self.tm = TranslationMemory(":memory:")
-        by_dir: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
-        for p in pairs:
-            by_dir[(p.src_lang, p.tgt_lang)].append((p.source, p.target))
-        for (s, t), recs in by_dir.items():
+        self.path = path
+        self.tm = TranslationMemory(path)
+        self._buffer: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+        self._buffered = 0
+
+    def add(self, pair: Pair) -> None:
+        self._buffer[(pair.src_lang, pair.tgt_lang)].append((pair.source, pair.target))
+        self._buffered += 1
+        if self._buffered >= 5000:
+            self.flush()
+
+    def flush(self) -> None:
+        for (s, t), recs in self._buffer.items():
             self.tm.add_many(recs, s, t, origin="training")
+        self._buffer.clear()
+        self._buffered = 0
 
     def examples(self, pair: Pair, k: int) -> list[tuple[str, str]]:
         own = normalize_source(pair.source)
-        out = []
+        out: list[tuple[str, str]] = []
+        if k <= 0:
+            return out
         for m in self.tm.lookup(pair.source, pair.src_lang, pair.tgt_lang, limit=k + 4,
                                 min_score=self.config.fewshot_min_score):
             if normalize_source(m.source_text) == own or (m.source_text, m.target_text) in out:
@@ -580,62 +646,143 @@ def _chance(rate: float, rng: random.Random) -> int:
     return n + (rng.random() < rate - n)
 
 
+def _mix_key(context: bool, notes: bool, terms: bool, shots: bool) -> str:
+    parts = [name for name, on in (("context", context), ("notes", notes), ("terms", terms), ("few-shot", shots))
+             if on]
+    return "+".join(parts) or "plain"
+
+
+class Vocabulary:
+    """A seeded reservoir of target words per language (wrong-word edits for synthetic post-editing drafts)."""
+
+    def __init__(self, seed: int, size: int = 5000):
+        self.rng = random.Random(seed + 7)
+        self.size = size
+        self.words: dict[str, list[str]] = defaultdict(list)
+        self.seen: Counter = Counter()
+
+    def add(self, lang: str, text: str) -> None:
+        bucket = self.words[lang]
+        for w in text.split():
+            if not w.isalpha():
+                continue
+            self.seen[lang] += 1
+            if len(bucket) < self.size:
+                bucket.append(w)
+            else:
+                j = self.rng.randrange(self.seen[lang])
+                if j < self.size:
+                    bucket[j] = w
+
+
+class SftBuilder:
+    """Instruction examples in the runtime's prompt formats, one pair at a time, seeded and reproducible.
+
+    Per training pair: `translate_rate` translation examples, of which `runtime_share` are built as
+    ``tower-cat translate`` builds its prompt by default (``pipeline._add_prompt``/``build``: neighbouring
+    sources as context, short-string notes, glossary terms and up to `fewshot_max` TM matches together —
+    whatever of these the pair has) and the rest plain (notes on short strings at `notes_rate`); then
+    few-shot-only, terms-only and context-only variants at their rates (the runtime sends such prompts when a
+    job has no TM, no glossary, or its prompt had to be shortened), and post-editing examples.
+    """
+
+    def __init__(self, config: DataConfig, *, glossary=None, fewshot: FewShotMemory | None = None,
+                 vocabulary: Vocabulary | None = None, draft_fn: DraftFn | None = None,
+                 stats: DataStats | None = None, draft_chunk: int = 256):
+        self.config, self.glossary, self.fewshot = config, glossary, fewshot
+        self.vocabulary = vocabulary or Vocabulary(config.seed)
+        self.draft_fn, self.draft_chunk = draft_fn, draft_chunk
+        self.stats = stats if stats is not None else DataStats()
+        self.rng = random.Random(config.seed)
+        self.post_edit: list[tuple[Pair, list[tuple[str, str]]]] = []
+
+    def _example(self, task: str, p: Pair, *, examples=(), terms=(), context=False, notes=()) -> SftExample:
+        w = self.config.wording
+        before, after = (p.context_before, p.context_after) if context else ((), ())
+        msgs = prompts.translate_messages(p.source, p.src_lang, p.tgt_lang, wording=w, examples=examples,
+                                          terms=terms, context_before=before, context_after=after, notes=notes)
+        self.stats.mix[_mix_key(bool(before or after), bool(notes), bool(terms), bool(examples))] += 1
+        return self._count(SftExample(task, msgs, p.target, p.src_lang, p.tgt_lang, p.source))
+
+    def _count(self, ex: SftExample) -> SftExample:
+        self.stats.tasks[ex.task] += 1
+        self.stats.sft_chars += len(ex.messages[-1]["content"]) + len(ex.response)
+        return ex
+
+    def add(self, p: Pair) -> Iterator[SftExample]:
+        c, rng, w = self.config, self.rng, self.config.wording
+        terms = _glossary_terms(self.glossary, p)
+        found: list[list[tuple[str, str]]] = []
+
+        def shots() -> list[tuple[str, str]]:  # one TM search per pair, shared by its examples
+            if not found:
+                found.append(self.fewshot.examples(p, max(1, c.fewshot_max)) if self.fewshot is not None else [])
+            return found[0]
+
+        for _ in range(_chance(c.translate_rate, rng)):
+            if rng.random() < c.runtime_share:
+                runtime_ok = w != "base"
+                yield self._example("runtime", p, examples=shots()[:c.fewshot_max], terms=terms,
+                                    context=runtime_ok, notes=p.notes if runtime_ok else ())
+            else:
+                notes = p.notes if p.notes and w != "base" and rng.random() < c.notes_rate else ()
+                yield self._example("translate", p, notes=notes)
+        if self.fewshot is not None and c.fewshot_rate > 0 and _chance(c.fewshot_rate, rng):
+            k = rng.randint(1, max(1, c.fewshot_max))
+            with_terms = rng.random() < 0.3
+            if shots():
+                yield self._example("fewshot", p, examples=shots()[:k], terms=terms if with_terms else ())
+        if terms and _chance(c.terms_rate, rng):
+            yield self._example("terms", p, terms=terms)
+        if (p.context_before or p.context_after) and w != "base" and _chance(c.context_rate, rng):
+            yield self._example("context", p, context=True, notes=p.notes)
+        if _chance(c.post_edit_rate, rng):
+            self.post_edit.append((p, terms if rng.random() < 0.5 else []))
+            if len(self.post_edit) >= self.draft_chunk:
+                yield from self._post_edits()
+
+    def _post_edits(self) -> Iterator[SftExample]:
+        batch, self.post_edit = self.post_edit, []
+        if not batch:
+            return
+        c = self.config
+        drafts = self.draft_fn([p for p, _ in batch]) if self.draft_fn is not None else None
+        for j, (p, terms) in enumerate(batch):
+            if drafts is not None:
+                draft = drafts[j]
+            elif self.rng.random() < c.post_edit_keep_rate:
+                draft = p.target
+            else:
+                draft = noisy_draft(p.target, random.Random(_hash_unit(c.seed, "pe", p.source, p.target)),
+                                    self.vocabulary.words.get(p.tgt_lang, ()), p.source)
+            yield self._count(SftExample("post_edit", prompts.post_edit_messages(
+                p.source, draft, p.src_lang, p.tgt_lang, terms=terms, wording=c.wording),
+                p.target, p.src_lang, p.tgt_lang, p.source))
+
+    def finish(self) -> Iterator[SftExample]:
+        yield from self._post_edits()
+
+
 def build_sft(pairs: Sequence[Pair], config: DataConfig, *, glossary=None, draft_fn: DraftFn | None = None,
               stats: DataStats | None = None) -> list[SftExample]:
-    """Instruction examples in the runtime's prompt formats, seeded and reproducible."""
-    rng = random.Random(config.seed)
-    w = config.wording
-    out: list[SftExample] = []
-    vocab_by_lang: dict[str, list[str]] = defaultdict(list)
-    for p in pairs:
-        vocab_by_lang[p.tgt_lang].extend(x for x in p.target.split() if x.isalpha())
-    fewshot = _FewShot(pairs, config) if config.fewshot_rate > 0 else None
-    post_edit: list[tuple[Pair, list[tuple[str, str]]]] = []
-    try:
+    """Instruction examples for an in-memory list of pairs (the few-shot memory is built from `pairs`)."""
+    fewshot = None
+    if config.fewshot_rate > 0 or (config.runtime_share > 0 and config.translate_rate > 0):
+        fewshot = FewShotMemory(config)
         for p in pairs:
-            terms = _glossary_terms(glossary, p)
-            for _ in range(_chance(config.translate_rate, rng)):
-                notes = p.notes if p.notes and w != "base" and rng.random() < config.notes_rate else ()
-                out.append(SftExample("translate", prompts.translate_messages(p.source, p.src_lang, p.tgt_lang,
-                                                                              wording=w, notes=notes),
-                                      p.target, p.src_lang, p.tgt_lang, p.source))
-            if fewshot is not None and _chance(config.fewshot_rate, rng):
-                shots = fewshot.examples(p, rng.randint(1, max(1, config.fewshot_max)))
-                if shots:
-                    out.append(SftExample("fewshot", prompts.translate_messages(
-                        p.source, p.src_lang, p.tgt_lang, wording=w, examples=shots, terms=terms if rng.random() < 0.3 else ()),
-                        p.target, p.src_lang, p.tgt_lang, p.source))
-            if terms and _chance(config.terms_rate, rng):
-                out.append(SftExample("terms", prompts.translate_messages(p.source, p.src_lang, p.tgt_lang, wording=w,
-                                                                          terms=terms),
-                                      p.target, p.src_lang, p.tgt_lang, p.source))
-            if (p.context_before or p.context_after) and w != "base" and _chance(config.context_rate, rng):
-                out.append(SftExample("context", prompts.translate_messages(
-                    p.source, p.src_lang, p.tgt_lang, wording=w, context_before=p.context_before,
-                    context_after=p.context_after, notes=p.notes), p.target, p.src_lang, p.tgt_lang, p.source))
-            if _chance(config.post_edit_rate, rng):
-                post_edit.append((p, terms if rng.random() < 0.5 else []))
+            fewshot.add(p)
+        fewshot.flush()
+    vocab = Vocabulary(config.seed)
+    for p in pairs:
+        vocab.add(p.tgt_lang, p.target)
+    builder = SftBuilder(config, glossary=glossary, fewshot=fewshot, vocabulary=vocab, draft_fn=draft_fn,
+                         stats=stats)
+    try:
+        out = [e for p in pairs for e in builder.add(p)]
+        out += list(builder.finish())
     finally:
         if fewshot is not None:
             fewshot.close()
-
-    if post_edit:
-        drafts = draft_fn([p for p, _ in post_edit]) if draft_fn is not None else None
-        for j, (p, terms) in enumerate(post_edit):
-            if drafts is not None:
-                draft = drafts[j]
-            elif rng.random() < config.post_edit_keep_rate:
-                draft = p.target
-            else:
-                draft = noisy_draft(p.target, random.Random(_hash_unit(config.seed, "pe", p.source, p.target)),
-                                    vocab_by_lang[p.tgt_lang], p.source)
-            out.append(SftExample("post_edit", prompts.post_edit_messages(p.source, draft, p.src_lang, p.tgt_lang,
-                                                                          terms=terms, wording=w),
-                                  p.target, p.src_lang, p.tgt_lang, p.source))
-    rng.shuffle(out)
-    if stats is not None:
-        stats.tasks.update(e.task for e in out)
-        stats.sft_chars = sum(len(e.messages[-1]["content"]) + len(e.response) for e in out)
     return out
 
 
@@ -649,65 +796,189 @@ def parallel_text(source: str, target: str, src_lang: str, tgt_lang: str, wordin
     return f"{s}: {_plain(source)}\n{t}: {_plain(target)}"
 
 
+def iter_mono(paths: Iterable[str | Path]) -> Iterator[str]:
+    """Monolingual documents from text files: paragraphs separated by blank lines (a folder: its *.txt)."""
+    for path in paths:
+        path = Path(path)
+        files = sorted(path.rglob("*.txt")) if path.is_dir() else [path]
+        for f in files:
+            try:
+                fh = f.open(encoding="utf-8")
+            except OSError as exc:
+                raise DataError(f"cannot read monolingual text: {exc}", path=f) from None
+            para: list[str] = []
+            line_no = 0
+            with fh:
+                try:
+                    for line_no, line in enumerate(fh, 1):
+                        if line.strip():
+                            para.append(line.rstrip("\n"))
+                        elif para:
+                            yield "\n".join(para).strip()
+                            para = []
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"cannot read monolingual text: {exc}", path=f, line=line_no + 1) from None
+            if para:
+                yield "\n".join(para).strip()
+
+
+def read_mono(paths: Iterable[str | Path]) -> list[str]:
+    return list(iter_mono(paths))
+
+
+def _cpt_counts(n_par: int, n_mono: int, share: float) -> tuple[int, int]:
+    """How many parallel / monolingual documents to keep for the `share` of parallel ones: the scarcer kind
+    whole, the other sampled down."""
+    share = min(max(share, 0.0), 1.0)
+    if share >= 1 or not n_mono:
+        return n_par, 0 if share >= 1 else n_mono
+    if share <= 0 or not n_par:
+        return 0 if share <= 0 else n_par, n_mono
+    if n_par / (n_par + n_mono) > share:
+        return min(n_par, round(share * n_mono / (1 - share))), n_mono
+    return n_par, min(n_mono, round((1 - share) * n_par / share))
+
+
+def _keep_mask(total: int, keep: int, rng) -> "Any":
+    import numpy as np
+
+    mask = np.zeros(total, dtype=bool)
+    if keep >= total:
+        mask[:] = True
+    elif keep > 0:
+        mask[rng.choice(total, keep, replace=False)] = True
+    return mask
+
+
 def build_cpt(pairs: Sequence[Pair], mono: Sequence[str] = (), config: DataConfig | None = None,
               stats: DataStats | None = None) -> list[CptDoc]:
-    """Monolingual documents + parallel pairs in both directions, mixed to `config.parallel_share`.
+    """Monolingual documents + parallel pairs in both directions, mixed to `config.parallel_share`
+    (in memory; ``build_datasets`` does the same as a stream)."""
+    import numpy as np
 
-    The scarcer kind is kept whole and the other sampled down (seeded) to reach the share.
-    """
     config = config or DataConfig()
-    rng = random.Random(config.seed + 1)
-    parallel: list[CptDoc] = []
-    for p in pairs:
-        parallel.append(CptDoc(parallel_text(p.source, p.target, p.src_lang, p.tgt_lang, config.wording),
-                               "parallel", p.direction))
-        parallel.append(CptDoc(parallel_text(p.target, p.source, p.tgt_lang, p.src_lang, config.wording),
-                               "parallel", f"{p.tgt_lang}-{p.src_lang}"))
-    monos = [CptDoc(t, "mono") for t in mono]
+    parallel, monos = list(_parallel_docs(pairs, config)), [CptDoc(t, "mono") for t in mono]
+    seen: set[int] = set()
     if config.tm_mono:
-        seen: set[str] = set()
         for p in pairs:
-            for text, lang in ((p.source, p.src_lang), (p.target, p.tgt_lang)):
-                plain = _plain(text)
-                if plain not in seen and len(plain.split()) >= 2:
-                    seen.add(plain)
-                    monos.append(CptDoc(plain, "mono", lang))
-    share = min(max(config.parallel_share, 0.0), 1.0)
-    if share >= 1 or not monos:
-        chosen = parallel
-    elif share <= 0 or not parallel:
-        chosen = monos
-    else:
-        n_par, n_mono = len(parallel), len(monos)
-        if n_par / (n_par + n_mono) > share:
-            n_par = min(n_par, round(share * n_mono / (1 - share)))
-        else:
-            n_mono = min(n_mono, round((1 - share) * n_par / share))
-        chosen = rng.sample(parallel, n_par) + rng.sample(monos, n_mono)
-    rng.shuffle(chosen)
+            monos.extend(_tm_mono_docs(p, seen))
+    n_par, n_mono = _cpt_counts(len(parallel), len(monos), config.parallel_share)
+    rng = np.random.default_rng(config.seed + 1)
+    keep_p, keep_m = _keep_mask(len(parallel), n_par, rng), _keep_mask(len(monos), n_mono, rng)
+    chosen = [d for d, k in zip(parallel, keep_p) if k] + [d for d, k in zip(monos, keep_m) if k]
+    random.Random(config.seed + 1).shuffle(chosen)
     if stats is not None:
         stats.cpt.update(d.kind for d in chosen)
         stats.cpt_chars = sum(len(d.text) for d in chosen)
     return chosen
 
 
+def _parallel_docs(pairs: Iterable[Pair], config: DataConfig) -> Iterator[CptDoc]:
+    for p in pairs:
+        yield CptDoc(parallel_text(p.source, p.target, p.src_lang, p.tgt_lang, config.wording), "parallel",
+                     p.direction)
+        yield CptDoc(parallel_text(p.target, p.source, p.tgt_lang, p.src_lang, config.wording), "parallel",
+                     f"{p.tgt_lang}-{p.src_lang}")
+
+
+def _tm_mono_docs(p: Pair, seen: set[int]) -> Iterator[CptDoc]:
+    for text, lang in ((p.source, p.src_lang), (p.target, p.tgt_lang)):
+        plain = _plain(text)
+        if len(plain.split()) >= 2:
+            key = _hash64(plain)
+            if key not in seen:
+                seen.add(key)
+                yield CptDoc(plain, "mono", lang)
+
+
 # --------------------------------------------------------------------------------------------------------
-# everything at once
+# everything at once, as a stream into sharded Arrow files
+
+
+def _schemas():
+    import pyarrow as pa
+
+    strings = pa.list_(pa.string())
+    pair = pa.schema([("source", pa.string()), ("target", pa.string()), ("src_lang", pa.string()),
+                      ("tgt_lang", pa.string()), ("origin", pa.string()), ("context_before", strings),
+                      ("context_after", strings), ("notes", strings)])
+    message = pa.struct([("role", pa.string()), ("content", pa.string())])
+    sft = pa.schema([("task", pa.string()), ("messages", pa.list_(message)), ("src_lang", pa.string()),
+                     ("tgt_lang", pa.string()), ("source", pa.string())])
+    cpt = pa.schema([("text", pa.string()), ("kind", pa.string()), ("lang", pa.string())])
+    return {"pair": pair, "sft": sft, "cpt": cpt}
+
+
+def pair_from_row(r: dict[str, Any]) -> Pair:
+    return Pair(r["source"], r["target"], r["src_lang"], r["tgt_lang"], r.get("origin") or "",
+                tuple(r.get("context_before") or ()), tuple(r.get("context_after") or ()), tuple(r.get("notes") or ()))
+
+
+def cpt_from_row(r: dict[str, Any]) -> CptDoc:
+    return CptDoc(r["text"], r["kind"], r.get("lang") or "")
+
+
+def open_datasets(directory: str | Path) -> Datasets:
+    """The splits a `finetune data --out DIR` run wrote, memory-mapped (statistics from stats.json)."""
+    from tower_cat.finetune.store import Rows
+
+    directory = Path(directory)
+    meta = json.loads((directory / "stats.json").read_text(encoding="utf-8"))
+    s = meta["stats"]
+    stats = DataStats(Counter(s["read"]), Counter(s["dropped"]), Counter(s["train"]), Counter(s["heldout"]),
+                      Counter(s["tasks"]), Counter(s["cpt"]), s["cpt_chars"], s["sft_chars"], dict(s["tokens"]),
+                      Counter(s.get("mix", {})))
+    cfg = dict(meta["config"])
+    cfg["targets"] = tuple(cfg.get("targets", ()))
+    config = DataConfig(**{k: v for k, v in cfg.items() if k in DataConfig.__dataclass_fields__})
+    return Datasets(Rows(directory / "train", pair_from_row), Rows(directory / "heldout", pair_from_row),
+                    Rows(directory / "cpt", cpt_from_row), Rows(directory / "sft", SftExample.from_dict),
+                    stats, config, directory)
+
+
+class _TokenCounter:
+    """Token counts for the statistics, tokenized in batches (never the whole corpus at once)."""
+
+    def __init__(self, tokenizer, extra: int):
+        self.tokenizer, self.extra = tokenizer, extra
+        self.texts: list[str] = []
+        self.total = 0
+
+    def add(self, text: str) -> None:
+        if self.tokenizer is None:
+            return
+        self.texts.append(text)
+        if len(self.texts) >= 1000:
+            self.flush()
+
+    def flush(self) -> int:
+        if self.texts:
+            ids = self.tokenizer(self.texts, add_special_tokens=False)["input_ids"]
+            self.total += sum(len(x) + self.extra for x in ids)
+            self.texts = []
+        return self.total
 
 
 def build_datasets(tm_paths: Sequence[str | Path], mono_paths: Sequence[str | Path] = (),
                    config: DataConfig | None = None, *, glossary=None, draft_fn: DraftFn | None = None,
-                   tokenizer=None) -> Datasets:
+                   tokenizer=None, out_dir: str | Path | None = None, shard_rows: int = 200_000) -> Datasets:
     """Read, clean and split the memories; build the CPT corpus and the SFT examples from the training split.
+
+    Everything streams: the memories are read once into a sharded Arrow scratch split, the held-out groups
+    are chosen by hash on the way, and the train / heldout / cpt / sft splits are written shard by shard into
+    OUT_DIR (a temporary folder when None, removed with the returned object). Memory stays bounded by the
+    hashes kept for de-duplication and grouping (about 60 bytes per pair), not by the text.
 
     glossary: a ``tower_cat.terminology.Glossary`` (or a path) for terminology examples.
     draft_fn: post-editing drafts from a model (``model_drafts(engine)``); a seeded noise process otherwise.
     tokenizer: count tokens for the statistics.
     """
+    import numpy as np
+
+    from tower_cat.finetune.store import Rows, ShardWriter, iter_rows
+
     config = config or DataConfig()
     if config.wording == "auto":
-        from dataclasses import replace
-
         config = replace(config, wording="instruct")
     if config.source:
         _lang_ok(config.source)
@@ -718,26 +989,122 @@ def build_datasets(tm_paths: Sequence[str | Path], mono_paths: Sequence[str | Pa
 
         glossary = Glossary.load(glossary, src_lang=config.source,
                                  tgt_lang=config.targets[0] if len(config.targets) == 1 else None)
+    if out_dir is None:
+        import tempfile
+        import weakref
+
+        out = Path(tempfile.mkdtemp(prefix="tower-cat-data-"))
+    else:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+    work = out / ".work"
+    if work.exists():
+        shutil.rmtree(work)
+    schemas = _schemas()
     stats = DataStats()
-    items = clean_pairs(read_pairs(tm_paths, config.source, config.targets), config, stats)
-    if not items:
+    langs_ok: set[str] = set()
+    chooser = HeldoutChooser(config)
+
+    # pass 1: read, clean, add context -> scratch pairs; held-out groups chosen on the way
+    with ShardWriter(work / "pairs", schemas["pair"], shard_rows=shard_rows) as scratch:
+        for pair in with_context(clean_pairs(read_pairs(tm_paths, config.source, config.targets), config, stats)):
+            for lang in (pair.src_lang, pair.tgt_lang):
+                if lang not in langs_ok:
+                    langs_ok.add(_lang_ok(lang))
+            chooser.add(pair.source)
+            scratch.write(pair.to_dict())
+    if not scratch.rows:
+        shutil.rmtree(work, ignore_errors=True)
         raise DataError("no usable translation pairs in the memories "
                         f"(read {sum(stats.read.values())}, dropped {dict(stats.dropped)})",
                         hint="check --source/--target match the languages in the files")
-    for _, rp in items:
-        _lang_ok(rp.src_lang), _lang_ok(rp.tgt_lang)
-    pairs = _add_context(items)
-    train, heldout = split_heldout(pairs, config)
-    stats.train.update(p.direction for p in train)
-    stats.heldout.update(p.direction for p in heldout)
-    mono = read_mono(mono_paths) if mono_paths else []
-    cpt = build_cpt(train, mono, config, stats)
-    sft = build_sft(train, config, glossary=glossary, draft_fn=draft_fn, stats=stats)
+    held = chooser.chosen()
+
+    # pass 2: split; the few-shot memory, the draft vocabulary and the CPT candidates from the training side
+    wants_shots = config.fewshot_rate > 0 or (config.runtime_share > 0 and config.translate_rate > 0)
+    fewshot = FewShotMemory(config, work / "fewshot.sqlite") if wants_shots else None
+    vocab = Vocabulary(config.seed)
+    keep_share = 1.0 if config.fewshot_memory <= 0 else config.fewshot_memory / scratch.rows
+    seen_mono: set[int] = set()
+    try:
+        with ShardWriter(out / "train", schemas["pair"], shard_rows=shard_rows) as train_w, \
+                ShardWriter(out / "heldout", schemas["pair"], shard_rows=shard_rows) as held_w, \
+                ShardWriter(work / "cpt-parallel", schemas["cpt"], shard_rows=shard_rows) as par_w, \
+                ShardWriter(work / "cpt-mono", schemas["cpt"], shard_rows=shard_rows) as mono_w:
+            for row in iter_rows(work / "pairs"):
+                pair = pair_from_row(row)
+                if normalize_source(pair.source) in held:
+                    held_w.write(row)
+                    stats.heldout[pair.direction] += 1
+                    continue
+                train_w.write(row)
+                stats.train[pair.direction] += 1
+                if fewshot is not None and (keep_share >= 1 or _hash_unit(config.seed, "fewshot", pair.source,
+                                                                           pair.target) < keep_share):
+                    fewshot.add(pair)
+                vocab.add(pair.tgt_lang, pair.target)
+                for doc in _parallel_docs((pair,), config):
+                    par_w.write(doc.to_dict())
+                if config.tm_mono:
+                    for doc in _tm_mono_docs(pair, seen_mono):
+                        mono_w.write(doc.to_dict())
+            for text in iter_mono(mono_paths):
+                mono_w.write(CptDoc(text, "mono").to_dict())
+        seen_mono.clear()
+        shutil.rmtree(work / "pairs")
+
+        # the CPT mixture: exact counts, chosen by a seeded mask (8 bits per candidate)
+        n_par, n_mono = _cpt_counts(par_w.rows, mono_w.rows, config.parallel_share)
+        rng = np.random.default_rng(config.seed + 1)
+        cpt_tokens = _TokenCounter(tokenizer, 2)
+        with ShardWriter(out / "cpt", schemas["cpt"], shard_rows=shard_rows) as cpt_w:
+            for part, total, keep in ((work / "cpt-parallel", par_w.rows, n_par), (work / "cpt-mono", mono_w.rows, n_mono)):
+                mask = _keep_mask(total, keep, rng)
+                for i, row in enumerate(iter_rows(part)):
+                    if mask[i]:
+                        cpt_w.write(row)
+                        stats.cpt[row["kind"]] += 1
+                        stats.cpt_chars += len(row["text"])
+                        cpt_tokens.add(row["text"])
+                shutil.rmtree(part)
+
+        # pass 3: SFT examples from the training split
+        if fewshot is not None:
+            fewshot.flush()
+        builder = SftBuilder(config, glossary=glossary, fewshot=fewshot, vocabulary=vocab, draft_fn=draft_fn,
+                             stats=stats)
+        sft_tokens = _TokenCounter(tokenizer, 1)
+        with ShardWriter(out / "sft", schemas["sft"], shard_rows=shard_rows) as sft_w:
+            def put(ex: SftExample) -> None:
+                sft_w.write(ex.to_dict())
+                sft_tokens.add(ex.response)
+
+            for row in iter_rows(out / "train"):
+                for ex in builder.add(pair_from_row(row)):
+                    put(ex)
+            for ex in builder.finish():
+                put(ex)
+    finally:
+        if fewshot is not None:
+            fewshot.close()
+        shutil.rmtree(work, ignore_errors=True)
     if tokenizer is not None:
-        stats.tokens["cpt"] = sum(len(tokenizer(d.text, add_special_tokens=False)["input_ids"]) + 2 for d in cpt)
-        stats.tokens["sft_answer"] = sum(len(tokenizer(e.response, add_special_tokens=False)["input_ids"]) + 1
-                                         for e in sft)
-    return Datasets(train, heldout, cpt, sft, stats, config)
+        stats.tokens["cpt"] = cpt_tokens.flush()
+        stats.tokens["sft_answer"] = sft_tokens.flush()
+    _write_stats(out, stats, config)
+    write_jsonl((pair_from_row(r) for r in iter_rows(out / "heldout")), out / "heldout.jsonl")
+    ds = Datasets(Rows(out / "train", pair_from_row), Rows(out / "heldout", pair_from_row),
+                  Rows(out / "cpt", cpt_from_row), Rows(out / "sft", SftExample.from_dict), stats, config, out)
+    if out_dir is None:
+        weakref.finalize(ds, shutil.rmtree, str(out), True)
+    return ds
+
+
+def _write_stats(out: Path, stats: DataStats, config: DataConfig) -> Path:
+    path = out / "stats.json"
+    path.write_text(json.dumps({"stats": stats.to_dict(), "config": config.to_dict()}, indent=2,
+                               ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
 
 
 def write_jsonl(rows: Iterable[Any], path: str | Path) -> Path:
@@ -757,24 +1124,35 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 
 def save_datasets(ds: Datasets, out_dir: str | Path) -> dict[str, Path]:
-    """train.jsonl / heldout.jsonl (pairs), cpt.jsonl, sft.jsonl, stats.json in out_dir."""
+    """The splits (Arrow shard folders train/ heldout/ cpt/ sft/), heldout.jsonl and stats.json in out_dir
+    (copied when the datasets were built elsewhere)."""
     out = Path(out_dir)
-    paths = {"train": write_jsonl(ds.train, out / "train.jsonl"),
-             "heldout": write_jsonl(ds.heldout, out / "heldout.jsonl"),
-             "cpt": write_jsonl(ds.cpt, out / "cpt.jsonl"),
-             "sft": write_jsonl(ds.sft, out / "sft.jsonl")}
-    stats = out / "stats.json"
-    stats.write_text(json.dumps({"stats": ds.stats.to_dict(), "config": ds.config.to_dict()}, indent=2,
-                                ensure_ascii=False) + "\n", encoding="utf-8")
-    paths["stats"] = stats
+    out.mkdir(parents=True, exist_ok=True)
+    same = ds.directory is not None and ds.directory.resolve() == out.resolve()
+    paths: dict[str, Path] = {}
+    for name in SPLITS:
+        if not same:
+            src = ds.directory / name
+            if (out / name).exists():
+                shutil.rmtree(out / name)
+            shutil.copytree(src, out / name)
+        paths[name] = out / name
+    if not same:
+        shutil.copy2(ds.directory / "heldout.jsonl", out / "heldout.jsonl")
+    paths["heldout.jsonl"] = out / "heldout.jsonl"
+    paths["stats"] = _write_stats(out, ds.stats, ds.config)
     return paths
 
 
 def load_pairs(path: str | Path) -> list[Pair]:
+    """Pairs from a .jsonl file or a split folder (``OUT/data/train``)."""
+    from tower_cat.finetune.store import is_split, iter_rows
+
+    path = Path(path)
+    if is_split(path):
+        return [pair_from_row(r) for r in iter_rows(path)]
     rows = read_jsonl(path)
-    return [Pair(r["source"], r["target"], r["src_lang"], r["tgt_lang"], r.get("origin", ""),
-                 tuple(r.get("context_before", ())), tuple(r.get("context_after", ())), tuple(r.get("notes", ())))
-            for r in rows]
+    return [pair_from_row(r) for r in rows]
 
 
 def stats_table(stats: DataStats, title: str = "fine-tuning data"):
@@ -797,6 +1175,9 @@ def stats_table(stats: DataStats, title: str = "fine-tuning data"):
     for task in TASKS:
         if stats.tasks.get(task):
             table.add_row(f"SFT examples: {task}", str(stats.tasks[task]))
+    prompts_total = sum(stats.mix.values())
+    for combo, n in sorted(stats.mix.items(), key=lambda kv: -kv[1]):
+        table.add_row(f"  translation prompts with {combo}", f"{n} ({100 * n / max(1, prompts_total):.0f} %)")
     table.add_row("CPT characters", str(stats.cpt_chars))
     table.add_row("SFT prompt+answer characters", str(stats.sft_chars))
     for k, n in stats.tokens.items():

@@ -5,26 +5,27 @@ them with a QE backend (``tower_cat.qe``: COMET/CometKiwi, LLM judge, log-prob; 
 against the reference, when no QE model is at hand), optionally adds the human reference as a candidate,
 and keeps (best, worst) when their scores differ by at least `min_gap`.
 
-``train_dpo`` is a small DPO (Rafailov et al. 2023) on the same loop pieces as ``train.py``: the reference
-model's log-probs are computed once before training (no second model in memory), then
-``loss = -log σ(β·[(log π(c) − log π_ref(c)) − (log π(r) − log π_ref(r))])`` over answer tokens only.
-Tower+ used WPO (weighted on-policy preferences); plain DPO is the common, simpler relative. `trl` is not
-used: its DPOTrainer needs `datasets` (+ pyarrow) and HF Trainer, heavy for one loss function.
+``train_dpo`` is DPO (Rafailov et al. 2023) with TRL's ``DPOTrainer`` (on accelerate, so it runs on several
+devices like the other stages): the reference model's log-probs are computed once before training
+(``precompute_ref_log_probs``: no second model in memory), then
+``loss = -log σ(β·[(log π(c) − log π_ref(c)) − (log π(r) − log π_ref(r))])`` over answer tokens only. Only the
+tokenization is ours (``RuntimeDPOTrainer``): the prompt as the runtime renders it, each answer tokenized
+together with its prompt (``train.encode_sft``), so chosen/rejected tokens are what the engine would generate.
+Tower+ used WPO (weighted on-policy preferences); plain DPO is the common, simpler relative.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from tower_cat import prompts
-from tower_cat.finetune.train import (IGNORE, TrainConfig, TrainError, TrainResult, collate, encode_sft,
-                                      end_token_for, load_model, resolve_device, resolve_precision, save_model)
+from tower_cat.finetune.train import (IGNORE, TrainConfig, TrainError, TrainResult, encode_sft_batch, end_token_for,
+                                      finish, load_model, lora_config, losses_from, quiet, resolve_device,
+                                      resolve_precision, trainer_args, _Threads)
 from tower_cat.qe import QEBackend, QEItem, QEResult
 
 
@@ -116,18 +117,35 @@ def build_preferences(engine, pairs: Sequence, qe: QEBackend | None = None, *, n
                            wording=engine.info.wording)
 
 
-def _seq_logps(model, rows, pad: int, device, use_bf16: bool):
-    """Sum of answer-token log-probs per row."""
-    import torch
+def dpo_rows(tokenizer, prefs: Sequence[PreferencePair], end_token: str, max_len: int) -> tuple[dict, int]:
+    """TRL's tokenized DPO columns (prompt_ids, chosen_ids, rejected_ids) from full-sequence tokenization;
+    pairs whose longer side does not fit `max_len` are left out (their count is returned)."""
+    chosen_ids, chosen_labels, _ = encode_sft_batch(tokenizer, [(p.messages, p.chosen) for p in prefs], end_token)
+    rejected_ids, rejected_labels, _ = encode_sft_batch(tokenizer, [(p.messages, p.rejected) for p in prefs],
+                                                        end_token)
+    cols: dict[str, list] = {"prompt_ids": [], "chosen_ids": [], "rejected_ids": []}
+    dropped = 0
+    for ci, cl, ri, rl in zip(chosen_ids, chosen_labels, rejected_ids, rejected_labels):
+        if max(len(ci), len(ri)) > max_len:
+            dropped += 1
+            continue
+        n = min(sum(1 for t in cl if t == IGNORE), sum(1 for t in rl if t == IGNORE))
+        cols["prompt_ids"].append(ci[:n])
+        cols["chosen_ids"].append(ci[n:])
+        cols["rejected_ids"].append(ri[n:])
+    return cols, dropped
 
-    batch = {k: v.to(device) for k, v in collate(rows, pad).items()}
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logits = logits[:, :-1, :].float()
-    labels = batch["labels"][:, 1:]
-    mask = labels != IGNORE
-    logp = torch.log_softmax(logits, dim=-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (logp * mask).sum(-1)
+
+def _runtime_dpo_trainer():
+    from trl import DPOTrainer
+
+    class RuntimeDPOTrainer(DPOTrainer):
+        """TRL's DPO with our tokenization: the dataset arrives already tokenized (``dpo_rows``)."""
+
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            return dataset
+
+    return RuntimeDPOTrainer
 
 
 def dpo_loss(pc, pr, rc, rr, beta: float):
@@ -140,82 +158,41 @@ def dpo_loss(pc, pr, rc, rr, beta: float):
 
 def train_dpo(model_dir: str | Path, out_dir: str | Path, prefs: Sequence[PreferencePair],
               config: TrainConfig | None = None, tokenizer=None) -> TrainResult:
-    """DPO on preference pairs; saves an HF folder (or a LoRA adapter) in OUT_DIR. No mid-run checkpoints."""
+    """DPO on preference pairs; saves an HF folder (or a LoRA adapter) in OUT_DIR."""
     import torch
     import transformers
+    from datasets import Dataset
+    from trl import DPOConfig
 
     config = config or TrainConfig(lr=5e-7, epochs=1)
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if not prefs:
         raise TrainError("no preference pairs to train on", hint="sample more candidates or lower min_gap")
     started = time.time()
-    random.seed(config.seed)
-    torch.manual_seed(config.seed)
     tokenizer = tokenizer or transformers.AutoTokenizer.from_pretrained(str(model_dir))
-    end = end_token_for(model_dir, tokenizer)
-    rows = [(encode_sft(tokenizer, p.messages, p.chosen, end), encode_sft(tokenizer, p.messages, p.rejected, end))
-            for p in prefs]
-    rows = [r for r in rows if max(len(r[0][0]), len(r[1][0])) <= config.seq_len]
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    cols, dropped = dpo_rows(tokenizer, prefs, end_token_for(model_dir, tokenizer), config.seq_len)
+    if not cols["prompt_ids"]:
+        raise TrainError(f"every preference pair is longer than seq_len {config.seq_len}")
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
-    use_bf16 = precision == "bf16"
-    model = load_model(model_dir, config, device, precision)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-
-    model.eval()
-    ref: list[tuple[float, float]] = []
-    with torch.no_grad():
-        for s in range(0, len(rows), config.batch_size):
-            chunk = rows[s:s + config.batch_size]
-            lp = _seq_logps(model, [c for c, _ in chunk] + [r for _, r in chunk], pad, device, use_bf16)
-            ref += list(zip(lp[:len(chunk)].tolist(), lp[len(chunk):].tolist()))
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    per_epoch = math.ceil(len(rows) / config.batch_size)
-    total = config.max_steps or max(1, math.ceil(config.epochs * per_epoch / config.grad_accum))
-    order: list[int] = []
-    epoch = 0
-    while len(order) < total * config.grad_accum * config.batch_size:
-        idx = list(range(len(rows)))
-        random.Random(config.seed + epoch).shuffle(idx)
-        order += idx
-        epoch += 1
-    model.train()
-    losses, accs = [], []
-    bar = None
-    if config.progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc="DPO", unit="step", dynamic_ncols=True)
-    pos = 0
-    for _ in range(total):
-        optimizer.zero_grad(set_to_none=True)
-        step_loss = step_acc = 0.0
-        for _ in range(config.grad_accum):
-            b = order[pos:pos + config.batch_size]
-            pos += config.batch_size
-            lp = _seq_logps(model, [rows[i][0] for i in b] + [rows[i][1] for i in b], pad, device, use_bf16)
-            rc = torch.tensor([ref[i][0] for i in b], device=device)
-            rr = torch.tensor([ref[i][1] for i in b], device=device)
-            loss, acc = dpo_loss(lp[:len(b)], lp[len(b):], rc, rr, config.dpo_beta)
-            (loss / config.grad_accum).backward()
-            step_loss += loss.item() / config.grad_accum
-            step_acc += acc.item() / config.grad_accum
-        if config.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-        optimizer.step()
-        losses.append(round(step_loss, 5))
-        accs.append(step_acc)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{step_loss:.3f}", acc=f"{step_acc:.2f}")
-    if bar is not None:
-        bar.close()
-    model.eval()
-    save_model(model, tokenizer, out_dir)
-    result = TrainResult("dpo", out_dir, total, len(rows), 0, losses[0], losses[-1], time.time() - started,
-                         config.lora, len(prefs) - len(rows), losses)
-    (out_dir / "training.json").write_text(json.dumps({"result": result.to_dict(), "config": config.to_dict(),
-                                                       "reward_accuracy": accs}, indent=2) + "\n")
+    with _Threads(config, device):
+        torch.manual_seed(config.seed)
+        model = load_model(model_dir, config, precision)
+        args = DPOConfig(**trainer_args(config, out_dir, precision, device), beta=config.dpo_beta,
+                         max_length=None, precompute_ref_log_probs=True)
+        trainer = _runtime_dpo_trainer()(model=model, args=args, train_dataset=Dataset.from_dict(cols),
+                                         processing_class=tokenizer, peft_config=lora_config(model, config))
+        quiet(trainer, config.progress)
+        trainer.train()
+        finish(trainer, tokenizer, out_dir)
+    losses = losses_from(trainer)
+    accs = [float(e["rewards/accuracies"]) for e in trainer.state.log_history if "rewards/accuracies" in e]
+    result = TrainResult("dpo", out_dir, trainer.state.global_step, len(cols["prompt_ids"]), 0,
+                         losses[0] if losses else None, losses[-1] if losses else None, time.time() - started,
+                         config.lora, dropped, losses)
+    if trainer.accelerator.is_main_process:
+        (out_dir / "training.json").write_text(json.dumps({"result": result.to_dict(), "config": config.to_dict(),
+                                                           "reward_accuracy": accs}, indent=2) + "\n")
     return result
