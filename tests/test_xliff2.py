@@ -735,3 +735,18 @@ def test_stale_reference_into_a_rewritten_target_is_a_warning(tmp_path):
              'xmlns:mtc="urn:oasis:names:tc:xliff:matches:2.0"')
     doc = xliff2.load(p)
     assert any("stale" in i.message for i in doc.warnings)
+
+
+def test_a_target_never_drops_a_non_removable_code(tmp_path):
+    """canDelete="no" codes must stay in the target (OASIS bad_MissingNonRemovable*): we refuse to write one
+    that drops such a code instead of writing a file our own validator would refuse."""
+    p = _doc(tmp_path, '<segment><source>a<ph id="1" canDelete="no"/>b<ph id="2"/></source></segment>')
+    doc = xliff2.load(p)
+    u = doc.units[0]
+    u.set_target(Segment.from_text("ab"))
+    with pytest.raises(CodeMismatchError, match="non-removable"):
+        xliff2.save(doc, tmp_path / "out.xlf")
+    assert not (tmp_path / "out.xlf").exists()
+    u.set_target(Segment(["a", u.source.codes[0], "b"]))  # the removable <ph id="2"/> may go
+    xliff2.save(doc, tmp_path / "out.xlf")
+    assert xliff2.load(tmp_path / "out.xlf").units[0].target.codes == [u.source.codes[0]]

@@ -60,6 +60,7 @@ _SNIFF_ROOT = re.compile(
     rb"""^\s*(?:<\?.*?\?>\s*|<!--.*?-->\s*|<!DOCTYPE[^>]*>\s*)*<(?:[\w.-]+:)?xliff\b([^>]*)>""", re.S)
 _SIZE_RESTRICTION = re.compile(r"^(?:\*|\d+|\d+,(?:\d+|\*))$")
 _INVALID_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_NON_REMOVABLE = re.compile(r"""\bcanDelete\s*=\s*["']no["']""")
 _XMLNS_ATTR = re.compile(r"""\s(xmlns(?::[\w.-]+)?)\s*=\s*(["'])(.*?)\2""", re.S)
 
 
@@ -779,6 +780,12 @@ class _Writer:
                               path=self.path, unit=unit.id, hint="set the document's target language")
         inner = _render(unit.edit.segment, unit.source, prefix, unit.id, self.path, self.nl)
         _check_fragment(inner, dict(seg.nsmap), self.path, unit.id)
+        kept = {c.key for c in unit.edit.segment.codes}
+        dropped = [c for c in unit.source.codes if _NON_REMOVABLE.search(c.xml) and c.key not in kept]
+        if dropped:  # XLIFF 2: a code with canDelete="no" must stay in the target
+            raise CodeMismatchError(f"the target drops non-removable code(s) {', '.join(c.xml for c in dropped)} "
+                                    "(canDelete='no')", path=self.path, unit=unit.id,
+                                    hint="keep every code the source marks canDelete='no'")
         if tgt_el is not None:
             s = xf.span(tgt_el)
             if s.empty:

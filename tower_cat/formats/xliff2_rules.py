@@ -361,7 +361,6 @@ class _UnitIndex:
     segment_level: dict = field(default_factory=dict)  # segment/ignorable ids and inline ids in sources
     target_inline: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)
-    notes: dict = field(default_factory=dict)
 
 
 class Checker:
@@ -646,11 +645,7 @@ class Checker:
             return found
         ix = _UnitIndex()
         for child in unit:
-            if self.is_core(child, "notes"):
-                for n in child:
-                    if self.is_core(n, "note") and n.get("id") is not None:
-                        ix.notes.setdefault(n.get("id"), n)
-            elif self.is_core(child, "originalData"):
+            if self.is_core(child, "originalData"):
                 for d in child:
                     if self.is_core(d, "data") and d.get("id") is not None:
                         ix.data.setdefault(d.get("id"), d)
