@@ -1,12 +1,15 @@
-"""Translation-memory benchmark: generate a TMX, import it, time fuzzy lookups.
+"""Translation-memory benchmark: generate a TMX, import it, time fuzzy lookups — SQLite, and PostgreSQL beside
+it in the same run when given.
 
-    python bench/tm.py                 # 200 000 units, 500 queries
-    python bench/tm.py --units 20000   # quicker
+    python bench/tm.py                                        # SQLite, 200 000 units, 500 queries
+    python bench/tm.py --tm postgresql://me@127.0.0.1/tmbench  # SQLite and PostgreSQL (an empty database)
+    python bench/tm.py --units 20000                          # quicker
 
-Prints import time, rate and peak RSS, then lookup latency p50/p95/max over near-duplicates of stored sources
-and novel sentences, plus how often the near-duplicate's original came back as the top match. The generated
-sentences are deterministic (seeded), varied (templates over a few hundred words, numbers, placeholders and
-inline codes) and come with a pseudo-German target.
+Prints, per backend, import time and rate, then lookup latency p50/p95/max over near-duplicates of stored
+sources and novel sentences, how often the near-duplicate's original (or something as similar) came back as the
+top match, and how often PostgreSQL's top match agrees with SQLite's (the same source, or a tie in score). The
+generated sentences are deterministic (seeded), varied (templates over a few hundred words, numbers,
+placeholders and inline codes) and come with a pseudo-German target.
 """
 
 from __future__ import annotations
@@ -157,11 +160,88 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def make_queries(units: int, count: int) -> list[tuple[str, str, str | None]]:
+    """(kind, query, the stored source it was made from or None): half near-duplicates, half novel sentences."""
+    rng = random.Random(7)
+    stored = [plain(sentence(rng)[0]) for _ in range(min(units, 50_000))]
+    qrng = random.Random(11)
+    novel_rng = random.Random(12345)
+    queries: list[tuple[str, str, str | None]] = []
+    for i in range(count):
+        if i % 2 == 0:
+            orig = qrng.choice(stored)
+            queries.append(("near-duplicate", perturb(orig, qrng), orig))
+        else:
+            queries.append(("novel", plain(sentence(novel_rng)[0]) + " " + qrng.choice(ADVS), None))
+    return queries
+
+
+def run_backend(name: str, open_tm, tmx: Path, queries, tracemalloc_on: bool) -> dict:
+    """Import the TMX and run the queries on one backend; the numbers for the table."""
+    from tower_cat.tm import normalize_text, text_score
+
+    out: dict = {"name": name}
+    rss_before = rss_mb()
+    if tracemalloc_on:
+        tracemalloc.start()
+    t = time.perf_counter()
+    with open_tm(False) as tm:
+        if len(tm):
+            raise SystemExit(f"{name}: the TM is not empty ({len(tm):,} entries); give an empty one")
+        stats = tm.import_file(tmx)
+    out["import_s"] = time.perf_counter() - t
+    out["stats"] = stats
+    out["heap_peak"] = tracemalloc.get_traced_memory()[1] / 2**20 if tracemalloc_on else None
+    if tracemalloc_on:
+        tracemalloc.stop()
+    out["rss"] = (rss_before, rss_mb())
+    lat: dict[str, list[float]] = {"near-duplicate": [], "novel": []}
+    cpu: list[float] = []
+    tops: list[tuple[str, float] | None] = []
+    found = near = 0
+    with open_tm(True) as tm:
+        tm.lookup("warm up the cache", "en", "de")
+        for kind, q, orig in queries:
+            t, c = time.perf_counter(), time.process_time()
+            matches = tm.lookup(q, "en-US", "de-DE", limit=5, min_score=70)
+            lat[kind].append((time.perf_counter() - t) * 1000)
+            cpu.append((time.process_time() - c) * 1000)
+            tops.append((normalize_text(matches[0].source.text), matches[0].score) if matches else None)
+            if orig is not None:
+                # the best possible answer: the original, or another stored source at least as similar
+                best = text_score(normalize_text(q), normalize_text(orig), 0)[0]
+                if best >= 70:
+                    near += 1
+                    found += bool(matches) and matches[0].similarity >= best - 1e-9
+        out["size_mb"] = tm.size_mb()
+    out.update(lat=lat, cpu=cpu, tops=tops, found=found, near=near)
+    return out
+
+
+def agreement(a: list, b: list) -> tuple[int, int]:
+    """Queries whose top match is the same in both runs (the same source, or an equal score: a tie broken
+    differently), and the number of queries."""
+    same = 0
+    for x, y in zip(a, b):
+        if x is None or y is None:
+            same += x is None and y is None
+        else:
+            same += x[0] == y[0] or abs(x[1] - y[1]) < 1e-6
+    return same, len(a)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--units", type=int, default=200_000)
     ap.add_argument("--queries", type=int, default=500)
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--tm", dest="pg_url", default=None, metavar="URL",
+                    help="also run on this PostgreSQL TM (postgresql://…, an empty database), beside SQLite")
     ap.add_argument("--tracemalloc", action="store_true", help="also measure the Python heap peak of the import "
                     "(slower)")
     args = ap.parse_args(argv)
@@ -169,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from tower_cat.tm import TranslationMemory, normalize_text
+    from tower_cat.tm import TranslationMemory
 
     console = Console()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="tower-cat-bench-"))
@@ -181,75 +261,59 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     write_tmx(tmx, args.units)
     gen_s = time.perf_counter() - t
-    rss_before = rss_mb()
+    queries = make_queries(args.units, args.queries)
 
-    if args.tracemalloc:
-        tracemalloc.start()
-    t = time.perf_counter()
-    with TranslationMemory(db) as tm:
-        stats = tm.import_file(tmx)
-    import_s = time.perf_counter() - t
-    heap_peak = tracemalloc.get_traced_memory()[1] / 2**20 if args.tracemalloc else None
-    if args.tracemalloc:
-        tracemalloc.stop()
-    rss_after = rss_mb()
+    def open_sqlite(readonly: bool):
+        tm = TranslationMemory(db, readonly=readonly)
+        tm.size_mb = lambda: sum(p.stat().st_size for p in work.glob(db.name + "*")) / 2**20
+        return tm
 
-    # queries: half near-duplicates of stored sources, half novel sentences
-    rng = random.Random(7)
-    stored = [plain(sentence(rng)[0]) for _ in range(min(args.units, 50_000))]
-    qrng = random.Random(11)
-    novel_rng = random.Random(12345)
-    queries: list[tuple[str, str, str | None]] = []
-    for i in range(args.queries):
-        if i % 2 == 0:
-            orig = qrng.choice(stored)
-            queries.append(("near-duplicate", perturb(orig, qrng), orig))
-        else:
-            queries.append(("novel", plain(sentence(novel_rng)[0]) + " " + qrng.choice(ADVS), None))
-    lat: dict[str, list[float]] = {"near-duplicate": [], "novel": []}
-    cpu: list[float] = []
-    found = near = 0
-    with TranslationMemory(db, readonly=True) as tm:
-        tm.lookup("warm up the cache", "en", "de")
-        for kind, q, orig in queries:
-            t, c = time.perf_counter(), time.process_time()
-            matches = tm.lookup(q, "en-US", "de-DE", limit=5, min_score=70)
-            lat[kind].append((time.perf_counter() - t) * 1000)
-            cpu.append((time.process_time() - c) * 1000)
-            if orig is not None:
-                # the best possible answer: the original, or another stored source at least as similar
-                best = tm._text_score(normalize_text(q), normalize_text(orig), 0)[0]
-                if best >= 70:
-                    near += 1
-                    found += bool(matches) and matches[0].similarity >= best - 1e-9
-        db_mb = sum(p.stat().st_size for p in work.glob(db.name + "*")) / 2**20
+    runs = [run_backend("SQLite", open_sqlite, tmx, queries, args.tracemalloc)]
+    if args.pg_url:
+        from tower_cat.tm_postgres import PostgresTranslationMemory
 
-    def pct(values: list[float], p: float) -> float:
-        values = sorted(values)
-        return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+        def open_pg(readonly: bool):
+            tm = PostgresTranslationMemory(args.pg_url, readonly=readonly)
+            tm.size_mb = lambda: tm.conn.execute("SELECT pg_database_size(current_database())").fetchone()[0] / 2**20
+            return tm
 
-    table = Table(title=f"tower-cat TM benchmark ({args.units:,} units, {os.cpu_count()} CPUs)")
+        runs.append(run_backend("PostgreSQL", open_pg, tmx, queries, args.tracemalloc))
+
+    table = Table(title=f"tower-cat TM benchmark ({args.units:,} units, {len(queries)} queries, "
+                        f"{os.cpu_count()} CPUs; TMX {tmx.stat().st_size / 2**20:,.1f} MB made in {gen_s:.1f} s)")
     table.add_column("measure")
-    table.add_column("value", justify="right")
-    table.add_row("TMX generated", f"{tmx.stat().st_size / 2**20:,.1f} MB in {gen_s:.1f} s")
-    table.add_row("import time", f"{import_s:,.1f} s ({stats.units / import_s:,.0f} units/s)")
-    table.add_row("entries added", f"{stats.added:,} ({stats.updated:,} duplicates merged)")
-    table.add_row("database size (with WAL)", f"{db_mb:,.1f} MB")
-    table.add_row("peak RSS before import", f"{rss_before:,.0f} MB")
-    table.add_row("peak RSS after import", f"{rss_after:,.0f} MB")
-    if heap_peak is not None:
-        table.add_row("tracemalloc peak (import)", f"{heap_peak:,.1f} MB")
-    all_lat = lat["near-duplicate"] + lat["novel"]
-    for kind, values in (("near-duplicate", lat["near-duplicate"]), ("novel", lat["novel"]), ("all", all_lat)):
-        table.add_row(f"lookup {kind} p50 / p95 / max",
-                      f"{statistics.median(values):.1f} / {pct(values, 95):.1f} / {max(values):.1f} ms")
-    table.add_row("lookup CPU time p50 / p95", f"{statistics.median(cpu):.1f} / {pct(cpu, 95):.1f} ms")
-    table.add_row("near-duplicates: top-1 as similar as the original",
-                  f"{found}/{near} ({100 * found / max(near, 1):.1f} %)")
-    table.add_row("load average (1 min) at the end", f"{os.getloadavg()[0]:.1f}")
+    for r in runs:
+        table.add_column(r["name"], justify="right")
+
+    def row(label: str, fn) -> None:
+        table.add_row(label, *(fn(r) for r in runs))
+
+    row("import time", lambda r: f"{r['import_s']:,.1f} s")
+    row("import rate", lambda r: f"{r['stats'].units / r['import_s']:,.0f} units/s")
+    row("entries added", lambda r: f"{r['stats'].added:,} ({r['stats'].updated:,} merged)")
+    row("database size", lambda r: f"{r['size_mb']:,.1f} MB")
+    row("peak RSS before / after import", lambda r: f"{r['rss'][0]:,.0f} / {r['rss'][1]:,.0f} MB")
+    if args.tracemalloc:
+        row("tracemalloc peak (import)", lambda r: f"{r['heap_peak']:,.1f} MB")
+    for kind in ("near-duplicate", "novel", "all"):
+        def lat(r, kind=kind):
+            values = r["lat"]["near-duplicate"] + r["lat"]["novel"] if kind == "all" else r["lat"][kind]
+            return f"{statistics.median(values):.1f} / {pct(values, 95):.1f} / {max(values):.1f} ms"
+        row(f"lookup {kind} p50 / p95 / max", lat)
+    row("lookup CPU time (client) p50 / p95",
+        lambda r: f"{statistics.median(r['cpu']):.1f} / {pct(r['cpu'], 95):.1f} ms")
+    row("near-duplicates: top-1 as similar as the original",
+        lambda r: f"{r['found']}/{r['near']} ({100 * r['found'] / max(r['near'], 1):.1f} %)")
+    if len(runs) > 1:
+        same, total = agreement(runs[0]["tops"], runs[1]["tops"])
+        table.add_row("top-1 agreement with SQLite", "", f"{same}/{total} ({100 * same / total:.1f} %)")
+    table.add_row("load average (1 min) at the end", f"{os.getloadavg()[0]:.1f}", *([""] * (len(runs) - 1)))
     console.print(table)
-    goal = pct(all_lat, 95) < 50
-    console.print(f"goal p95 < 50 ms: {'met' if goal else 'NOT met'}")
+    for r in runs:
+        values = r["lat"]["near-duplicate"] + r["lat"]["novel"]
+        console.print(f"{r['name']}: goal lookup p95 < 50 ms: {'met' if pct(values, 95) < 50 else 'NOT met'}")
+    if len(runs) > 1:
+        console.print(f"PostgreSQL: goal top-1 agreement >= 98 %: {'met' if same / total >= 0.98 else 'NOT met'}")
     return 0
 
 

@@ -342,8 +342,16 @@ class BaseTranslationMemory:
         """(source id, normalised text) of sources equal to the query up to case."""
         raise NotImplementedError
 
-    def _fuzzy_candidates(self, qtext: str, srcs: list[str], min_score: float) -> Iterable[tuple[int, str]]:
-        """(source id, normalised text) of sources likely to score min_score or more, best first."""
+    def _gram_dfs(self, keys: list[str]) -> dict[str, int]:
+        """Document frequency of index keys (character trigrams, and word tokens as ``"w " + token``)."""
+        raise NotImplementedError
+
+    def _most_shared(self, keys: list[str], limit: int) -> list[int]:
+        """Ids of the ``limit`` sources sharing the most of ``keys``, most first."""
+        raise NotImplementedError
+
+    def _sources_in_window(self, ids: list[int], lo: int, hi: int, srcs: list[str]) -> list[tuple[int, str]]:
+        """(id, normalised text) of those sources with a length in [lo, hi] and a language in ``srcs``."""
         raise NotImplementedError
 
     def _entry_rows(self, source_ids: list[int], tgts: list[str]) -> Iterable[tuple]:
@@ -587,6 +595,38 @@ class BaseTranslationMemory:
             return []
         return rank_matches(self._entry_rows(list(by_source), tgts), by_source, qseg, set(context_keys(context)),
                             self._has_context, limit, min_score)
+
+    def _fuzzy_candidates(self, qtext: str, srcs: list[str], min_score: float) -> list[tuple[int, str]]:
+        """Candidate sources for fuzzy scoring, without scanning: the sources sharing most of the query's rarest
+        word tokens, plus those sharing most of its rarest character trigrams (typos, short texts)."""
+        grams, words = _index_keys(qtext)
+        keys = list(grams) + ["w " + w for w in words]
+        df = self._gram_dfs(keys)
+        routes = (([f"w {w}" for w in words], WORD_BUDGET), (list(grams), TRIGRAM_BUDGET))
+        ratio = max(min_score, 1.0) / 100.0
+        lo, hi = int(len(qtext) * ratio), int(len(qtext) / ratio) + 1
+        seen: set[int] = set()
+        out: list[tuple[int, str]] = []
+        for route_keys, budget in routes:
+            present = sorted((k for k in route_keys if df.get(k)), key=lambda k: (df[k], k))
+            chosen: list[str] = []
+            used = 0
+            for n, key in enumerate(present):
+                d = df[key]
+                if n >= MAX_TOKENS or (used + d > budget and n >= 2):
+                    break
+                used += d
+                chosen.append(key)
+            if not chosen:
+                continue
+            top = [sid for sid in self._most_shared(chosen, CANDIDATES * 3) if sid not in seen]
+            found = self._sources_in_window(top, lo, hi, srcs)
+            order = {sid: n for n, sid in enumerate(top)}
+            found.sort(key=lambda r: order[r[0]])
+            for row in found[:CANDIDATES]:
+                seen.add(row[0])
+                out.append(row)
+        return out
 
     # ---------------------------------------------------------------- export
 
@@ -938,49 +978,31 @@ class TranslationMemory(BaseTranslationMemory):
         ph = ",".join("?" * len(keys))
         return self.db.execute(f"SELECT 1 FROM contexts WHERE entry_id = ? AND ctx IN ({ph}) LIMIT 1",
                                (entry_id, *keys)).fetchone() is not None
-    def _fuzzy_candidates(self, qtext: str, srcs: list[str], min_score: float) -> list[tuple[int, str]]:
-        """Candidate sources for fuzzy scoring, without scanning: the sources sharing most of the query's rarest
-        word tokens, plus those sharing most of its rarest character trigrams (typos, short texts)."""
-        grams, words = _index_keys(qtext)
-        keys = list(grams) + ["w " + w for w in words]
+    def _gram_dfs(self, keys: list[str]) -> dict[str, int]:
         df: dict[str, int] = {}
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
             ph = ",".join("?" * len(chunk))
             df.update(self.db.execute(f"SELECT gram, df FROM grams WHERE gram IN ({ph})", chunk).fetchall())
-        routes = (([f"w {w}" for w in words], WORD_BUDGET), (list(grams), TRIGRAM_BUDGET))
-        ratio = max(min_score, 1.0) / 100.0
-        lo, hi = int(len(qtext) * ratio), int(len(qtext) / ratio) + 1
+        return df
+
+    def _most_shared(self, keys: list[str], limit: int) -> list[int]:
+        counts: collections.Counter[int] = collections.Counter()
+        for key in keys:
+            counts.update(self._postings(key))
+        return [sid for sid, _ in counts.most_common(limit)]
+
+    def _sources_in_window(self, ids: list[int], lo: int, hi: int, srcs: list[str]) -> list[tuple[int, str]]:
         lph = ",".join("?" * len(srcs))
-        seen: set[int] = set()
-        out: list[tuple[int, str]] = []
-        for route_keys, budget in routes:
-            present = sorted((k for k in route_keys if df.get(k)), key=lambda k: df[k])
-            counts: collections.Counter[int] = collections.Counter()
-            used = 0
-            for n, key in enumerate(present):
-                d = df[key]
-                if n >= MAX_TOKENS or (used + d > budget and n >= 2):
-                    break
-                used += d
-                counts.update(self._postings(key))
-            if not counts:
-                continue
-            top = [sid for sid, _ in counts.most_common(CANDIDATES * 3) if sid not in seen]
-            found: list[tuple[int, str]] = []
-            for i in range(0, len(top), 500):
-                chunk = top[i:i + 500]
-                ph = ",".join("?" * len(chunk))
-                # unary + keeps the planner on the primary key (not the (lang, norm) index)
-                found.extend(self.db.execute(
-                    f"SELECT id, norm FROM sources WHERE id IN ({ph}) AND len BETWEEN ? AND ? AND +lang IN ({lph})",
-                    (*chunk, lo, hi, *srcs)).fetchall())
-            order = {sid: n for n, sid in enumerate(top)}
-            found.sort(key=lambda r: order[r[0]])
-            for row in found[:CANDIDATES]:
-                seen.add(row[0])
-                out.append(row)
-        return out
+        found: list[tuple[int, str]] = []
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            ph = ",".join("?" * len(chunk))
+            # unary + keeps the planner on the primary key (not the (lang, norm) index)
+            found.extend(self.db.execute(
+                f"SELECT id, norm FROM sources WHERE id IN ({ph}) AND len BETWEEN ? AND ? AND +lang IN ({lph})",
+                (*chunk, lo, hi, *srcs)).fetchall())
+        return found
 
     def _postings(self, key: str) -> list[int]:
         if self.index == "fts5":
@@ -992,6 +1014,7 @@ class TranslationMemory(BaseTranslationMemory):
         else:
             sql, arg = "SELECT source_id FROM postings WHERE gram = ?", key
         return [r for (r,) in self.db.execute(sql, (arg,))]
+
     def _pair_entry_rows(self, src: str, tgt: str) -> Iterator[tuple]:
         cur = self.db.execute(
             "SELECT e.id, e.source_json, e.target_json, e.origin, e.created, e.updated FROM entries e "

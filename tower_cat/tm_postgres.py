@@ -1,13 +1,18 @@
 """Translation memory on PostgreSQL: one team TM shared by every translator, server and import.
 
 Same interface and same answers as the SQLite ``TranslationMemory`` (``tower_cat.tm``): both inherit
-``BaseTranslationMemory``, which reads import files and computes every score (rapidfuzz Levenshtein, CAT
-penalties, 101 % context) in Python. This backend only stores and proposes candidates:
+``BaseTranslationMemory``, which reads import files, picks the index keys a query looks up, and computes every
+score (rapidfuzz Levenshtein, CAT penalties, 101 % context) in Python. This backend stores, and proposes
+candidates from PostgreSQL's own indexes:
 
 * exact / 101 %: sources with the same case-folded text hash (``tm_sources.fold``, a b-tree index);
-* fuzzy: sources whose ``pg_trgm`` trigram similarity to the query passes ``pg_trgm.similarity_threshold``
-  (a GIN ``gin_trgm_ops`` index answers ``norm % query``), the most similar first, within the length window
-  the minimum score allows; the best ``CANDIDATES`` are re-scored in Python like SQLite's candidates.
+* fuzzy: the same inverted index as SQLite's — ``tm_postings`` (index key -> source, a b-tree on
+  ``(gram, source_id)``: word unigrams/bigrams and character trigrams, computed in Python, so any script and
+  any database locale work, stored as 64-bit hashes) and ``tm_grams`` (document frequency per key). A query reads the postings of its
+  rarest keys within a budget, and one ``GROUP BY`` in PostgreSQL returns the sources sharing the most of them.
+  ``pg_trgm`` was measured and not kept: its GIN index reads the posting list of every query trigram, frequent
+  ones included, and rechecks thousands of rows (p50 175 ms at 20 000 units, growing with the TM; see
+  docs/ARCHITECTURE.md).
 
 Tables are prefixed ``tm_`` so the TM can share a database with the server's state. ``tm_schema_version``
 records the migrations applied; opening a TM for writing applies the missing ones in one transaction, under an
@@ -20,14 +25,11 @@ batches never wait on each other in a cycle (and a deadlock, should one happen, 
 savepoint). An import records its committed units in ``tm_imports`` in the batch's own transaction and holds
 a session advisory lock on its row while it runs: an interrupted import (its session gone) is resumed by the
 next import of the same file, and a running one is never resumed twice.
-
-The database must be UTF-8 with a character-classifying ``LC_CTYPE`` (e.g. ``C.UTF-8``, ``en_US.UTF-8``):
-``pg_trgm`` takes only letters and digits into its trigrams, and in the ``C`` locale non-ASCII letters are
-neither, so Cyrillic or CJK sources would get no fuzzy candidates (a warning is logged on open).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import threading
@@ -39,13 +41,11 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from tower_cat.document import segment_to_json
-from tower_cat.tm import (CANDIDATES, BaseTranslationMemory, TMError, _fold_hash, _hash64, _Record, _redact_url,
+from tower_cat.tm import (BaseTranslationMemory, TMError, _fold_hash, _hash64, _index_keys, _Record, _redact_url,
                           normalize_text)
 
 log = logging.getLogger(__name__)
 
-TRIGRAM_THRESHOLD = 0.3  # pg_trgm.similarity_threshold: pg_trgm's default; lower costs index work, not answers
-FUZZY_LIMIT = 2 * CANDIDATES  # candidates re-scored per query (SQLite: up to 60 per route, two routes)
 _LOCK_NAMESPACE = 0x746D  # 'tm': advisory-lock class for this module's locks
 _MIGRATION_LOCK = 0
 _DEADLOCK_RETRIES = 5
@@ -56,8 +56,7 @@ _DEADLOCK_RETRIES = 5
 
 
 def _migration_1(conn: psycopg.Connection) -> None:
-    """Tables, the trigram index and the exact-match index."""
-    conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    """Tables, the inverted index for fuzzy candidates and the exact-match index."""
     conn.execute("""
         CREATE TABLE tm_sources (
             id bigserial PRIMARY KEY,
@@ -69,7 +68,15 @@ def _migration_1(conn: psycopg.Connection) -> None:
             UNIQUE (lang, norm_hash)
         );
         CREATE INDEX tm_sources_fold ON tm_sources (fold);
-        CREATE INDEX tm_sources_trgm ON tm_sources USING gin (norm gin_trgm_ops);
+        CREATE TABLE tm_postings (
+            gram bigint NOT NULL,
+            source_id bigint NOT NULL,
+            PRIMARY KEY (gram, source_id)
+        );
+        CREATE TABLE tm_grams (
+            gram bigint PRIMARY KEY,
+            df integer NOT NULL
+        );
         CREATE TABLE tm_entries (
             id bigserial PRIMARY KEY,
             source_id bigint NOT NULL REFERENCES tm_sources (id),
@@ -109,7 +116,7 @@ def _migration_1(conn: psycopg.Connection) -> None:
 
 # (version, description, function): applied in order, each version once, all missing ones in one transaction
 MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection], None]]] = [
-    (1, "tables, pg_trgm GIN index, exact-match index", _migration_1),
+    (1, "tables, inverted index (postings, document frequencies), exact-match index", _migration_1),
 ]
 
 
@@ -138,12 +145,8 @@ def migrate(conn: psycopg.Connection, where: str) -> int:
                     apply(conn)
                 except pg_errors.InsufficientPrivilege as exc:
                     raise TMError(f"cannot create the TM tables: {exc.diag.message_primary}", path=where,
-                                  hint="connect as the database's owner; pg_trgm is a trusted extension "
-                                       "(CREATE EXTENSION pg_trgm needs CREATE on the database)") from None
-                except pg_errors.UndefinedFile as exc:
-                    raise TMError(f"PostgreSQL has no pg_trgm extension: {exc.diag.message_primary}", path=where,
-                                  hint="install the server's contrib modules (Debian: postgresql-contrib, part "
-                                       "of postgresql-15 since PostgreSQL 10)") from None
+                                  hint="connect as a role with CREATE on the database's schema, e.g. its owner"
+                                  ) from None
                 conn.execute("INSERT INTO tm_schema_version (version, description, applied) VALUES (%s, %s, %s)",
                              (version, description, time.time()))
         return max(current, latest)
@@ -157,6 +160,13 @@ def _norm_hash(norm: str) -> bytes:
     return hashlib.blake2b(norm.encode("utf-8"), digest_size=16).digest()
 
 
+@functools.lru_cache(maxsize=1 << 18)  # a TM's vocabulary repeats: most keys were hashed a batch ago
+def _key_id(key: str) -> int:
+    """An index key (trigram or word token) as a signed 64-bit integer: small, collation-free b-tree keys. Two
+    keys sharing an id (odds ~1e-10 for a million keys) only add candidates; every score is computed exactly."""
+    return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big", signed=True)
+
+
 class PostgresTranslationMemory(BaseTranslationMemory):
     """A translation memory in a PostgreSQL database (``postgresql://user:password@host:port/dbname``).
 
@@ -164,7 +174,7 @@ class PostgresTranslationMemory(BaseTranslationMemory):
     changes (the database must hold a tower-cat TM at the current schema version).
     """
 
-    index = "pg_trgm"
+    index = "postings"
 
     def __init__(self, url: str, *, ignore_case: bool = False, fallback: bool = True, readonly: bool = False):
         self.url = url
@@ -201,13 +211,10 @@ class PostgresTranslationMemory(BaseTranslationMemory):
             conn.execute("SET default_transaction_read_only = on")
         else:
             migrate(conn, self.path)
-        conn.execute(f"SET pg_trgm.similarity_threshold = {TRIGRAM_THRESHOLD}")
-        ctype = conn.execute("SELECT datctype FROM pg_database WHERE datname = current_database()").fetchone()[0]
         encoding = conn.execute("SHOW server_encoding").fetchone()[0]
-        if encoding.upper() not in ("UTF8", "UTF-8") or ctype.upper() in ("C", "POSIX"):
-            log.warning("%s: database encoding %s, LC_CTYPE %s: pg_trgm finds no fuzzy candidates for non-ASCII "
-                        "letters; create the database with ENCODING 'UTF8' and a UTF-8 LC_CTYPE (e.g. C.UTF-8)",
-                        self.path, encoding, ctype)
+        if encoding.upper() not in ("UTF8", "UTF-8"):
+            log.warning("%s: database encoding %s: texts outside it cannot be stored; create the database with "
+                        "ENCODING 'UTF8'", self.path, encoding)
 
     # ---------------------------------------------------------------- connection and transactions
 
@@ -273,14 +280,16 @@ class PostgresTranslationMemory(BaseTranslationMemory):
         langs = [k[0] for k in ordered]
         hashes = [k[1] for k in ordered]
         norms = [source_keys[k] for k in ordered]
-        conn.execute(
+        new_sources = conn.execute(
             "INSERT INTO tm_sources (lang, norm, norm_hash, fold, len) "
-            "SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[], %s::bigint[], %s::integer[]) "
-            "ORDER BY 1, 3 ON CONFLICT (lang, norm_hash) DO NOTHING",
-            (langs, norms, hashes, [_fold_hash(n) for n in norms], [len(n) for n in norms]))
+            "SELECT * FROM unnest(%b::text[], %b::text[], %b::bytea[], %b::bigint[], %b::integer[]) "
+            "ORDER BY 1, 3 ON CONFLICT (lang, norm_hash) DO NOTHING RETURNING id, norm",
+            (langs, norms, hashes, [_fold_hash(n) for n in norms], [len(n) for n in norms])).fetchall()
+        if new_sources:  # only the sources this batch created are indexed, by this batch
+            self._index_sources(new_sources, +1)
         source_ids = {(lang, bytes(h)): sid for sid, lang, h in conn.execute(
             "SELECT s.id, s.lang, s.norm_hash FROM tm_sources s "
-            "JOIN unnest(%s::text[], %s::bytea[]) AS k(lang, h) ON s.lang = k.lang AND s.norm_hash = k.h",
+            "JOIN unnest(%b::text[], %b::bytea[]) AS k(lang, h) ON s.lang = k.lang AND s.norm_hash = k.h",
             (langs, hashes))}
         # 2. entries: duplicates inside the batch merged first (ON CONFLICT may touch a row once per statement),
         # the same way the SQLite backend merges them one after the other
@@ -306,8 +315,8 @@ class PostgresTranslationMemory(BaseTranslationMemory):
         rows = conn.execute(
             "INSERT INTO tm_entries AS e (source_id, tgt_lang, dedup, source_json, target_json, target_text, origin,"
             " created, updated) "
-            "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[],"
-            " %s::text[], %s::float8[], %s::float8[]) ORDER BY 1, 2, 3 "
+            "SELECT * FROM unnest(%b::bigint[], %b::text[], %b::bigint[], %b::text[], %b::text[], %b::text[],"
+            " %b::text[], %b::float8[], %b::float8[]) ORDER BY 1, 2, 3 "
             "ON CONFLICT (source_id, tgt_lang, dedup) DO UPDATE SET "
             " updated = greatest(e.updated, excluded.updated),"
             " origin = CASE WHEN excluded.updated > e.updated THEN coalesce(excluded.origin, e.origin)"
@@ -334,14 +343,51 @@ class PostgresTranslationMemory(BaseTranslationMemory):
             out.append((eid, bool(inserted) and first))
         return out
 
+    def _index_sources(self, sources: list[tuple[int, str]], sign: int) -> None:
+        """Add (+1) or remove (-1) sources' postings and document frequencies (these in key order)."""
+        conn = self.conn
+        df: dict[int, int] = {}
+        lines: list[str] = []
+        postings_keys: list[int] = []
+        postings_ids: list[int] = []
+        for sid, norm in sources:
+            grams, words = _index_keys(norm)
+            ids = {_key_id(k) for k in grams | {"w " + w for w in words}}  # trigram 'w f' and word 'f': one key
+            for key in ids:
+                df[key] = df.get(key, 0) + 1
+            if not ids:  # one or two characters, no word: nothing to index
+                continue
+            if sign > 0:
+                tail = f"\t{sid}\n"
+                lines.append(tail.join(map(str, ids)) + tail)
+            else:
+                postings_keys.extend(ids)
+                postings_ids.extend([sid] * len(ids))
+        keys = sorted(df)
+        if sign > 0:
+            # new sources only: their postings cannot exist yet, nor be locked by anyone else; COPY is fastest
+            with conn.cursor().copy("COPY tm_postings (gram, source_id) FROM STDIN") as copy:
+                copy.write("".join(lines))
+            conn.execute("INSERT INTO tm_grams AS g (gram, df) SELECT * FROM unnest(%b::bigint[], %b::integer[]) "
+                         "ORDER BY 1 ON CONFLICT (gram) DO UPDATE SET df = g.df + excluded.df",
+                         (keys, [df[k] for k in keys]))
+        else:
+            conn.execute("DELETE FROM tm_postings p USING unnest(%b::bigint[], %b::bigint[]) AS d(gram, source_id) "
+                         "WHERE p.gram = d.gram AND p.source_id = d.source_id", (postings_keys, postings_ids))
+            conn.execute("UPDATE tm_grams g SET df = g.df - d.n FROM unnest(%b::bigint[], %b::integer[]) AS d(gram, n) "
+                         "WHERE g.gram = d.gram", (keys, [df[k] for k in keys]))
+
     def delete(self, entry_id: int) -> bool:
-        """Remove one entry (its source stays while other entries use it)."""
+        """Remove one entry (its source, and its postings, go when no other entry uses it)."""
         with self._tx() as conn:
             row = conn.execute("DELETE FROM tm_entries WHERE id = %s RETURNING source_id", (entry_id,)).fetchone()
             if not row:
                 return False
-            conn.execute("DELETE FROM tm_sources s WHERE s.id = %s AND NOT EXISTS "
-                         "(SELECT 1 FROM tm_entries e WHERE e.source_id = s.id)", (row[0],))
+            gone = conn.execute("DELETE FROM tm_sources s WHERE s.id = %s AND NOT EXISTS "
+                                "(SELECT 1 FROM tm_entries e WHERE e.source_id = s.id) RETURNING id, norm",
+                                (row[0],)).fetchall()
+            if gone:
+                self._index_sources(gone, -1)
         self._pairs_cache = None
         return True
 
@@ -396,13 +442,19 @@ class PostgresTranslationMemory(BaseTranslationMemory):
         return self.conn.execute("SELECT id, norm FROM tm_sources WHERE fold = %s AND lang = ANY(%s)",
                                  (_fold_hash(qtext), srcs)).fetchall()
 
-    def _fuzzy_candidates(self, qtext: str, srcs: list[str], min_score: float) -> Iterable[tuple[int, str]]:
-        ratio = max(min_score, 1.0) / 100.0
-        lo, hi = int(len(qtext) * ratio), int(len(qtext) / ratio) + 1
-        return self.conn.execute(
-            "SELECT id, norm FROM tm_sources WHERE norm %% %(q)s AND lang = ANY(%(langs)s) "
-            "AND len BETWEEN %(lo)s AND %(hi)s ORDER BY similarity(norm, %(q)s) DESC, id LIMIT %(n)s",
-            {"q": qtext, "langs": srcs, "lo": lo, "hi": hi, "n": FUZZY_LIMIT}).fetchall()
+    def _gram_dfs(self, keys: list[str]) -> dict[str, int]:
+        by_id = {_key_id(k): k for k in keys}
+        return {by_id[g]: df for g, df in self.conn.execute(
+            "SELECT gram, df FROM tm_grams WHERE gram = ANY(%b::bigint[]) AND df > 0", (list(by_id),))}
+
+    def _most_shared(self, keys: list[str], limit: int) -> list[int]:
+        return [sid for (sid,) in self.conn.execute(
+            "SELECT source_id FROM tm_postings WHERE gram = ANY(%b::bigint[]) GROUP BY source_id "
+            "ORDER BY count(*) DESC, source_id LIMIT %s", ([_key_id(k) for k in keys], limit))]
+
+    def _sources_in_window(self, ids: list[int], lo: int, hi: int, srcs: list[str]) -> list[tuple[int, str]]:
+        return self.conn.execute("SELECT id, norm FROM tm_sources WHERE id = ANY(%s) AND len BETWEEN %s AND %s "
+                                 "AND lang = ANY(%s)", (ids, lo, hi, srcs)).fetchall()
 
     def _entry_rows(self, source_ids: list[int], tgts: list[str]) -> Iterable[tuple]:
         return self.conn.execute(
@@ -464,6 +516,13 @@ class PostgresTranslationMemory(BaseTranslationMemory):
             "entries of an unlisted pair": "SELECT count(*) FROM (SELECT DISTINCT s.lang, e.tgt_lang FROM tm_entries "
                                            "e JOIN tm_sources s ON s.id = e.source_id EXCEPT SELECT src_lang, "
                                            "tgt_lang FROM tm_pairs) p",
+            "document frequencies that disagree with the postings": "SELECT count(*) FROM tm_grams g FULL JOIN "
+                "(SELECT gram, count(*) AS n FROM tm_postings GROUP BY gram) p ON p.gram = g.gram "
+                "WHERE coalesce(g.df, 0) <> coalesce(p.n, 0)",
+            "postings of missing sources": "SELECT count(*) FROM (SELECT DISTINCT source_id FROM tm_postings) p "
+                                           "LEFT JOIN tm_sources s ON s.id = p.source_id WHERE s.id IS NULL",
+            "sources of 3+ characters without postings": "SELECT count(*) FROM tm_sources s WHERE NOT EXISTS "
+                                        "(SELECT 1 FROM tm_postings p WHERE p.source_id = s.id) AND len >= 3",
             "entries with unreadable JSON": "SELECT count(*) FROM tm_entries WHERE NOT (source_json::jsonb IS NOT "
                                             "NULL AND target_json::jsonb IS NOT NULL)",
         }
