@@ -79,6 +79,7 @@ class ServerConfig:
     max_file_bytes: int = 50 * 1024 * 1024
     max_texts: int = 50                                     # DeepL: text[] per request
     max_chars: int = 30_000                                 # characters per request
+    max_request_tokens: int = 20_000                        # source tokens per request (model work it may ask for)
     character_limit: int | None = None                      # per key, for /v2/usage and 456
     max_new_tokens: int = 512
     tm_min_score: float = 75.0
@@ -427,6 +428,17 @@ class Service:
             return Caller("", admin=True)
         return Caller(owner_id(key), admin=bool(self.config.admin_key) and key == self.config.admin_key)
 
+    def check_tokens(self, texts: Sequence[str]) -> None:
+        """413 before any engine work when a request's texts hold more than ``max_request_tokens`` tokens: the
+        bound on model work one request may ask for (the context window is checked per segment by the core).
+        Counted exactly only when the UTF-8 bytes, an upper bound for byte-level tokenizers, exceed it."""
+        limit = self.config.max_request_tokens
+        if not limit or sum(len(t.encode("utf-8")) for t in texts) <= limit:
+            return
+        tokens = sum(self.engine.count_tokens(t) for t in texts)
+        if tokens > limit:
+            raise ServiceError(f"request too large: {tokens} tokens (limit {limit} per request)", status=413)
+
     # -- languages --------------------------------------------------------------------------------------
 
     def resolve(self, code: str | None, role: str = "target") -> str:
@@ -533,6 +545,7 @@ class Service:
         chars = sum(len(it.segment.text) for it in items)
         if chars > self.config.max_chars:
             raise ServiceError(f"request too large: {chars} characters (limit {self.config.max_chars})", status=413)
+        self.check_tokens([it.segment.text for it in items])
         self.usage.check(key, chars)
 
         detections: list[Detection | None] = []
@@ -589,6 +602,7 @@ class Service:
         chars = sum(len(s.segment.text) + len(t.segment.text) for s, t in pairs)
         if chars > self.config.max_chars:
             raise ServiceError(f"request too large: {chars} characters (limit {self.config.max_chars})", status=413)
+        self.check_tokens([p.segment.text for pair in pairs for p in pair])
         self.usage.check(key, chars)
         requests = [SegmentRequest(source.segment, id=source.id, terms=list(terms), target=translation.segment)
                     for source, translation in pairs]
@@ -644,6 +658,7 @@ class Service:
         chars = sum(len(m["content"]) for m in messages)
         if chars > self.config.max_chars:
             raise ServiceError(f"request too large: {chars} characters (limit {self.config.max_chars})", status=413)
+        self.check_tokens([m["content"] for m in messages])
         self.usage.check(key, chars)
         try:
             rendered = await asyncio.to_thread(self.engine.render, [dict(m) for m in messages])

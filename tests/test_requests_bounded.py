@@ -99,3 +99,35 @@ def test_a_500_keeps_the_connection_open(server, one_connection, monkeypatch):
     deepl = one_connection.post("/v2/translate", json={"text": ["Hallo"], "target_lang": "DE",
                                                        "source_lang": "DE"})
     assert deepl.status_code == 200 and _port(deepl) == _port(r)
+
+
+@pytest.fixture(scope="module")
+def budgeted(server):
+    """A second app on the same engine with a small per-request token budget."""
+    svc = Service(server.service.engine, ServerConfig(max_new_tokens=4, max_request_tokens=40, api_keys=["k"]))
+    with BackgroundServer(create_app(svc)) as srv:
+        srv.service = svc
+        yield srv
+    svc.close()
+
+
+def test_the_per_request_token_budget_refuses_before_any_engine_work(budgeted):
+    long = "The printer on the third floor is out of paper and toner again. " * 3   # > 40 tokens, < max_chars
+    jobs = budgeted.service.batcher.stats.jobs
+    with httpx.Client(base_url=budgeted.url, timeout=60) as c:
+        r = c.post("/v1/translate", headers={"Authorization": "Bearer k"},
+                   json={"source_lang": "en", "target_lang": "de", "segments": [long]})
+        assert r.status_code == 413 and "tokens (limit 40 per request)" in r.json()["detail"], r.text
+        r = c.post("/v2/translate", headers={"Authorization": "DeepL-Auth-Key k"},
+                   json={"text": [long[:90], long[:90]], "target_lang": "DE", "source_lang": "EN"})
+        assert r.status_code == 413 and "tokens" in r.json()["message"], r.text
+        r = c.post("/translate", json={"q": long, "source": "en", "target": "de", "api_key": "k"})
+        assert r.status_code == 400 and "tokens" in r.json()["error"], r.text  # LibreTranslate's limit answer
+        r = c.post("/v1/post-edit", headers={"Authorization": "Bearer k"},
+                   json={"source_lang": "en", "target_lang": "de",
+                         "segments": [{"source": long[:100], "translation": long[:100]}]})
+        assert r.status_code == 413, r.text
+        assert budgeted.service.batcher.stats.jobs == jobs  # nothing reached the engine
+        ok = c.post("/v1/translate", headers={"Authorization": "Bearer k"},
+                    json={"source_lang": "en", "target_lang": "de", "segments": ["Short."]})
+        assert ok.status_code == 200
