@@ -579,8 +579,14 @@ def main(argv: list[str] | None = None) -> dict:
     log(clock, f"copy bandwidth {results['copy_bandwidth'] / 1e9:,.0f} GB/s")
     if not args.skip_hf and clock.allows("transformers measurements", 90 if cfg.device == "cuda" else 10):
         results["engines"].append(measure_hf(hf, cfg, clock))
-    if conversion.wait() != 0:
-        raise SystemExit(f"converting {hf} failed (exit {conversion.returncode})")
+    try:  # leave the CT2 measurements and the pipeline ~2.5 minutes of the budget
+        code = conversion.wait(timeout=max(30.0, clock.budget - 150 - clock.now()))
+    except subprocess.TimeoutExpired:
+        conversion.kill()
+        raise SystemExit(f"converting {hf} took past {clock.now():.0f} s of the {clock.budget:.0f} s budget; "
+                         "nothing measured with CTranslate2 (raise --budget-s)") from None
+    if code != 0:
+        raise SystemExit(f"converting {hf} failed (exit {code})")
     results["times"]["convert"] = time.perf_counter() - t_convert
     log(clock, f"converted in {results['times']['convert']:.1f} s (from the start of the transformers run)")
 

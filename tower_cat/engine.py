@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, Union
 
 from tower_cat.convert import BASE, SEQ2SEQ, ModelInfo, inspect_model
-from tower_cat.devices import (BatchBudget, Choice, DeviceFacts, ModelFacts, choose_batch_budget,
+from tower_cat.devices import (BatchBudget, DeviceFacts, ModelFacts, choose_batch_budget,
                                choose_compute_type, cpu_cores, hf_model_facts, probe_device, read_ct2_model_facts)
 from tower_cat.errors import ModelError, TowerCatError
 
