@@ -138,6 +138,10 @@ def test_every_road_sends_the_same_prompt(server, spy, tiny_llama, tm_path, tmp_
                 r = http.post("/translate", json={"q": SOURCE, "source": "en", "target": "de"})
             assert r.status_code == 200, r.text
             sent[road] = spy.take()
+            if road == "v1":  # the core's checks reach the wire: QA findings and glossary compliance ("note")
+                answer = r.json()["translations"][0]
+                assert isinstance(answer["qa"], list) and answer["terms_ok"] in (True, False)
+                assert answer["examples"] == 2 and answer["origin"] == "mt"
         r = http.post("/v1/sessions", json={"source_lang": "en", "target_lang": "de", "segment": SOURCE})
         assert r.status_code == 201, r.text
         sent["session"] = spy.take()
