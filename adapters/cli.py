@@ -112,20 +112,22 @@ class BackgroundServer:
               help="Memory an upload may take to read (checked in a child process before the job runs).")
 @click.option("--job-keep-days", default=7.0, show_default=True, type=float,
               help="Finished file jobs (and their files) are removed after this long.")
+@click.option("--max-request-tokens", default=20_000, show_default=True, type=int,
+              help="Source tokens per request, all segments together (413 past it, before any model work).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def serve(model, tm, glossaries, host, port, api_keys, languages, device, compute_type, threads, cache,
           batch_window_ms, max_batch, max_queue, max_request_kb, character_limit, max_new_tokens, jobs_dir,
           sessions, state, admin_key, tm_mode, job_workers, job_max_seconds, job_max_units, job_max_memory_mb,
-          job_keep_days, log_level):
+          job_keep_days, max_request_tokens, log_level):
     """Serve a model to CAT tools: /v1 (ours, OpenAPI at /docs), DeepL (/v2, /v3), LibreTranslate
     (/translate, /languages, /detect) and Apertium APy (/translate?langpair=, /listPairs)."""
     import uvicorn
 
     from .app import create_app
-    from .service import ServerConfig, Service
-
     from tower_cat.outputs import refuse_overlaps
+
+    from .service import ServerConfig, Service
 
     in_jobs_dir = (lambda name: os.path.join(jobs_dir, name) if jobs_dir else None)
     refuse_overlaps({"--tm": tm, "--cache": cache, "--sessions": sessions or in_jobs_dir("sessions.sqlite"),
@@ -144,7 +146,8 @@ def serve(model, tm, glossaries, host, port, api_keys, languages, device, comput
                           max_new_tokens=max_new_tokens, jobs_dir=jobs_dir, sessions=sessions, state=state,
                           admin_key=admin_key, tm_mode=tm_mode, job_workers=job_workers,
                           job_max_seconds=job_max_seconds, job_max_units=job_max_units,
-                          job_max_memory_mb=job_max_memory_mb, job_keep_days=job_keep_days)
+                          job_max_memory_mb=job_max_memory_mb, job_keep_days=job_keep_days,
+                          max_request_tokens=max_request_tokens)
     click.echo(f"loading {model} ...", err=True)
     from .jobs import JobManager
 
