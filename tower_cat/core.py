@@ -368,6 +368,10 @@ class PromptFitter:
             else:
                 return None
 
+    def bare(self, text: str, src: str, tgt: str) -> list[dict]:
+        """The model card's translation prompt with no extras (what ``qe.LogprobBackend`` scores a target under)."""
+        return prompts.translate_messages(text, src, tgt, wording=self.wording)
+
     def post_edit(self, source: str, translation: str, src: str, tgt: str, *, terms: list,
                   gen) -> list[dict] | None:
         messages = prompts.post_edit_messages(source, translation, src, tgt, terms=terms, wording=self.wording)

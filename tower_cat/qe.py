@@ -596,13 +596,13 @@ class LogprobBackend(QEBackend):
         return f"logprob:{Path(self.engine.path).name}" + (" (calibrated)" if self.calibration else "")
 
     def logprobs(self, items: Sequence[QEItem]) -> list[float]:
-        from tower_cat import prompts
+        from tower_cat.core import PromptFitter
 
-        wording = self.engine.info.wording
+        fitter = PromptFitter(self.engine)  # the core's bare translation prompt: the target is scored under it
         msgs = []
         for it in items:
             s, t = _languages(it, self.source_lang, self.target_lang)
-            msgs.append(prompts.translate_messages(it.source, s, t, wording=wording))
+            msgs.append(fitter.bare(it.source, s, t))
         return self.engine.score(msgs, [it.target for it in items])
 
     def map(self, mean_logprob: float) -> float:
