@@ -80,6 +80,8 @@ class OpenAICompletionsBackend:
         self.requests = 0  # counters for tests and the job summary
         self.retried = 0
         self.model, self.revision = self._discover()
+        if options.prompt_format == "auto":
+            self._text_prompts = not self._takes_token_ids()
 
     # -- the server ---------------------------------------------------------------------------------------
 
@@ -105,16 +107,32 @@ class OpenAICompletionsBackend:
             sort_keys=True)
         return str(name), revision
 
+    def _takes_token_ids(self) -> bool:
+        """One cheap probe: does ``/completions`` take a token-id prompt? (vLLM and SGLang do; llama-cpp-python's
+        server answers a validation error, 500 rather than 400, so any error status means no.)"""
+        first = self.tokenizer.bos_token_id
+        if first is None:
+            first = self.tokenizer.convert_tokens_to_ids(self.tokenizer.eos_token) or 0
+        try:
+            self._request("POST", "/completions", {"model": self.model, "prompt": [int(first)], "max_tokens": 1,
+                                                   "temperature": 0.0}, retries=0)
+        except (_ClientError, RemoteEngineError) as exc:
+            if isinstance(exc, RemoteEngineError) and "HTTP" not in str(exc):
+                raise  # the server is not reachable at all: say so now
+            return False
+        return True
+
     @property
     def fingerprint(self) -> str:
         raw = json.dumps([self.options.base_url, self.model, self.revision])
         return "openai:" + hashlib.sha256(raw.encode()).hexdigest()[:32]
 
-    def _request(self, method: str, path: str, payload: dict | None = None) -> Any:
+    def _request(self, method: str, path: str, payload: dict | None = None, *, retries: int | None = None) -> Any:
         import httpx
 
+        retries = self.options.retries if retries is None else retries
         delay = self.options.backoff
-        for attempt in range(self.options.retries + 1):
+        for attempt in range(retries + 1):
             try:
                 with self._lock:
                     self.requests += 1
@@ -132,14 +150,14 @@ class OpenAICompletionsBackend:
                 status, problem = r.status_code, _server_message(r)
                 if status not in RETRY_STATUSES:
                     raise _ClientError(status, problem)
-            if attempt < self.options.retries:
+            if attempt < retries:
                 with self._lock:
                     self.retried += 1
                 time.sleep(min(30.0, delay) * (0.5 + random.random()))
                 delay *= 2
         where = f"{self.options.base_url}{path}"
         raise RemoteEngineError(f"{where}: {problem}" + (f" (HTTP {status})" if status else "") +
-                                f", still failing after {self.options.retries + 1} attempts",
+                                f", still failing after {retries + 1} attempt{'s' if retries else ''}",
                                 hint="check that the inference server is running and reachable; the job can be "
                                      "run again and resumes from the generation cache")
 
@@ -153,24 +171,17 @@ class OpenAICompletionsBackend:
     # -- prompts ------------------------------------------------------------------------------------------
 
     def _prompt(self, rendered) -> Any:
-        if self._text_prompts:
-            return rendered.text if not rendered.ids or rendered.ids[0] != self.tokenizer.bos_token_id \
-                else self.tokenizer.decode(list(rendered.ids), skip_special_tokens=False)
-        return list(rendered.ids)
+        return self._text(list(rendered.ids)) if self._text_prompts else list(rendered.ids)
+
+    def _text(self, ids: list[int]) -> str:
+        """The prompt as text for servers that tokenize themselves: special tokens written out (servers parse
+        them back), the leading BOS left off (servers add the model's BOS, so it stays exactly one)."""
+        if ids and ids[0] == self.tokenizer.bos_token_id:
+            ids = ids[1:]
+        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     def _complete(self, payload: dict, rendered) -> dict:
-        payload = dict(payload, prompt=self._prompt(rendered))
-        if self.options.prompt_format != "auto" or self._text_prompts:
-            return self._completion(payload)
-        try:
-            return self._request("POST", "/completions", payload)
-        except _ClientError as exc:
-            if exc.status not in (400, 422):
-                raise RemoteEngineError(f"{self.options.base_url}/completions refused the request (HTTP "
-                                        f"{exc.status}): {exc.message}") from None
-            # the server does not take token ids: send the rendered text from now on
-            self._text_prompts = True
-            return self._completion(dict(payload, prompt=self._prompt(rendered)))
+        return self._completion(dict(payload, prompt=self._prompt(rendered)))
 
     def _payload(self, opts, max_new: int, end_tokens: list[str], n: int) -> dict:
         payload: dict[str, Any] = {"model": self.model, "max_tokens": max_new, "n": n, "stop": list(end_tokens),
@@ -185,8 +196,9 @@ class OpenAICompletionsBackend:
             payload.update(temperature=0.0, top_p=1.0)
             if n > 1:  # greedy n-best: the server has no beam search over this API; sample the rest
                 payload.update(temperature=0.7)
-        if opts.repetition_penalty and opts.repetition_penalty != 1.0:
-            payload["repetition_penalty"] = opts.repetition_penalty
+        # always sent, 1.0 = off: vLLM/SGLang read repetition_penalty, llama.cpp's servers repeat_penalty (whose
+        # default there is 1.1, which would make greedy output differ from the same model run directly)
+        payload["repetition_penalty"] = payload["repeat_penalty"] = opts.repetition_penalty or 1.0
         if opts.min_new_tokens:
             payload["min_tokens"] = min(opts.min_new_tokens, max_new)
         return payload
@@ -233,8 +245,9 @@ class OpenAICompletionsBackend:
         out = []
         for tokens in batch:
             ids = _tokens_to_ids(self.tokenizer, tokens)
-            payload = {"model": self.model, "prompt": ids, "max_tokens": 0, "echo": True, "logprobs": 0,
-                       "temperature": 0.0}
+            # max_tokens=1: some servers read 0 as "no limit"; the one new token is sliced off below
+            payload = {"model": self.model, "prompt": self._text(ids) if self._text_prompts else ids,
+                       "max_tokens": 1, "echo": True, "logprobs": 0, "temperature": 0.0}
             try:
                 data = self._request("POST", "/completions", payload)
             except _ClientError as exc:
@@ -258,8 +271,7 @@ class OpenAICompletionsBackend:
 
         ids = _tokens_to_ids(self.tokenizer, tokens)
         payload = dict(self._payload(opts, max_new, end_tokens, 1), stream=True,
-                       prompt=ids if not self._text_prompts else
-                       self.tokenizer.decode(ids, skip_special_tokens=False))
+                       prompt=ids if not self._text_prompts else self._text(ids))
         text = ""
         emitted: list[int] = []
         try:
