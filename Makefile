@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test bench clean browser upgrade
+.PHONY: venv demo test bench clean browser upgrade remote-deps
 
 venv: $(STAMP)
 
@@ -30,10 +30,22 @@ demo: $(STAMP)
 test: $(STAMP)
 	@# the HTML-report test renders in headless chromium; without it (no root, no apt) that test skips
 	-@$(MAKE) --no-print-directory browser >/dev/null 2>&1
+	@# llama.cpp's server for the remote-backend tests; their tests skip when this could not be installed
+	-@$(MAKE) --no-print-directory remote-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python bench/formats.py
+
+# Test-only: llama.cpp's OpenAI-compatible server (llama-cpp-python builds from source once, ~4-12 minutes on
+# 2 cores; pip's wheel cache reuses the build afterwards) and its source distribution, which ships llama.cpp's
+# HF -> GGUF converter (tower_cat/testing_gguf.py). Never needed by `make demo` or by users.
+LLAMA_CPP_VERSION := 0.3.36
+remote-deps: $(STAMP)
+	$(BIN)/python -c "import llama_cpp.server" 2>/dev/null || $(BIN)/pip install -q -c $(LOCK) "llama-cpp-python[server]==$(LLAMA_CPP_VERSION)"
+	mkdir -p .cache/sdist
+	test -f .cache/sdist/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz || \
+		$(BIN)/pip download -q --no-deps --no-binary :all: "llama-cpp-python==$(LLAMA_CPP_VERSION)" -d .cache/sdist
 
 # Headless chromium for the HTML report test (tests/test_report.py skips without it).
 browser:
