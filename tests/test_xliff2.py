@@ -750,3 +750,43 @@ def test_a_target_never_drops_a_non_removable_code(tmp_path):
     u.set_target(Segment(["a", u.source.codes[0], "b"]))  # the removable <ph id="2"/> may go
     xliff2.save(doc, tmp_path / "out.xlf")
     assert xliff2.load(tmp_path / "out.xlf").units[0].target.codes == [u.source.codes[0]]
+
+
+# one edit each that breaks the schema somewhere (applied at its first place in a file)
+SCHEMA_BREAKERS = [(b'id="', b'id="#'), (b'state="', b'state="x'), (b'translate="', b'translate="maybe'),
+                   (b'<source>', b'<source dir="rtl">'), (b'<segment', b'<segment foo="1"'),
+                   (b'canReorder="', b'canReorder="x'), (b'type="', b'type="zz'), (b'priority="', b'priority="11'),
+                   (b'</source>', b'</source><source>x</source>'), (b'<unit ', b'<unit version="1" '),
+                   (b'srcLang="', b'srcLang="1'), (b'<notes>', b'<notes><foo/>'), (b'order="', b'order="0'),
+                   (b'hex="', b'hex="G'), (b'isolated="', b'isolated="Y'), (b'matchQuality="', b'matchQuality="101'),
+                   (b'<target', b'<target xml:lang="x y"'), (b'appliesTo="', b'appliesTo="all'),
+                   (b'<originalData>', b'<originalData><data/>'), (b'</segment>', b'<target/></segment>')]
+
+
+@needs_corpus
+@needs_schemas
+def test_whatever_the_xsd_refuses_we_refuse(tmp_path):
+    """The XSDs as oracle for our structure rules: every schema-breaking edit of a schema-valid corpus file
+    that the XSD refuses, our validator refuses too (the converse does not hold: we also check what the XSD
+    cannot express)."""
+    checked = 0
+    for path in VALID:
+        data = path.read_bytes()
+        if path.suffix not in (".xlf", ".xliff") or not xsd_valid(path)[0]:
+            continue
+        for old, new in SCHEMA_BREAKERS:
+            if old not in data:
+                continue
+            out = tmp_path / "m.xlf"
+            out.write_bytes(data.replace(old, new, 1))
+            try:
+                etree.parse(str(out))
+            except etree.XMLSyntaxError:
+                continue
+            ok, err = xsd_valid(out)
+            if ok:
+                continue
+            checked += 1
+            with pytest.raises(FormatError):
+                xliff2.load(out)
+    assert checked > 100
