@@ -423,14 +423,60 @@ def namespace(el: etree._Element) -> str:
     return tag[1:].split("}", 1)[0] if isinstance(tag, str) and tag.startswith("{") else ""
 
 
+def _temp_prefix(path: Path) -> str:
+    # short enough that the temporary name fits where the final name fits (255 bytes with ".XXXXXXXX.tmp")
+    return f".{path.name.encode('utf-8')[:100].decode('utf-8', 'ignore')}."
+
+
+def remove_stale_temporaries(path: Path) -> int:
+    """Remove temporary files a killed run left beside ``path`` (``.NAME.XXXXXXXX.tmp``). A writer holds an
+    exclusive lock on its temporary file, so one that can be locked has no writer left. The number removed."""
+    import fcntl
+
+    removed = 0
+    try:
+        candidates = list(path.parent.glob(glob_escape(_temp_prefix(path)) + "*.tmp"))
+    except OSError:
+        return 0
+    for tmp in candidates:
+        try:
+            fd = os.open(tmp, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # still being written by a live process
+            os.close(fd)
+            continue
+        try:
+            os.unlink(tmp)
+            removed += 1
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
 @contextlib.contextmanager
 def atomic_open(path: Path, mode: str = "wb", **kwargs):
     """Open a temporary file beside ``path`` and rename it into place when the block ends without error:
-    never a half-written file, and nothing left behind on failure."""
+    never a half-written file, and nothing left behind on failure. A symlink is followed: the file it points
+    to is replaced and the link kept. Temporary files of a killed earlier run are removed first."""
+    import fcntl
+
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # this writer is alive (see remove_stale_temporaries)
         # mkstemp creates 0600; give the file the mode it had, or what the umask allows for a new file
         try:
             file_mode = os.stat(path).st_mode & 0o7777
