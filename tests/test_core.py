@@ -209,6 +209,10 @@ def test_tagged_exact_match_is_answered_from_the_tm_by_every_road(server, spy, t
         r = http.post("/translate", json={"q": TAGGED, "source": "en", "target": "de", "format": "html"})
         assert r.status_code == 200, r.text
         assert r.json()["translatedText"] == TAGGED_DE
+        r = http.post("/v1/sessions", json={"source_lang": "en", "target_lang": "de", "segment": TAGGED})
+        assert r.status_code == 201, r.text
+        first = r.json()["current"]
+        assert first["text"] == TAGGED_DE and first["origin"] == "tm-exact" and first["codes_ok"]
     assert spy.take() == [], "an exact TM match must not reach the engine"
 
 

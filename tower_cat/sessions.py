@@ -111,6 +111,7 @@ class Turn:
     dropped: int = 0                   # earlier exchanges left out of the prompt to fit the context
     log_prob: float | None = None
     created: float = field(default_factory=time.time)
+    origin: str = "mt"                 # the first turn may be a TM match (tm-exact | tm-context): no model call
 
     @property
     def text(self) -> str:
@@ -120,7 +121,7 @@ class Turn:
         d = {"instruction": self.instruction, "text": self.segment.text, "target": segment_markup(self.segment),
              "markup": self.markup, "codes_ok": self.ok, "code_problems": list(self.problems),
              "checks": self.report.as_dict(), "truncated": self.truncated, "dropped_turns": self.dropped,
-             "created": self.created}
+             "origin": self.origin, "created": self.created}
         if self.terms is not None:
             d["terms"] = self.terms
         if index is not None:
@@ -136,7 +137,7 @@ class Turn:
                            "unverifiable": self.report.unverifiable, "retried": self.report.retried,
                            "first_failed": self.report.first_failed},
                 "terms": self.terms, "truncated": self.truncated, "dropped": self.dropped,
-                "log_prob": self.log_prob, "created": self.created}
+                "log_prob": self.log_prob, "created": self.created, "origin": self.origin}
 
     @classmethod
     def load(cls, d: dict[str, Any]) -> "Turn":
@@ -149,7 +150,7 @@ class Turn:
                    list(d.get("problems", [])), d.get("raw", ""),
                    [Check.from_dict(c) for c in d.get("new_checks", [])], report, d.get("terms"),
                    bool(d.get("truncated")), int(d.get("dropped", 0)), d.get("log_prob"),
-                   d.get("created", time.time()))
+                   d.get("created", time.time()), d.get("origin", "mt"))
 
 
 @dataclass
@@ -421,17 +422,25 @@ class SessionManager:
                           max_length=max_length, first_instructions=list(iset.instructions), meta=meta)
         turn = Turn(None, prepared.messages[-1]["content"], "", segment, new_checks=list(iset.checks))
         turn.report.unverifiable = list(iset.unverifiable)
+        # a 100/101 % TM match whose codes map onto the segment is the first answer, as on every other road
+        hit = core.reuse.exact(request.query, prepared.rendered, source_lang, target_lang)
         with self._lock:
-            choice = core.run(core.complete_steps([prepared]))[0]
-            restored = core.repair.restore(prepared.rendered, choice.text, target_lang)
+            if hit is not None:
+                restored = hit.restored
+                turn.origin, turn.raw = hit.origin, ""
+                turn.report.results = iset.verify(restored.segment.text, target_lang)
+            else:
+                choice = core.run(core.complete_steps([prepared]))[0]
+                restored = core.repair.restore(prepared.rendered, choice.text, target_lang)
+                turn.raw = choice.text
+                turn.truncated, turn.log_prob = choice.truncated, choice.log_prob
+                if choice.instructions is not None:
+                    turn.report = choice.instructions
             turn.markup = codes.render_like(prepared.rendered, restored.segment)[0]
-            turn.segment, turn.raw = restored.segment, choice.text
+            turn.segment = restored.segment
             turn.ok, turn.problems = restored.ok, list(restored.problems)
-            if choice.terms_repaired:
+            if hit is None and choice.terms_repaired:
                 turn.problems.append("terminology repaired from the n-best list")
-            turn.truncated, turn.log_prob = choice.truncated, choice.log_prob
-            if choice.instructions is not None:
-                turn.report = choice.instructions
             compliance = core.check_terms(segment, restored.segment, source_lang, target_lang)
             turn.terms = compliance.as_dict() if compliance is not None else None
             session.turns.append(turn)
