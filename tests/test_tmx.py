@@ -281,6 +281,8 @@ GOOD_TU = '<tu><tuv xml:lang="en"><seg>a</seg></tuv><tuv xml:lang="de"><seg>b</s
      "not well-formed"),
     (GOOD_TU * 2 + "<!-- <tu> in a comment -->\n<tu><tuv xml:lang='en'><seg>a</tuv></tu>\n", 8, "tu #2",
      "not well-formed"),
+    (GOOD_TU * 2 + "<!--\n<tu>\n-->\n<tu><tuv xml:lang='en'><seg><![CDATA[<tu>\n<tu>]]>a</tuv></tu>\n", 11,
+     "tu #2", "not well-formed"),
     (GOOD_TU + "<tu><note>x</note></tu>\n", 6, "tu #1", "without <tuv>"),
     (GOOD_TU + "<tu>\n<tuv><seg>a</seg></tuv></tu>\n", 7, "tu #1", "without xml:lang"),
     ("<tu><tuv xml:lang='en'><note>n</note></tuv></tu>\n", 5, "tu #0", "without <seg>"),

@@ -461,25 +461,43 @@ def _head_text(path: Path) -> tuple[str, str]:
     return raw.decode("latin-1"), enc
 
 
-_TU_OR_SKIP = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<(?:[A-Za-z_][\w.-]*:)?tu(?=[\s/>])", re.S)
+_TU_OR_SKIP = re.compile(r"<!--|<!\[CDATA\[|<(?:[A-Za-z_][\w.-]*:)?tu(?=[\s/>]|$)")
 
 
 def _tu_index_at(path: Path, encoding: str, line: int | None, column: int | None) -> int | None:
     """The 0-based index of the ``<tu>`` a syntax error at (line, column) lies in or after: the number of
-    ``<tu`` start tags before that position, minus one (None when there is none). Counted in the file's text,
-    so the answer does not depend on how far lxml's streaming parser had read when it met the error."""
+    ``<tu`` start tags before that position (comments and CDATA skipped), minus one (None when there is none).
+    Counted in the file's text, line by line in constant memory, so the answer does not depend on how far lxml's
+    streaming parser had read when it met the error."""
     if not line:
         return None
-    lines: list[str] = []
+    count = 0
+    skip_to = None  # "-->" or "]]>" while inside a comment or CDATA section
     with open(path, encoding=encoding, errors="replace", newline="") as fh:
-        for ln in fh:
-            lines.append(ln)
-            if len(lines) >= line:
+        for n, text in enumerate(fh, 1):
+            if n == line and column:
+                text = text[:max(column - 1, 0)]
+            pos = 0
+            while True:
+                if skip_to is not None:
+                    end = text.find(skip_to, pos)
+                    if end < 0:
+                        break
+                    pos, skip_to = end + 3, None
+                    continue
+                m = _TU_OR_SKIP.search(text, pos)
+                if m is None:
+                    break
+                token = m.group(0)
+                if token == "<!--":
+                    skip_to = "-->"
+                elif token.startswith("<!["):
+                    skip_to = "]]>"
+                else:
+                    count += 1
+                pos = m.end()
+            if n >= line:
                 break
-    if len(lines) >= line and column:
-        lines[-1] = lines[-1][:max(column - 1, 0)]
-    text = "".join(lines).lstrip("\ufeff")
-    count = sum(1 for m in _TU_OR_SKIP.finditer(text) if not m.group(0).startswith(("<!--", "<![CDATA[")))
     return count - 1 if count else None
 
 
