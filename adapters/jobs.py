@@ -20,6 +20,8 @@ a record are removed.
 
 Budgets, so one job cannot hurt the others:
 
+* **at upload** what the first bytes refuse (``formats.preflight``: unknown format, UTF-7, a PO header asking
+  for 100 000 000 plural forms) is a 400, and no job is made;
 * **before any work** the upload is parsed in a child process with an address-space limit
   (``job_max_memory_mb``) and the job's time budget: a file that needs more memory or time to read, that cannot
   be read, or that has more than ``job_max_units`` units fails there, and the server's own memory never sees
@@ -323,6 +325,7 @@ class JobManager:
             job = Job(jid, caller.owner, task, name, str(workdir), src, tgt, dict(options), glossary_id)
             try:
                 job.input.write_bytes(data)
+                _refuse_early(job)
                 self._put(job)
             except BaseException:
                 shutil.rmtree(workdir, ignore_errors=True)
@@ -489,6 +492,17 @@ class JobManager:
             job.status, job.error = "failed", str(exc) or type(exc).__name__
         if job.status in FINISHED:
             job.finished = time.time()
+
+
+def _refuse_early(job: Job) -> None:
+    """What the first bytes already refuse (a format nobody reads, an encoding that is not ASCII-compatible, a PO
+    asking for absurd plural counts) is a 400 at upload, before a job exists."""
+    from tower_cat import formats
+
+    try:
+        formats.preflight(job.input)
+    except TowerCatError as exc:
+        raise ServiceError(str(exc).replace(str(job.input), job.filename)) from None
 
 
 def _write_json(path: Path, data: Any) -> None:

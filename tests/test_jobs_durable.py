@@ -213,24 +213,40 @@ def test_a_job_past_its_time_budget_fails(engine, tmp_path):
 
 
 def test_a_file_too_big_to_read_fails_alone_and_the_next_job_runs(engine, tmp_path):
-    """The 182-byte PO with nplurals=100000000: read in a child process under the memory budget, so the
-    server's memory never sees it, the job fails with a reason, and the job after it is done."""
-    svc = _service(engine, tmp_path, job_max_memory_mb=400, job_workers=1)
+    """An upload is read in a child process under the memory budget: a file that needs more fails its job with a
+    reason, the server's memory never sees it, and the job after it is done."""
+    svc = _service(engine, tmp_path, job_max_memory_mb=80, job_workers=1)  # the reader child needs ~30 MB idle
     try:
         jobs = JobManager(svc, str(tmp_path / "jobs"))
         svc.jobs = jobs
         rss = _rss_mb()
-        bomb = jobs.create("bomb.po", PLURAL_BOMB, task="translate", source_lang="en", target_lang="de",
-                           options={}, glossary_id=None)
+        big = jobs.create("big.xlf", xliff(40_000), task="translate", source_lang="en", target_lang="de",
+                          options={}, glossary_id=None)
         good = jobs.create("good.xlf", xliff(3), task="translate", source_lang="en", target_lang="de",
                            options={}, glossary_id=None)
-        failed = _finished(jobs, bomb.id)
-        assert failed.status == "failed"
-        assert "memory budget" in failed.error or "Plural-Forms" in failed.error or "nplurals" in failed.error, \
-            failed.error
-        assert "bomb.po" in failed.error and str(tmp_path) not in failed.error
+        failed = _finished(jobs, big.id)
+        assert failed.status == "failed" and "memory budget (80 MB)" in failed.error, failed.error
+        assert "big.xlf" in failed.error and str(tmp_path) not in failed.error
         assert _finished(jobs, good.id).status == "done"
-        assert _rss_mb() < rss + 150
+        assert _rss_mb() < rss + 100  # 40 000 units were never loaded here
+    finally:
+        svc.close()
+
+
+def test_the_plural_bomb_is_refused_at_upload_and_later_jobs_run(engine, tmp_path):
+    """The 182-byte PO with nplurals=100000000 (issue 19): 400 naming the header, no job, the server unharmed."""
+    svc = _service(engine, tmp_path)
+    try:
+        with BackgroundServer(create_app(svc)) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+            rss = _rss_mb()
+            r = c.post("/v1/files", files={"file": ("bomb.po", PLURAL_BOMB)}, data={"target_lang": "de"})
+            assert r.status_code == 400 and "Plural-Forms" in r.json()["detail"], r.text
+            assert "bomb.po" in r.json()["detail"] and str(tmp_path) not in r.json()["detail"]
+            assert c.get("/v1/jobs").json()["jobs"] == []
+            assert not [p for p in (tmp_path / "jobs").iterdir() if p.is_dir()]
+            ok = c.post("/v1/files", files={"file": ("ok.xlf", xliff(2))}, data={"target_lang": "de"}).json()
+            assert _finished(svc.jobs, ok["job_id"]).status == "done"
+            assert _rss_mb() < rss + 100
     finally:
         svc.close()
 
