@@ -797,27 +797,29 @@ def parallel_text(source: str, target: str, src_lang: str, tgt_lang: str, wordin
 
 
 def iter_mono(paths: Iterable[str | Path]) -> Iterator[str]:
-    """Monolingual documents from text files: paragraphs separated by blank lines (a folder: its *.txt)."""
+    """Monolingual documents from text files: paragraphs separated by blank lines (a folder: its *.txt).
+    Read line by line (a file of any size); a line that is not UTF-8 is an error naming file and line."""
     for path in paths:
         path = Path(path)
         files = sorted(path.rglob("*.txt")) if path.is_dir() else [path]
         for f in files:
             try:
-                fh = f.open(encoding="utf-8")
+                fh = f.open("rb")
             except OSError as exc:
                 raise DataError(f"cannot read monolingual text: {exc}", path=f) from None
             para: list[str] = []
-            line_no = 0
             with fh:
-                try:
-                    for line_no, line in enumerate(fh, 1):
-                        if line.strip():
-                            para.append(line.rstrip("\n"))
-                        elif para:
-                            yield "\n".join(para).strip()
-                            para = []
-                except UnicodeDecodeError as exc:
-                    raise DataError(f"cannot read monolingual text: {exc}", path=f, line=line_no + 1) from None
+                for line_no, raw in enumerate(fh, 1):
+                    try:
+                        line = raw.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        raise DataError(f"monolingual text is not UTF-8 ({exc.reason} at byte {exc.start})",
+                                        path=f, line=line_no) from None
+                    if line.strip():
+                        para.append(line.rstrip("\r\n"))
+                    elif para:
+                        yield "\n".join(para).strip()
+                        para = []
             if para:
                 yield "\n".join(para).strip()
 
