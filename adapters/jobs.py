@@ -211,7 +211,7 @@ class JobManager:
         config = service.config
         self.state = service.state
         self._tmp = None
-        if not root and getattr(config, "state", None):
+        if not root and getattr(config, "state", None) and "://" not in str(config.state):
             root = str(Path(config.state).parent / "jobs")
         if root:
             self.root = Path(root)

@@ -378,8 +378,10 @@ class Service:
         self._prompt_fitter = None
         self.state: ServerState = open_state(self.config.state or (
             str(Path(self.config.jobs_dir) / "state.sqlite") if self.config.jobs_dir else None))
-        self.memories = TenantMemories(self.config.tm_mode, tm, Path(self.state.location).parent / "tm"
-                                       if self.state.location != ":memory:" else None)
+        where = self.state.location  # per-key TMs: in the jobs folder, else beside a SQLite state file
+        folder = Path(self.config.jobs_dir) if self.config.jobs_dir else (
+            Path(where).parent if where != ":memory:" and "://" not in where else None)
+        self.memories = TenantMemories(self.config.tm_mode, tm, folder / "tm" if folder is not None else None)
         self.glossaries = GlossaryStore(self.state)
         for path in self.config.glossaries:
             self.glossaries.add_builtin(path)
