@@ -95,3 +95,18 @@ def test_ray_refuses_a_remote_engine(tiny_llama):
     engine.backend_name = "openai"  # what Engine.load(..., backend="openai") gives
     with pytest.raises(RayError, match="remote already"):
         use_ray(engine, RayOptions(address="auto"))
+
+
+def test_cli_translate_with_ray(tiny_llama, local_ray, tmp_path):
+    from click.testing import CliRunner
+
+    from tower_cat.cli import cli
+
+    outs = []
+    for name, extra in (("local", []), ("ray", ["--ray", "auto", "--ray-actors", "2"])):
+        out = tmp_path / f"{name}.xlf"
+        r = CliRunner().invoke(cli, ["translate", str(FILES[0]), "-o", str(out), "--model", str(tiny_llama.ct2_path),
+                                     "--max-new-tokens", "8", "--no-cache", "--no-progress", *extra])
+        assert r.exit_code == 0, r.output
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]

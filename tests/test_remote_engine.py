@@ -150,3 +150,20 @@ def test_client_errors_are_clear_and_not_retried(tiny_llama, llama_server):
     with pytest.raises(RemoteEngineError, match="still failing after 2 attempts"):
         Engine.load(tiny_llama.ct2_path, backend="openai",
                     remote=RemoteOptions(endpoint=f"http://127.0.0.1:{free_port()}", retries=1, backoff=0.01))
+
+
+def test_cli_translate_with_backend_openai(tiny_llama, llama_server, tmp_path):
+    from click.testing import CliRunner
+
+    from tower_cat.cli import cli
+
+    out = tmp_path / "out.po"
+    args = ["translate", str(SAMPLES / "tower-notes.de.po"), "-o", str(out), "--model", str(tiny_llama.ct2_path),
+            "--source", "en", "--backend", "openai", "--endpoint", llama_server.url, "--max-new-tokens", "8",
+            "--cache", str(tmp_path / "cache.sqlite"), "--json", "--no-progress"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert out.is_file() and formats.load(out).units
+    i = args.index("--endpoint")
+    r = CliRunner().invoke(cli, args[:i] + args[i + 2:], env={"TOWER_CAT_ENDPOINT": None})  # no endpoint
+    assert r.exit_code != 0 and "--endpoint" in r.output

@@ -42,7 +42,21 @@ def _common(func: Callable) -> Callable:
         click.option("--translated-above", type=float, default=None,
                      help="Write clean MT with model confidence (0-100) at or above this as 'translated' "
                           "instead of 'needs-review'."),
-        click.option("--backend", type=click.Choice(["ct2", "transformers"]), default="ct2", show_default=True),
+        click.option("--backend", type=click.Choice(["ct2", "transformers", "openai"]), default="ct2",
+                     show_default=True, help="openai: a remote OpenAI-compatible inference server (--endpoint); "
+                                             "--model then only gives the tokenizer and family."),
+        click.option("--endpoint", default=None, envvar="TOWER_CAT_ENDPOINT", metavar="URL",
+                     help="--backend openai: the server's base URL (vLLM, SGLang, TGI, llama.cpp). "
+                          "Default: $TOWER_CAT_ENDPOINT."),
+        click.option("--api-key", default=None, envvar="TOWER_CAT_ENDPOINT_KEY",
+                     help="--backend openai: the server's API key (default: $TOWER_CAT_ENDPOINT_KEY)."),
+        click.option("--served-model", default=None,
+                     help="--backend openai: the server's model name (default: the only one it serves)."),
+        click.option("--ray", "ray_address", default=None, metavar="auto|local|ADDRESS",
+                     help="Decode the model batches on a Ray cluster (auto: the running one; local: start one "
+                          "here); files, TM and cache stay in this process."),
+        click.option("--ray-actors", type=click.IntRange(1), default=None,
+                     help="Ray workers (default: one per GPU of the cluster, else one per CPU)."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 or 0,1."),
         click.option("--compute-type", default="auto", show_default=True),
         click.option("--threads", type=int, default=None, help="CPU threads (default: all available)."),
@@ -82,8 +96,8 @@ def _common(func: Callable) -> Callable:
               help="QE-gated post-editing: post-edit machine translations scoring below T (0-100), re-score them "
                    "and keep the better version. Needs --qe-backend.")
 def translate(files, output, in_place, model_dir, glossary, source_lang, target_lang, cache, no_cache,
-              max_new_tokens, chunk_size, translated_above, backend, device, compute_type, threads, hf_model,
-              as_json, no_progress, tm_path, few_shot, fuzzy_min, overwrite, exact_status, context_window,
+              max_new_tokens, chunk_size, translated_above, backend, endpoint, api_key, served_model, ray_address,
+              ray_actors, device, compute_type, threads, hf_model, as_json, no_progress, tm_path, few_shot, fuzzy_min, overwrite, exact_status, context_window,
               term_repair, instructions, qe_backend, qe_model, ape_below) -> int:
     """Translate XLIFF/SDLXLIFF/MQXLIFF/PO files: TM leverage, glossary, document context, codes kept."""
     from tower_cat.pipeline import PipelineOptions
@@ -101,23 +115,36 @@ def translate(files, output, in_place, model_dir, glossary, source_lang, target_
                            max_new_tokens=max_new_tokens, translated_above=translated_above,
                            instructions=tuple(instructions), ape_below=ape_below)
     return _run("translate", files, output, in_place, model_dir, glossary, tm_path, cache, no_cache, opts,
-                dict(backend=backend, device=device, compute_type=compute_type, threads=threads, hf_model=hf_model),
-                as_json, no_progress, qe=(qe_backend, qe_model) if qe_backend else None)
+                _engine_kwargs(backend, device, compute_type, threads, hf_model, endpoint, api_key, served_model),
+                as_json, no_progress, qe=(qe_backend, qe_model) if qe_backend else None,
+                ray=(ray_address, ray_actors))
 
 
 @click.command("post-edit")
 @_common
 def post_edit(files, output, in_place, model_dir, glossary, source_lang, target_lang, cache, no_cache,
-              max_new_tokens, chunk_size, translated_above, backend, device, compute_type, threads, hf_model,
-              as_json, no_progress) -> int:
+              max_new_tokens, chunk_size, translated_above, backend, endpoint, api_key, served_model, ray_address,
+              ray_actors, device, compute_type, threads, hf_model, as_json, no_progress) -> int:
     """Post-edit the existing targets (e.g. vendor MT) of bilingual files; codes kept, changes measured (TER)."""
     from tower_cat.pipeline import PipelineOptions
 
     opts = PipelineOptions(source_lang=source_lang, target_lang=target_lang, chunk_size=chunk_size,
                            max_new_tokens=max_new_tokens, translated_above=translated_above)
     return _run("post-edit", files, output, in_place, model_dir, glossary, None, cache, no_cache, opts,
-                dict(backend=backend, device=device, compute_type=compute_type, threads=threads, hf_model=hf_model),
-                as_json, no_progress)
+                _engine_kwargs(backend, device, compute_type, threads, hf_model, endpoint, api_key, served_model),
+                as_json, no_progress, ray=(ray_address, ray_actors))
+
+
+def _engine_kwargs(backend, device, compute_type, threads, hf_model, endpoint, api_key, served_model) -> dict:
+    kwargs: dict[str, Any] = dict(backend=backend, device=device, compute_type=compute_type, threads=threads,
+                                  hf_model=hf_model)
+    if backend == "openai":
+        if not endpoint:
+            raise click.UsageError("--backend openai needs --endpoint URL (or $TOWER_CAT_ENDPOINT)")
+        kwargs.update(endpoint=endpoint, api_key=api_key, served_model=served_model)
+    elif endpoint or served_model:
+        raise click.UsageError("--endpoint and --served-model are for --backend openai")
+    return kwargs
 
 
 def _open_tm(spec: str | None, console):
@@ -148,7 +175,8 @@ def _preflight(files) -> None:
 
 
 def _run(task: str, files, output, in_place, model_dir, glossary_path, tm_path, cache, no_cache, opts,
-         engine_kwargs: dict[str, Any], as_json: bool, no_progress: bool, qe: tuple | None = None) -> int:
+         engine_kwargs: dict[str, Any], as_json: bool, no_progress: bool, qe: tuple | None = None,
+         ray: tuple[str | None, int | None] = (None, None)) -> int:
     """The library does the work (``Translator``: engine, TM, glossary, options; the pipeline over the files);
     the CLI parses flags, opens what they name, shows progress and says errors in its own words."""
     from rich.console import Console
@@ -175,6 +203,10 @@ def _run(task: str, files, output, in_place, model_dir, glossary_path, tm_path, 
     memory = _open_tm(tm_path, console)
     cache_path = None if no_cache else (cache or default_cache_path())
     engine = Engine.load(model_dir, cache=cache_path, **engine_kwargs)
+    if ray[0]:
+        from tower_cat.distributed import RayOptions, use_ray
+
+        use_ray(engine, RayOptions(address=ray[0], actors=ray[1]))
     translator = Translator(engine, tm=memory, glossary=glossary, options=opts)
     try:
         # llm/logprob share the translation engine unless --qe-model names another model
