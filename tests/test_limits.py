@@ -230,6 +230,25 @@ def test_utf16_xml_is_still_read(tmp_path: Path):
     assert [u.id for u in xliff12.load(p).units] == ["u0", "u1"]
 
 
+@pytest.mark.parametrize("encoding", ["utf-32", "utf-32-le", "utf-32-be"])
+def test_utf32_xml_is_read_and_written_back(tmp_path: Path, encoding: str):
+    from tower_cat.document import Segment
+
+    p = tmp_path / "x.xlf"
+    p.write_bytes(_xliff(2).replace('encoding="UTF-8"', 'encoding="UTF-32"').encode(encoding))
+    doc = formats.load(p)
+    assert doc.format == "xliff12" and [u.id for u in doc.units] == ["u0", "u1"]
+    doc.save(tmp_path / "same.xlf")
+    assert (tmp_path / "same.xlf").read_bytes() == p.read_bytes()
+    doc.units[0].set_target(Segment.from_text("Äpfel"))
+    doc.save(tmp_path / "out.xlf")
+    assert formats.load(tmp_path / "out.xlf").units[0].target.text == "Äpfel"
+    t = tmp_path / "x.tmx"
+    t.write_bytes(_tmx(2).replace('<?xml version="1.0"?>', '<?xml version="1.0" encoding="UTF-32"?>').encode(encoding))
+    assert [u.target.text for u in tmx.load(t).units] == ["b0", "b1"]
+    assert [u.get("de").text for u in tmx.iter_tmx(t)] == ["b0", "b1"]
+
+
 def test_utf7_po_is_refused(tmp_path: Path):
     p = tmp_path / "x.po"
     p.write_bytes(b'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-7\\n"\n\nmsgid "a"\nmsgstr "+ADw-b+AD4-"\n')

@@ -32,10 +32,14 @@ def module(name: str) -> ModuleType:
 
 
 def read_head(path: Path) -> bytes:
-    """The first bytes of a file, decoded to UTF-8 when the file is UTF-16 so sniffers see ASCII markup."""
+    """The first bytes of a file, decoded to UTF-8 when the file is UTF-16 or UTF-32 so sniffers see ASCII
+    markup."""
     with open(path, "rb") as fh:
         head = fh.read(HEAD_BYTES)
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) > 1 and (head[0] == 0 or head[1] == 0)):
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")) or head[:4] in (b"<\x00\x00\x00", b"\x00\x00\x00<"):
+        enc = "utf-32-be" if head[:2] == b"\x00\x00" else "utf-32-le"
+        head = head[: len(head) // 4 * 4].decode(enc, errors="ignore").lstrip("\ufeff").encode("utf-8")
+    elif head.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) > 1 and (head[0] == 0 or head[1] == 0)):
         enc = "utf-16-be" if head.startswith(b"\xfe\xff") or head[0] == 0 else "utf-16-le"
         head = head[: len(head) // 2 * 2].decode(enc, errors="ignore").lstrip("\ufeff").encode("utf-8")
     elif head.startswith(b"\xef\xbb\xbf"):

@@ -32,7 +32,8 @@ MAX_UNITS = 5_000_000  # units (trans-units, tus, segments, PO messages) per fil
 MAX_ATTRIBUTE_CHARS = 1_000_000  # one attribute value
 MAX_TEXT_CHARS = 100_000_000  # one run of text between two tags (SDLXLIFF embeds whole originals as base64)
 
-_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
+_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"),
+         (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
 _DECL_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 _DOCTYPE = re.compile(r"<!DOCTYPE(?:[^\[>]|\[.*?\])*>", re.S)
 _TOKEN = re.compile(
@@ -89,7 +90,11 @@ def decode(raw: bytes, path: Path | None = None) -> tuple[str, str, bytes]:
             bom, encoding = mark, enc
             break
     if encoding is None:
-        if raw[:2] == b"<\x00":
+        if raw[:4] == b"<\x00\x00\x00":
+            encoding = "utf-32-le"
+        elif raw[:4] == b"\x00\x00\x00<":
+            encoding = "utf-32-be"
+        elif raw[:2] == b"<\x00":
             encoding = "utf-16-le"
         elif raw[:2] == b"\x00<":
             encoding = "utf-16-be"

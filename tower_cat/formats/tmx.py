@@ -449,9 +449,12 @@ def _head_text(path: Path) -> tuple[str, str]:
     A declared encoding that is not ASCII-compatible (UTF-7, EBCDIC) is refused, as by ``_xml.parse``."""
     with open(path, "rb") as fh:
         raw = fh.read(65536)
-    for mark, enc in ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
+    for mark, enc in _xml._BOMS:
         if raw.startswith(mark):
             return raw[len(mark):].decode(enc, errors="ignore"), enc
+    if raw[:4] in (b"<\x00\x00\x00", b"\x00\x00\x00<"):
+        enc = "utf-32-le" if raw[0] else "utf-32-be"
+        return raw.decode(enc, errors="ignore"), enc
     if raw[:2] == b"<\x00":
         return raw.decode("utf-16-le", errors="ignore"), "utf-16-le"
     if raw[:2] == b"\x00<":
@@ -539,7 +542,10 @@ def iter_tmx(path: str | Path) -> Iterator[TmxUnit]:
                           line=head.count("\n", 0, head.find("<" + m.group(1))) + 1)
     srclang: str | None = None
     index = 0
+    with open(path, "rb") as fh:  # libxml2's push parser does not detect UTF-32 by its BOM: name it
+        utf32_bom = fh.read(4) in (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")
     context = etree.iterparse(str(path), events=("end",), tag=("header", "tu", "{*}header", "{*}tu"),
+                              encoding="UTF-32" if utf32_bom else None,
                               resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
                               huge_tree=True, remove_blank_text=False, remove_comments=False)
     try:
