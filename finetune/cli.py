@@ -481,6 +481,10 @@ def rl_cmd(model_dir, out_dir, glossary, comet, max_sources, generations, max_ne
                         batch_size=batch_size, grad_accum=grad_accum, device=device, threads=threads, seed=seed)
     out_dir = Path(out_dir)
     result = train_rl(model_dir / "hf", out_dir / "trained", rows, cfg, rl, glossary=gloss)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:   # under accelerate: the main process exports and evaluates
+        return 0
     heldout = load_pairs(data / "heldout.jsonl")[:200]
     candidate = out_dir / "candidate"
     if candidate.exists():
