@@ -40,6 +40,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -219,6 +220,7 @@ class JobManager:
         else:
             self._tmp = tempfile.TemporaryDirectory(prefix="tower-cat-jobs-")
             self.root = Path(self._tmp.name)
+        self.node = f"{socket.gethostname()}:{self.root.resolve()}"
         self.max_seconds = float(getattr(config, "job_max_seconds", 3600.0))
         self.max_units = int(getattr(config, "job_max_units", 200_000))
         self.max_memory_mb = getattr(config, "job_max_memory_mb", 2048)
@@ -245,8 +247,11 @@ class JobManager:
         """Load the jobs of an earlier run: interrupted ones are queued again (or failed after MAX_RESUMES),
         expired ones and folders without a record removed."""
         now = time.time()
-        for rec in self.state.jobs():
+        records = self.state.jobs()
+        for rec in records:
             job = Job.load(rec.dump())
+            if job.node and job.node != self.node:  # another server's job (a state shared over PostgreSQL)
+                continue
             if job.status in FINISHED and job.finished and now - job.finished > self.keep_seconds:
                 self._remove(job)
                 continue
@@ -270,8 +275,9 @@ class JobManager:
                     log.info("file job %s was interrupted by a restart; it runs again", job.id)
                 self._put(job)
             self.jobs[job.id] = job
+        known = {r.id for r in records}
         for folder in self.root.iterdir():
-            if folder.is_dir() and _JOB_ID.match(folder.name) and folder.name not in self.jobs:
+            if folder.is_dir() and _JOB_ID.match(folder.name) and folder.name not in known:
                 shutil.rmtree(folder, ignore_errors=True)
 
     def _remove(self, job: Job) -> None:
@@ -322,7 +328,8 @@ class JobManager:
             workdir = self.root / jid
             (workdir / "in").mkdir(parents=True)
             (workdir / "out").mkdir()
-            job = Job(jid, caller.owner, task, name, str(workdir), src, tgt, dict(options), glossary_id)
+            job = Job(jid, caller.owner, task, name, str(workdir), src, tgt, dict(options), glossary_id,
+                      node=self.node)
             try:
                 job.input.write_bytes(data)
                 _refuse_early(job)
@@ -334,14 +341,20 @@ class JobManager:
             self._cond.notify_all()
         return job
 
+    def _others(self) -> list[Job]:
+        """Jobs of the other servers that share this state (PostgreSQL); none for a state of our own."""
+        if not getattr(self.state, "shared", False):
+            return []
+        return [Job.load(r.dump()) for r in self.state.jobs() if r.node and r.node != self.node]
+
     def get(self, jid: str, caller: Caller | None = None) -> Job:
-        job = self.jobs.get(jid)
+        job = self.jobs.get(jid) or next((j for j in self._others() if j.id == jid), None)
         if job is None or (caller is not None and not caller.sees(job.owner)):
             raise NotFound("job not found")
         return job
 
     def list(self, caller: Caller | None = None) -> list[Job]:
-        return [j for j in self.jobs.values() if caller is None or caller.sees(j.owner)]
+        return [j for j in [*self.jobs.values(), *self._others()] if caller is None or caller.sees(j.owner)]
 
     def summary(self, job: Job) -> dict:
         if job.status not in FINISHED or not job.summary_path.is_file():
@@ -353,6 +366,8 @@ class JobManager:
         running job is still stopping (it is removed as soon as it has)."""
         with self._cond:
             job = self.get(jid, caller)
+            if jid not in self.jobs:
+                raise ServiceError(f"the job runs on another server ({job.node}); delete it there", status=409)
             if job.status == "queued":
                 self._remove(job)
                 self._event(job)
@@ -578,7 +593,10 @@ def add_routes(r: APIRouter) -> None:
     @r.get("/jobs/{job_id}/download", summary="Download the translated file")
     async def download(job_id: str, request: Request):
         caller = begin(request)
-        job = manager(request).get(job_id, caller)
+        jobs = manager(request)
+        job = jobs.get(job_id, caller)
+        if job.status == "done" and not job.output.is_file() and job.node != jobs.node:
+            raise ServiceError(f"the job's file is on another server ({job.node}); download it there", status=409)
         if job.status != "done" or not job.output.is_file():
             raise ServiceError(f"the job is {job.status}; nothing to download yet", status=409)
         return FileResponse(job.output, filename=job.filename, media_type="application/octet-stream")

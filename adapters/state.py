@@ -160,6 +160,7 @@ class JobRecord:
     finished: float | None = None
     attempts: int = 0               # runs started (a resumed job counts again)
     interrupted: int = 0            # server restarts (crashes) that interrupted it
+    node: str = ""                  # the server that runs it (host:jobs folder); others sharing the state leave it be
 
     def dump(self) -> dict:
         return asdict(self)

@@ -374,3 +374,27 @@ def test_serve_killed_during_a_job_lists_resumes_and_serves_it_after_restart(tin
         proc.wait(30)
     leftovers = [p for p in (tmp_path / "jobs").rglob("*.tmp")]
     assert leftovers == []
+
+
+def test_another_servers_jobs_in_a_shared_state_are_listed_but_never_resumed_here(engine, tmp_path):
+    """Several servers over one state (PostgreSQL): a restart resumes only this server's jobs."""
+    jobs_dir = tmp_path / "jobs"
+    state = SQLiteState(jobs_dir / "state.sqlite")
+    theirs = Job("f" * 32, "", "translate", "a.xlf", "/elsewhere/" + "f" * 32, "en", "de", status="running",
+                 node="other-host:/srv/jobs")
+    state.put_job(theirs)
+    state.close()
+    svc = _service(engine, tmp_path)
+    try:
+        svc.state.shared = True  # what a PostgreSQL state says
+        jobs = JobManager(svc, str(jobs_dir))
+        svc.jobs = jobs
+        assert theirs.id not in jobs.jobs  # not resumed here
+        listed = jobs.get(theirs.id)
+        assert listed.status == "running" and listed.interrupted == 0 and listed.node == theirs.node
+        assert [j.id for j in jobs.list()] == [theirs.id]
+        with pytest.raises(Exception, match="another server"):
+            jobs.delete(theirs.id)
+        assert [r.status for r in svc.state.jobs()] == ["running"]
+    finally:
+        svc.close()
