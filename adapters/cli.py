@@ -94,11 +94,12 @@ class BackgroundServer:
 @click.option("--max-new-tokens", default=512, show_default=True, type=int)
 @click.option("--jobs-dir", type=click.Path(file_okay=False), help="Where file jobs keep uploads and results "
               "(default: a temporary folder).")
-@click.option("--sessions", type=click.Path(dir_okay=False), help="SQLite file for /v1/sessions (interactive "
-              "refinement); default: sessions.sqlite in --jobs-dir or the user cache folder.")
+@click.option("--sessions", type=click.Path(dir_okay=False), help="SQLite file (or postgresql:// URL) for "
+              "/v1/sessions (interactive refinement); default: the --state database when it is PostgreSQL, else "
+              "sessions.sqlite in --jobs-dir or the user cache folder.")
 @click.option("--state", type=click.Path(dir_okay=False), help="SQLite file of the server's durable state "
-              "(glossaries, usage per key, file jobs, session owners); default: state.sqlite in --jobs-dir, else "
-              "in memory.")
+              "(glossaries, usage per key, file jobs, session owners), or a postgresql:// URL shared by several "
+              "servers (sessions included); default: state.sqlite in --jobs-dir, else in memory.")
 @click.option("--admin-key", help="A key that sees and manages every key's jobs, glossaries and sessions (also "
               "TOWER_CAT_ADMIN_KEY).")
 @click.option("--tm-mode", type=click.Choice(["shared", "per-key"]), default="shared", show_default=True,
@@ -130,8 +131,10 @@ def serve(model, tm, glossaries, host, port, api_keys, languages, device, comput
     from .service import ServerConfig, Service
 
     in_jobs_dir = (lambda name: os.path.join(jobs_dir, name) if jobs_dir else None)
-    refuse_overlaps({"--tm": tm, "--cache": cache, "--sessions": sessions or in_jobs_dir("sessions.sqlite"),
-                     "--state": state or in_jobs_dir("state.sqlite")}, {"--glossary": list(glossaries)})
+    local = (lambda spec: None if spec and "://" in spec else spec)  # a postgresql:// URL is no local file
+    refuse_overlaps({"--tm": local(tm), "--cache": cache,
+                     "--sessions": local(sessions) or in_jobs_dir("sessions.sqlite"),
+                     "--state": local(state) or in_jobs_dir("state.sqlite")}, {"--glossary": list(glossaries)})
     keys = list(api_keys) + [k.strip() for k in os.environ.get("TOWER_CAT_API_KEYS", "").split(",") if k.strip()]
     admin_key = admin_key or os.environ.get("TOWER_CAT_ADMIN_KEY") or None
     if not keys and not admin_key and not _is_loopback(host):

@@ -73,6 +73,8 @@ class AcceptRequest(BaseModel):
 def _default_store(service) -> str:
     config = service.config
     path = config.sessions or os.environ.get("TOWER_CAT_SESSIONS")
+    if not path and getattr(service.state, "shared", False):
+        path = config.state  # a PostgreSQL state: the sessions live there too, seen by every server
     if not path and getattr(config, "jobs_dir", None):
         path = str(Path(config.jobs_dir) / "sessions.sqlite")
     if not path:
@@ -95,7 +97,9 @@ def manager_of(request: Request) -> SessionManager:
 
             store = getattr(state, "session_store", None) or _default_store(service)
             if not isinstance(store, SessionStore):
-                store = SessionStore(store)
+                from .state_postgres import open_session_store  # a SQLite file or a postgresql:// URL
+
+                store = open_session_store(store)
             manager = SessionManager(service.engine, store, tm=service.tm,
                                      options=GenerationOptions(max_new_tokens=service.config.max_new_tokens),
                                      few_shot=service.config.tm_examples, fuzzy_min=service.config.tm_min_score)

@@ -178,6 +178,16 @@ class JobRecord:
 class ServerState(ABC):
     """Durable server state. Every method is one transaction; implementations are safe across threads."""
 
+    # True when other server processes write the same state (PostgreSQL, adapters/state_postgres.py): the
+    # stores below then read through to it instead of trusting their copy in memory
+    shared = False
+
+    def glossary(self, glossary_id: str) -> "StoredGlossary | None":
+        return next((g for g in self.glossaries() if g.glossary_id == glossary_id), None)
+
+    def usage_of(self, owner: str) -> KeyUsage:
+        return self.usage().get(owner, KeyUsage())
+
     # glossaries created over the API (DeepL v2/v3, /v1); --glossary files are not stored
     @abstractmethod
     def put_glossary(self, glossary: StoredGlossary) -> None: ...
@@ -353,7 +363,12 @@ class SQLiteState(ServerState):
 
 
 def open_state(path: str | Path | None) -> ServerState:
-    """The state at ``path`` (a SQLite file); in memory when None."""
+    """The state at ``path`` (a SQLite file, or a ``postgresql://`` URL shared by several servers); in memory
+    when None."""
+    if isinstance(path, str) and path.lower().startswith(("postgresql://", "postgres://")):
+        from .state_postgres import PostgresState
+
+        return PostgresState(path)
     return SQLiteState(path or ":memory:")
 
 
@@ -450,24 +465,31 @@ class GlossaryStore:
     def get(self, glossary_id: str, caller: Caller | None = None) -> StoredGlossary:
         """The glossary; NotFound when there is none or ``caller`` does not see it."""
         g = self._items.get(glossary_id)
+        if self.state is not None and self.state.shared and (g is None or g.builtin is None):
+            g = self.state.glossary(glossary_id)  # another server may have made, changed or deleted it
         if g is None or (caller is not None and not caller.sees(g.owner)):
             raise _errors().NotFound("glossary not found")
         return g
 
     def list(self, caller: Caller | None = None) -> list[StoredGlossary]:
-        return [g for g in self._items.values() if caller is None or caller.sees(g.owner)]
+        items = list(self._items.values())
+        if self.state is not None and self.state.shared:
+            items = self.builtins() + self.state.glossaries()
+        return [g for g in items if caller is None or caller.sees(g.owner)]
 
     def delete(self, glossary_id: str, caller: Caller | None = None) -> None:
         errors = _errors()
         with self._lock:
             g = self._items.get(glossary_id)
+            if self.state is not None and self.state.shared and (g is None or g.builtin is None):
+                g = self.state.glossary(glossary_id)
             if g is None or (caller is not None and not caller.sees(g.owner)):
                 raise errors.NotFound("glossary not found")
             if g.builtin is not None:
                 raise errors.ServiceError("glossaries loaded with --glossary cannot be deleted", status=403)
             if self.state is not None:
                 self.state.delete_glossary(glossary_id)
-            del self._items[glossary_id]
+            self._items.pop(glossary_id, None)
 
     def builtins(self) -> list[StoredGlossary]:
         return [g for g in self._items.values() if g.builtin is not None]
@@ -485,7 +507,7 @@ class UsageCounter:
     def check(self, key: str | None, characters: int) -> None:
         if self.limit is None:
             return
-        u = self._by_owner.get(owner_id(key), KeyUsage())
+        u = self.get(key)
         if u.characters + characters > self.limit:
             raise _errors().QuotaExceeded("Quota Exceeded")
 
@@ -500,10 +522,14 @@ class UsageCounter:
             u.segments += segments
 
     def get(self, key: str | None) -> KeyUsage:
+        if self.state is not None and self.state.shared:  # counted by every server of the deployment
+            return self.state.usage_of(owner_id(key))
         return self._by_owner.get(owner_id(key), KeyUsage())
 
     def all(self) -> dict[str, KeyUsage]:
         """Usage by owner id."""
+        if self.state is not None and self.state.shared:
+            return self.state.usage()
         return dict(self._by_owner)
 
 

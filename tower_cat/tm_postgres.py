@@ -120,36 +120,43 @@ MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection], None]]] = [
 ]
 
 
-def schema_version(conn: psycopg.Connection) -> int:
-    """The highest migration applied (0: no tower-cat TM in this database)."""
-    row = conn.execute("SELECT to_regclass('tm_schema_version') IS NOT NULL").fetchone()
+def schema_version(conn: psycopg.Connection, table: str = "tm_schema_version") -> int:
+    """The highest migration applied (0: nothing of ours in this database)."""
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
     if not row[0]:
         return 0
-    return conn.execute("SELECT coalesce(max(version), 0) FROM tm_schema_version").fetchone()[0]
+    return conn.execute(f"SELECT coalesce(max(version), 0) FROM {table}").fetchone()[0]
 
 
-def migrate(conn: psycopg.Connection, where: str) -> int:
-    """Bring the schema to the latest version; returns it. One transaction: all missing migrations or none."""
-    latest = MIGRATIONS[-1][0]
+def apply_migrations(conn: psycopg.Connection, where: str, migrations, table: str, lock: int) -> int:
+    """Bring a schema to its latest version (``migrations``: ascending (version, description, function));
+    returns it. One transaction, under an advisory lock: all missing migrations or none, and two processes
+    starting at once migrate once."""
+    latest = migrations[-1][0]
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_NAMESPACE, _MIGRATION_LOCK))
-        conn.execute("CREATE TABLE IF NOT EXISTS tm_schema_version (version integer PRIMARY KEY, "
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_NAMESPACE, lock))
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (version integer PRIMARY KEY, "
                      "description text NOT NULL, applied double precision NOT NULL)")
-        current = schema_version(conn)
+        current = schema_version(conn, table)
         if current > latest:
-            raise TMError(f"the TM's schema is version {current}, newer than this tower-cat knows ({latest})",
+            raise TMError(f"the schema ({table}) is version {current}, newer than this tower-cat knows ({latest})",
                           path=where, hint="upgrade tower-cat")
-        for version, description, apply in MIGRATIONS:
+        for version, description, apply in migrations:
             if version > current:
                 try:
                     apply(conn)
                 except pg_errors.InsufficientPrivilege as exc:
-                    raise TMError(f"cannot create the TM tables: {exc.diag.message_primary}", path=where,
+                    raise TMError(f"cannot create the tables: {exc.diag.message_primary}", path=where,
                                   hint="connect as a role with CREATE on the database's schema, e.g. its owner"
                                   ) from None
-                conn.execute("INSERT INTO tm_schema_version (version, description, applied) VALUES (%s, %s, %s)",
+                conn.execute(f"INSERT INTO {table} (version, description, applied) VALUES (%s, %s, %s)",
                              (version, description, time.time()))
         return max(current, latest)
+
+
+def migrate(conn: psycopg.Connection, where: str) -> int:
+    """Bring the TM schema to the latest version (``MIGRATIONS``); returns it."""
+    return apply_migrations(conn, where, MIGRATIONS, "tm_schema_version", _MIGRATION_LOCK)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -437,6 +444,13 @@ class PostgresTranslationMemory(BaseTranslationMemory):
                     "SELECT src_lang, tgt_lang FROM tm_pairs ORDER BY 1, 2")]
                 self._pairs_read = time.monotonic()
         return self._pairs_cache
+
+    def _langs_for(self, src: str, tgt: str) -> tuple[list[str], list[str]]:
+        found = super()._langs_for(src, tgt)
+        if not found[0] and time.monotonic() - self._pairs_read > 0.1:  # a pair another writer just added
+            self._pairs_cache = None
+            found = super()._langs_for(src, tgt)
+        return found
 
     def _exact_candidates(self, qtext: str, srcs: list[str]) -> Iterable[tuple[int, str]]:
         return self.conn.execute("SELECT id, norm FROM tm_sources WHERE fold = %s AND lang = ANY(%s)",
