@@ -120,8 +120,12 @@ def _owned(request: Request, session_id: str, caller: Caller) -> str:
     """``session_id`` when ``caller`` may see it; NotFound otherwise (a session without a recorded owner
     predates tenancy: only the admin key, or a server without keys, sees it)."""
     owner = service_of(request).state.owner(SESSION, session_id)
-    if not caller.sees(owner if owner is not None else "") or (
-            owner is None and session_id not in manager_of(request).store):
+    if owner is None:  # a state in memory forgets; the session keeps its owner in its own store too
+        try:
+            owner = manager_of(request).get(session_id).meta.get("_owner")
+        except SessionNotFound:
+            raise NotFound(f"no session {session_id!r}") from None
+    if not caller.sees(owner if owner is not None else ""):
         raise NotFound(f"no session {session_id!r}")
     return session_id
 
@@ -147,7 +151,7 @@ def session_view(session: Session) -> dict[str, Any]:
     mode = session.meta.get("tag_handling", "text")
     as_parts = bool(session.meta.get("as_parts"))
     d = session.as_dict()
-    d["meta"] = {k: v for k, v in session.meta.items() if k not in ("tag_handling", "as_parts")}
+    d["meta"] = {k: v for k, v in session.meta.items() if k not in ("tag_handling", "as_parts", "_owner")}
     d["tag_handling"] = mode
     d["source"] = {"text": to_markup(session.source, mode), "plain": session.source.text}
     if as_parts:
@@ -182,7 +186,8 @@ def router() -> APIRouter:
             raise ServiceError("there is no text to translate")
         # the first request is the translation core's, with the glossaries and TM /v1/translate would use
         glossary = service.glossaries_for(body.glossary_ids, src, tgt, caller)
-        meta = {**body.meta, "tag_handling": "text" if as_parts else body.tag_handling, "as_parts": as_parts}
+        meta = {**body.meta, "tag_handling": "text" if as_parts else body.tag_handling, "as_parts": as_parts,
+                "_owner": caller.owner}
         kwargs: dict[str, Any] = dict(instructions=body.instructions, notes=body.notes,
                                       extra_terms=[(t.source, t.target) for t in body.terms], glossary=glossary,
                                       context_before=item.context_before, context_after=item.context_after,

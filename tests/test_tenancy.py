@@ -278,3 +278,24 @@ def test_per_key_tm_mode_keeps_each_keys_segments_apart(engine, tmp_path):
     finally:
         svc.close()
         shared.close()
+
+
+def test_session_owners_survive_a_restart_without_a_state_folder(engine, tmp_path):
+    """Sessions persist in their own file; with the server state in memory, the owner travels with the session."""
+    sessions = tmp_path / "sessions.sqlite"
+    config = dict(max_new_tokens=4, api_keys=[A, B], admin_key=ADMIN, sessions=str(sessions))
+    first = Service(engine, ServerConfig(**config))
+    with BackgroundServer(create_app(first)) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        sid = c.post("/v1/sessions", headers=_auth(A), json={"source_lang": "en", "target_lang": "de",
+                                                               "segment": "Hello."}).json()["id"]
+    first.close()
+    again = Service(engine, ServerConfig(**config))
+    try:
+        with BackgroundServer(create_app(again)) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+            assert again.state.location == ":memory:"
+            mine = c.get(f"/v1/sessions/{sid}", headers=_auth(A))
+            assert mine.status_code == 200 and "_owner" not in mine.json()["meta"]
+            assert c.get(f"/v1/sessions/{sid}", headers=_auth(B)).status_code == 404
+            assert c.get(f"/v1/sessions/{sid}", headers=_auth(ADMIN)).status_code == 200
+    finally:
+        again.close()
