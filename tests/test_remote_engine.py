@@ -167,3 +167,25 @@ def test_cli_translate_with_backend_openai(tiny_llama, llama_server, tmp_path):
     i = args.index("--endpoint")
     r = CliRunner().invoke(cli, args[:i] + args[i + 2:], env={"TOWER_CAT_ENDPOINT": None})  # no endpoint
     assert r.exit_code != 0 and "--endpoint" in r.output
+
+
+def test_cli_qe_logprob_and_llm_and_refine_through_the_server(tiny_llama, llama_server, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from tower_cat.cli import cli
+
+    src = SAMPLES / "tower-notes.en-de.xlf"
+    for backend in ("logprob", "llm"):
+        r = CliRunner().invoke(cli, ["qe", str(src), "--backend", backend, "--model", str(tiny_llama.ct2_path),
+                                     "--endpoint", llama_server.url, "--json", "--no-spans"][:-1 if backend ==
+                                                                                            "logprob" else None])
+        assert r.exit_code == 0, r.output
+        data = json.loads(r.output)
+        segs = data["files"][0]["segments"]
+        assert segs and all(s["score"] is None or 0 <= s["score"] <= 100 for s in segs)
+    r = CliRunner().invoke(cli, ["refine", "--model", str(tiny_llama.ct2_path), "-s", "en", "-t", "de",
+                                 "--backend", "openai", "--endpoint", llama_server.url, "--max-new-tokens", "8",
+                                 "--no-cache", "--json", "Open the file."])
+    assert r.exit_code == 0, r.output

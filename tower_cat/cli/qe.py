@@ -95,6 +95,11 @@ def _output_paths(files: tuple[Path, ...], output: Path | None, in_place: bool) 
 @click.option("--target-lang", default=None, help="Target language when a file declares none (llm/logprob).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--batch-size", type=int, default=16, show_default=True, help="COMET batch size.")
+@click.option("--endpoint", default=None, envvar="TOWER_CAT_ENDPOINT", metavar="URL",
+              help="llm/logprob: run the model on this OpenAI-compatible server (--model gives its tokenizer and "
+                   "family). Default: $TOWER_CAT_ENDPOINT.")
+@click.option("--api-key", default=None, envvar="TOWER_CAT_ENDPOINT_KEY", help="--endpoint's API key.")
+@click.option("--served-model", default=None, help="--endpoint: the server's model name.")
 @click.option("--no-spans", is_flag=True, help="llm: ask for a score only, not for error spans.")
 @click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="logprob: calibration JSON to use (or to write with --fit-calibration).")
@@ -103,8 +108,9 @@ def _output_paths(files: tuple[Path, ...], output: Path | None, in_place: bool) 
                                  "columns), save it to --calibration, then score FILEs with it.")
 def qe(files: tuple[Path, ...], backend: str, model: Path, encoder: Path | None, threshold: float | None,
        output: Path | None, in_place: bool, report: Path | None, worst: int, as_json: bool,
-       source_lang: str | None, target_lang: str | None, device: str, batch_size: int, no_spans: bool,
-       calibration: Path | None, fit_tsv: Path | None) -> None:
+       source_lang: str | None, target_lang: str | None, device: str, batch_size: int, endpoint: str | None,
+       api_key: str | None, served_model: str | None, no_spans: bool, calibration: Path | None,
+       fit_tsv: Path | None) -> None:
     """Score every translated unit of bilingual FILEs (XLIFF 1.2/2, SDLXLIFF, MQXLIFF, PO) with a QE backend.
 
     Scores (0-100) are written into the files (its:mtConfidence, sdl percent, mq:percent, a PO comment, ...)
@@ -128,14 +134,19 @@ def qe(files: tuple[Path, ...], backend: str, model: Path, encoder: Path | None,
                     {"FILE": None if in_place else files, "--fit-calibration": fit_tsv,
                      "--calibration": calibration if fit_tsv is None else None})
 
+    engine_kwargs: dict = dict(device=device)
+    if endpoint:
+        if backend == "comet":
+            raise click.UsageError("--endpoint is for --backend llm or logprob (COMET runs here)")
+        engine_kwargs = dict(backend="openai", endpoint=endpoint, api_key=api_key, served_model=served_model)
     if backend == "comet":
         be = qe_mod.CometBackend(model, encoder=encoder, device=device, batch_size=batch_size)
     elif backend == "llm":
         be = qe_mod.LLMJudgeBackend(model, spans=not no_spans, source_lang=source_lang, target_lang=target_lang,
-                                    device=device)
+                                    **engine_kwargs)
     else:
         be = qe_mod.LogprobBackend(model, calibration=None if fit_tsv else calibration, source_lang=source_lang,
-                                   target_lang=target_lang, device=device)
+                                   target_lang=target_lang, **engine_kwargs)
         if fit_tsv is not None:
             # the held-out set has no language columns: the options, else the first file's languages
             first = load_document(files[0]) if files else None

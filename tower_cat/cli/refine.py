@@ -181,7 +181,12 @@ def _interactive(manager, session, console, view: _View, tm_path) -> int:
               help="Keep the session in this SQLite file (to --resume it later).")
 @click.option("--resume", "resume_id", help="Continue a session stored with --sessions.")
 @click.option("--no-tags", is_flag=True, help="TEXT has no inline codes: <1> is literal text.")
-@click.option("--backend", type=click.Choice(["ct2", "transformers"]), default="ct2", show_default=True)
+@click.option("--backend", type=click.Choice(["ct2", "transformers", "openai"]), default="ct2", show_default=True,
+              help="openai: a remote OpenAI-compatible server (--endpoint).")
+@click.option("--endpoint", default=None, envvar="TOWER_CAT_ENDPOINT", metavar="URL",
+              help="--backend openai: the server's base URL (default: $TOWER_CAT_ENDPOINT).")
+@click.option("--api-key", default=None, envvar="TOWER_CAT_ENDPOINT_KEY", help="--endpoint's API key.")
+@click.option("--served-model", default=None, help="--backend openai: the server's model name.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1.")
 @click.option("--compute-type", default="auto", show_default=True)
 @click.option("--threads", type=int, default=None, help="CPU threads (default: all available).")
@@ -189,8 +194,8 @@ def _interactive(manager, session, console, view: _View, tm_path) -> int:
 @click.option("--max-new-tokens", type=int, default=512, show_default=True)
 @click.option("--no-cache", is_flag=True, help="Do not read or write the generation cache.")
 def refine(text, model_dir, source_lang, target_lang, instructions, first, tm_path, glossary, max_length,
-           accept_at_end, force, as_json, sessions_path, resume_id, no_tags, backend, device, compute_type, threads,
-           hf_model, max_new_tokens, no_cache):
+           accept_at_end, force, as_json, sessions_path, resume_id, no_tags, backend, endpoint, api_key, served_model,
+           device, compute_type, threads, hf_model, max_new_tokens, no_cache):
     """Translate TEXT and refine it with instructions, interactively (BayLing-style)."""
     from rich.console import Console
 
@@ -207,8 +212,11 @@ def refine(text, model_dir, source_lang, target_lang, instructions, first, tm_pa
 
     refuse_overlaps({"--sessions": sessions_path, "--tm": tm_path}, {"--glossary": glossary})
     console = Console(highlight=False, soft_wrap=True)
+    if backend == "openai" and not endpoint:
+        raise click.UsageError("--backend openai needs --endpoint URL (or $TOWER_CAT_ENDPOINT)")
+    remote = dict(endpoint=endpoint, api_key=api_key, served_model=served_model) if backend == "openai" else {}
     engine = Engine.load(model_dir, device=device, compute_type=compute_type, threads=threads, backend=backend,
-                         hf_model=hf_model, cache=None if no_cache else default_cache_path())
+                         hf_model=hf_model, cache=None if no_cache else default_cache_path(), **remote)
     from tower_cat.tm import open_translation_memory
 
     tm = open_translation_memory(tm_path)  # None: $TOWER_CAT_TM_URL, else no TM
