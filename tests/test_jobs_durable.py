@@ -398,3 +398,30 @@ def test_another_servers_jobs_in_a_shared_state_are_listed_but_never_resumed_her
         assert [r.status for r in svc.state.jobs()] == ["running"]
     finally:
         svc.close()
+
+
+def test_glossaries_made_and_changed_over_http_survive_a_restart(engine, tmp_path):
+    auth = {"Authorization": "DeepL-Auth-Key k"}
+    first = _service(engine, tmp_path, api_keys=["k"])
+    with BackgroundServer(create_app(first)) as srv, httpx.Client(base_url=srv.url, timeout=60, headers=auth) as c:
+        g = c.post("/v3/glossaries", json={"name": "ui", "dictionaries": [
+            {"source_lang": "EN", "target_lang": "DE", "entries": "note\tNotiz", "entries_format": "tsv"}]}).json()
+        assert c.patch(f"/v3/glossaries/{g['glossary_id']}", json={"name": "ui-2", "dictionaries": [
+            {"source_lang": "EN", "target_lang": "FR", "entries": "note\tnote", "entries_format": "tsv"}]}
+        ).status_code == 200
+        gone = c.post("/v2/glossaries", json={"name": "tmp", "source_lang": "EN", "target_lang": "DE",
+                                              "entries": "a\tb", "entries_format": "tsv"}).json()
+        assert c.delete(f"/v2/glossaries/{gone['glossary_id']}").status_code == 204
+    first.close()
+    again = _service(engine, tmp_path, api_keys=["k"])
+    try:
+        with BackgroundServer(create_app(again)) as srv, httpx.Client(base_url=srv.url, timeout=60,
+                                                                      headers=auth) as c:
+            listed = c.get("/v3/glossaries").json()["glossaries"]
+            assert [(x["name"], sorted((d["source_lang"], d["target_lang"]) for d in x["dictionaries"]))
+                    for x in listed] == [("ui-2", [("en", "de"), ("en", "fr")])]
+            entries = c.get(f"/v3/glossaries/{g['glossary_id']}/entries",
+                            params={"source_lang": "EN", "target_lang": "DE"}).json()
+            assert entries["dictionaries"][0]["entries"] == "note\tNotiz"
+    finally:
+        again.close()
