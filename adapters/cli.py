@@ -81,6 +81,11 @@ class BackgroundServer:
 @click.option("--languages", help="Comma-separated codes the model serves (default: from the model family).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 or 0,1.")
 @click.option("--compute-type", default="auto", show_default=True)
+@click.option("--endpoint", default=None, envvar="TOWER_CAT_ENDPOINT", metavar="URL",
+              help="Run the model on this OpenAI-compatible inference server (vLLM, SGLang, TGI, llama.cpp); "
+                   "--model then gives its tokenizer and family. Default: $TOWER_CAT_ENDPOINT.")
+@click.option("--endpoint-key", default=None, envvar="TOWER_CAT_ENDPOINT_KEY", help="--endpoint's API key.")
+@click.option("--served-model", default=None, help="--endpoint: the server's model name.")
 @click.option("--threads", type=int, help="CPU threads for the model.")
 @click.option("--cache", type=click.Path(dir_okay=False), help="SQLite generation cache (repeat requests "
               "answer without the model).")
@@ -117,7 +122,8 @@ class BackgroundServer:
               help="Source tokens per request, all segments together (413 past it, before any model work).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
-def serve(model, tm, glossaries, host, port, api_keys, languages, device, compute_type, threads, cache,
+def serve(model, tm, glossaries, host, port, api_keys, languages, device, compute_type, endpoint, endpoint_key,
+          served_model, threads, cache,
           batch_window_ms, max_batch, max_queue, max_request_kb, character_limit, max_new_tokens, jobs_dir,
           sessions, state, admin_key, tm_mode, job_workers, job_max_seconds, job_max_units, job_max_memory_mb,
           job_keep_days, max_request_tokens, log_level):
@@ -144,6 +150,7 @@ def serve(model, tm, glossaries, host, port, api_keys, languages, device, comput
     config = ServerConfig(model=model, tm=tm, glossaries=list(glossaries), api_keys=keys,
                           languages=[c.strip() for c in languages.split(",") if c.strip()] if languages else None,
                           device=device, compute_type=compute_type, threads=threads, cache=cache,
+                          endpoint=endpoint, endpoint_key=endpoint_key, served_model=served_model,
                           batch_window=batch_window_ms / 1000.0, max_batch_prompts=max_batch, max_pending=max_queue,
                           max_request_bytes=max_request_kb * 1024, character_limit=character_limit,
                           max_new_tokens=max_new_tokens, jobs_dir=jobs_dir, sessions=sessions, state=state,

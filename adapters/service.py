@@ -71,6 +71,9 @@ class ServerConfig:
     device: str = "auto"
     compute_type: str = "auto"
     threads: int | None = None
+    endpoint: str | None = None                             # the model on an OpenAI-compatible server instead
+    endpoint_key: str | None = None
+    served_model: str | None = None
     cache: str | None = None                                # SQLite generation cache
     batch_window: float = 0.015                             # seconds the worker waits to fill a batch
     max_batch_prompts: int = 64
@@ -395,8 +398,10 @@ class Service:
 
         if not config.model:
             raise TowerCatError("no model given", hint="pass --model DIR (a folder made by `tower-cat convert`)")
+        remote = dict(backend="openai", endpoint=config.endpoint, api_key=config.endpoint_key,
+                      served_model=config.served_model) if config.endpoint else {}
         engine = Engine.load(config.model, device=config.device, compute_type=config.compute_type,
-                             threads=config.threads, cache=config.cache)
+                             threads=config.threads, cache=config.cache, **remote)
         from tower_cat.tm import open_translation_memory
 
         tm = open_translation_memory(config.tm)  # a database or postgresql:// URL; None: $TOWER_CAT_TM_URL
@@ -522,12 +527,17 @@ class Service:
         return Translator(self.engine, tm=tm, glossary=self.glossaries_for(glossary_ids, src, tgt), options=opts,
                           fitter=self._fitter())
 
-    async def run_steps(self, steps) -> Any:
-        """Drive the core's steps: the CPU work between engine calls (TM search, prompts, restoring codes, QA) in a
-        worker thread, the engine calls through the batcher, so concurrent requests share engine batches."""
+    async def run_steps(self, steps, *, offload: bool = True) -> Any:
+        """Drive the core's steps: the engine calls through the batcher, so concurrent requests share engine
+        batches; the CPU work between them (TM search, prompts, restoring codes, QA) in a worker thread with
+        ``offload`` (a TM search can take milliseconds), else on the event loop (well under a millisecond a
+        segment without a TM: a thread hop would cost more than the work)."""
         value, first = None, True
         while True:
-            done, payload = await asyncio.to_thread(_advance, steps, value, first)
+            if offload:
+                done, payload = await asyncio.to_thread(_advance, steps, value, first)
+            else:
+                done, payload = _advance(steps, value, first)
             first = False
             if done:
                 return payload
@@ -563,12 +573,14 @@ class Service:
             return SegmentRequest(it.segment, id=it.id, context_before=before, context_after=list(it.context_after),
                                   terms=list(terms))
 
+        async def group(src: str, idx: list[int]) -> list:
+            core = self.translator(src, tgt, glossary_ids=glossary_ids, use_tm=use_tm, tm_min_score=tm_min_score,
+                                   examples=examples, key=key)
+            return await self.run_steps(core.translate_steps([request(i) for i in idx], src, tgt,
+                                                             alternatives=alternatives), offload=core.tm is not None)
+
         groups = list(by_src.items())
-        done = await asyncio.gather(*(
-            self.run_steps(self.translator(src, tgt, glossary_ids=glossary_ids, use_tm=use_tm,
-                                           tm_min_score=tm_min_score, examples=examples, key=key)
-                           .translate_steps([request(i) for i in idx], src, tgt, alternatives=alternatives))
-            for src, idx in groups))
+        done = await asyncio.gather(*(group(src, idx) for src, idx in groups))
         outs: list[SegmentOut | None] = [None] * len(items)
         for (src, idx), results in zip(groups, done):
             for i, res in zip(idx, results):
@@ -609,7 +621,7 @@ class Service:
         requests = [SegmentRequest(source.segment, id=source.id, terms=list(terms), target=translation.segment)
                     for source, translation in pairs]
         core = self.translator(src, tgt, glossary_ids=glossary_ids, use_tm=False)
-        results = await self.run_steps(core.post_edit_steps(requests, src, tgt))
+        results = await self.run_steps(core.post_edit_steps(requests, src, tgt), offload=False)
         outs = [self._segment_out(source, res) for (source, _), res in zip(pairs, results)]
         self.usage.add(key, chars, len(pairs))
         return outs

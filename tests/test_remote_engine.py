@@ -189,3 +189,40 @@ def test_cli_qe_logprob_and_llm_and_refine_through_the_server(tiny_llama, llama_
                                  "--backend", "openai", "--endpoint", llama_server.url, "--max-new-tokens", "8",
                                  "--no-cache", "--json", "Open the file."])
     assert r.exit_code == 0, r.output
+
+
+def test_serve_with_the_model_on_a_remote_server(tiny_llama, llama_server, tmp_path):
+    """`tower-cat serve --endpoint`: every door of our server, the model on llama.cpp's server."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tower_cat.testing_gguf import free_port
+
+    port = free_port()
+    log = open(tmp_path / "serve.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-c", "from tower_cat.cli import main; main()", "serve", "--model",
+                             str(tiny_llama.ct2_path), "--endpoint", llama_server.url, "--port", str(port),
+                             "--max-new-tokens", "8", "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT,
+                            cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(url + "/v1/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, "the server did not come up"
+            time.sleep(0.2)
+        r = httpx.post(url + "/v2/translate", data={"text": ["Open the file."], "source_lang": "EN",
+                                                    "target_lang": "DE"}, timeout=120)
+        assert r.status_code == 200, r.text
+        assert isinstance(r.json()["translations"][0]["text"], str)
+    finally:
+        proc.terminate()
+        proc.wait(20)
