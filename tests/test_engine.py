@@ -577,3 +577,19 @@ def test_default_options_take_the_engine_budget(ct2_engines):
     explicit = engine.generate(batch, GenerationOptions(max_new_tokens=NEW_TOKENS, max_batch_tokens=8192,
                                                         max_batch_size=64, use_cache=False))
     assert [g.tokens for g in default] == [g.tokens for g in explicit]
+
+
+def test_remote_engines_keep_request_sized_batches(ct2_engines, monkeypatch):
+    """A remote server batches by itself: no local GPU is probed, requests stay at the CPU's size."""
+    import tower_cat.engine as engine_module
+
+    def no_probe(*args, **kwargs):
+        raise AssertionError("a remote engine must not probe local devices")
+
+    monkeypatch.setattr(engine_module, "probe_device", no_probe)
+    base = ct2_engines["llama"]
+    remote = Engine(base.path, base.info, base.tokenizer, backend="openai", device="remote", device_index=[0],
+                    compute_type="remote", threads=1, replicas=1, hf_model=None, cache=None, fingerprint="x")
+    budget = remote.batch_budget
+    assert (budget.max_batch_tokens, budget.max_batch_size) == (8192, 64) and budget.reason.startswith("remote")
+    assert remote.preferred_chunk == 64

@@ -24,7 +24,7 @@ import sqlite3
 import threading
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace as _replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, Union
 
@@ -808,6 +808,10 @@ class Engine:
         up to 256 prompts. See :func:`tower_cat.devices.choose_batch_budget`."""
         if self.device == "cpu":  # no model facts needed: the CPU budget is a measured constant
             return choose_batch_budget(DeviceFacts("cpu"), None, self.compute_type, self.replicas)
+        if self.device != "cuda":  # a remote server batches by itself: requests of the CPU's size
+            cpu = choose_batch_budget(DeviceFacts("cpu"), None, self.compute_type, self.replicas)
+            return _replace(cpu, reason=f"{self.device}: {cpu.max_batch_tokens} tokens / "
+                                                   f"{cpu.max_batch_size} prompts per request")
         budget = choose_batch_budget(self.device_facts, self.model_facts, self.compute_type, self.replicas)
         log.info("batch budget: %s", budget.reason)
         return budget
