@@ -811,7 +811,7 @@ class Engine:
         if self.device != "cuda":  # a remote server batches by itself: requests of the CPU's size
             cpu = choose_batch_budget(DeviceFacts("cpu"), None, self.compute_type, self.replicas)
             return _replace(cpu, reason=f"{self.device}: {cpu.max_batch_tokens} tokens / "
-                                                   f"{cpu.max_batch_size} prompts per request")
+                                        f"{cpu.max_batch_size} prompts per request")
         budget = choose_batch_budget(self.device_facts, self.model_facts, self.compute_type, self.replicas)
         log.info("batch budget: %s", budget.reason)
         return budget
