@@ -19,6 +19,7 @@ from typing import Any, Callable
 import click
 
 from tower_cat.document import STATUSES
+from tower_cat.errors import OutputError
 
 
 def _common(func: Callable) -> Callable:
@@ -190,15 +191,20 @@ def _run(task: str, files, output, in_place, model_dir, glossary_path, tm_path, 
     from tower_cat.outputs import refuse_overlaps
 
     console = Console(stderr=True, highlight=False)
-    outputs = plan_outputs(files, output, in_place)
+    try:
+        outputs = plan_outputs(files, output, in_place)
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise OutputError(f"cannot write there: {exc.strerror}", path=output) from None
     _preflight(files)
     refuse_overlaps({"--in-place" if in_place else "-o": outputs,
                      "--cache": None if no_cache else (cache or default_cache_path())},
                     {"FILE": None if in_place else files, "--tm": tm_path, "--glossary": glossary_path})
-    if output is not None and len(files) > 1:
-        output.mkdir(parents=True, exist_ok=True)
-    for out in outputs:
-        out.parent.mkdir(parents=True, exist_ok=True)
+    for folder in ([output] if output is not None and len(files) > 1 else []) + [o.parent for o in outputs]:
+        try:  # before any model work: an output folder that cannot be made fails every file in it
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the output folder: {exc.strerror}", path=exc.filename or folder,
+                              hint="choose another -o") from None
     glossary = Glossary.load(glossary_path) if glossary_path else None
     memory = _open_tm(tm_path, console)
     cache_path = None if no_cache else (cache or default_cache_path())
