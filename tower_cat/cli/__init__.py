@@ -99,6 +99,10 @@ def main(argv: list[str] | None = None) -> None:
     except TowerCatError as exc:
         click.echo(f"error: {cli_wording(exc)}", err=True)
         sys.exit(2)
+    except OSError as exc:  # a file that cannot be read or written: one line naming it, not a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
