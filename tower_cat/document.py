@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Union
@@ -138,6 +139,45 @@ class TargetEdit:
         return prev
 
 
+FINDINGS_AUTHOR = "tower-cat"  # the author name our findings carry in files (note from=, Comment user=, ...)
+_FINDING_TEXT = re.compile(r"^\[(\w+)\] ([\w.-]+)(?:, segment (.+?))?: (.*)$", re.S)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A QA, terminology or QE finding about a target, written into the file where CAT tools show comments
+    (XLIFF notes, Trados comments, memoQ comments, PO translator comments) so the translator sees why a segment
+    needs review. ``check`` names the check (``numbers``, ``terms``, ``qe``, ...), ``severity`` error|warning."""
+
+    check: str
+    severity: str
+    message: str
+
+    def text(self, segment: str | None = None) -> str:
+        """The one-line form files carry: ``[error] numbers: numbers differ: missing 12`` (with ``, segment N``
+        when one element holds findings of several segments)."""
+        where = f", segment {segment}" if segment else ""
+        return f"[{self.severity}] {self.check}{where}: {' '.join(self.message.split())}"
+
+    @classmethod
+    def parse(cls, text: str) -> tuple["Finding", str | None]:
+        """Inverse of :meth:`text`: the finding and its segment (None when the text names none). A text that is
+        not in that form is kept whole as the message of a ``note`` warning."""
+        m = _FINDING_TEXT.match(text.strip())
+        if m is None:
+            return cls("note", "warning", text.strip()), None
+        return cls(m.group(2), m.group(1), m.group(4)), m.group(3)
+
+    @classmethod
+    def of(cls, issue: Any) -> "Finding":
+        """From anything with ``check``/``severity``/``message`` (a ``qa.QAIssue``) or a dict of them."""
+        if isinstance(issue, Finding):
+            return issue
+        if isinstance(issue, dict):
+            return cls(str(issue["check"]), str(issue["severity"]), str(issue["message"]))
+        return cls(str(issue.check), str(issue.severity), str(issue.message))
+
+
 @dataclass
 class UnitContext:
     """What a translator (or a model) sees around a unit."""
@@ -174,6 +214,9 @@ class Unit:
     qa_issues: list[Any] = field(default_factory=list)
     edit: TargetEdit | None = None
     qe_edit: float | None = None
+    # findings to write into the file (replacing tower-cat's earlier ones; [] removes them); None: leave the file's
+    # findings alone. Findings read from a file are in meta["findings"] (never in ``notes``: not for the model).
+    findings_edit: list[Finding] | None = None
 
     @property
     def protected(self) -> bool:
@@ -205,9 +248,14 @@ class Unit:
         self.qe_edit = float(score)
         self.qe_score = float(score)
 
+    def set_findings(self, issues: Iterable[Any]) -> None:
+        """Record QA/terminology/QE findings to be written into the file where the CAT tool shows comments;
+        tower-cat's earlier findings on this unit are replaced (an empty list removes them), nobody else's."""
+        self.findings_edit = [Finding.of(i) for i in issues]
+
     @property
     def changed(self) -> bool:
-        return self.edit is not None or self.qe_edit is not None
+        return self.edit is not None or self.qe_edit is not None or self.findings_edit is not None
 
 
 @dataclass

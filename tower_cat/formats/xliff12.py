@@ -8,7 +8,9 @@ is the markup exactly as written in the file: ``<g>``/``<mrk>`` give an OPEN cod
 
 Writing: ``_xml.Splicer`` edits only the targets (their content, ``state``/``state-qualifier``, ITS MT confidence) of
 changed units, and adds an ``<alt-trans alttranstype="previous-version">`` for an edit that replaces a target
-(``TargetEdit.previous``); every other byte of the file is kept. SDLXLIFF and MQXLIFF are this reader/writer plus a
+(``TargetEdit.previous``) and, for QA/terminology/QE findings (``Unit.findings_edit``), ``<note from="tower-cat"
+priority="1|5" annotates="target">[error] numbers: …</note>`` (tower-cat's earlier notes on the unit replaced, nobody
+else's; read back into ``meta["findings"]``, not into ``notes``); every other byte of the file is kept. SDLXLIFF and MQXLIFF are this reader/writer plus a
 ``Dialect`` (``sdlxliff.py``, ``mqxliff.py``) that reads and writes the tool's own status attributes.
 """
 
@@ -21,8 +23,8 @@ from pathlib import Path
 
 from lxml import etree
 
-from tower_cat.document import (STATUSES, CodeKind, Document, InlineCode, Issue, Part, Segment, TargetEdit, Unit,
-                                UnitContext)
+from tower_cat.document import (FINDINGS_AUTHOR, STATUSES, CodeKind, Document, Finding, InlineCode, Issue, Part,
+                                Segment, TargetEdit, Unit, UnitContext)
 from tower_cat.errors import CodeMismatchError, FormatError, TowerCatError
 from tower_cat.formats import _xml
 
@@ -180,6 +182,16 @@ class Dialect:
 
     def write_tu(self, w: "Writer", tu: TuRec) -> None:
         """Tool attributes outside <target> (trans-unit attributes, sdl:seg-defs)."""
+
+    def notes_for_findings(self, tu: TuRec) -> bool:
+        """Findings of this trans-unit go into ``<note from="tower-cat">`` (a tool with its own comments says no
+        and writes them in ``write_tu`` / ``segment_with_findings``)."""
+        return True
+
+    def segment_with_findings(self, w: "Writer", tu: TuRec, seg: SegRec, content: str | None) -> str | None:
+        """The target content of a segment with its findings, when the tool keeps comments inside the target
+        (SDLXLIFF); ``content``: the new content, None when the target is not edited. None: no change."""
+        return content
 
 
 # --- reading ------------------------------------------------------------------------------------------------
@@ -390,6 +402,7 @@ class _Loader:
             seen[tu_id] = parent
             source = segsource = target = None
             notes: list[str] = []
+            ours: list[tuple[Finding, str | None]] = []
             alts: list[etree._Element] = []
             groups: list[etree._Element] = []
             for ch in tu:
@@ -401,7 +414,10 @@ class _Loader:
                     if target is None:
                         target = ch
                 elif t == t_note:
-                    notes.append("".join(ch.itertext()))
+                    if ch.get("from") == FINDINGS_AUTHOR:  # our findings: not a note for the translator or model
+                        ours.append(Finding.parse("".join(ch.itertext())))
+                    else:
+                        notes.append("".join(ch.itertext()))
                 elif t == t_segsource:
                     segsource = ch
                 elif t == t_alt:
@@ -429,6 +445,7 @@ class _Loader:
             if segsource is not None:
                 seg_mrks = [m for m in segsource.iter(t_mrk) if m.get("mtype") == "seg"]
             base = self._base(tu, tu_id, target, notes, groups, frec, translatable, line)
+            base["findings"] = ours
             if seg_mrks:
                 rec.segs = []
                 tmrks: dict[str, etree._Element] = {}
@@ -546,6 +563,9 @@ class _Loader:
             notes = list(base["notes"])
         if mid is not None:
             meta["mid"] = mid
+        findings = [f for f, seg in base["findings"] if seg is None or seg == mid]
+        if findings:
+            meta["findings"] = findings
         if alts:
             found = []
             for a in alts:
@@ -792,6 +812,11 @@ class Writer:
                 holder = s.tgt if s.tgt is not None else (tu.target if tu.target is not None else tu.el)
                 existing = s.tgt.get(f"{{{ITS_NS}}}annotatorsRef") if s.tgt is not None else None
                 mrk_attrs[s.mid] = self.its_attrs(holder, u.qe_edit, existing)
+        for s in tu.segs:
+            if s.unit.findings_edit is not None and (s.tgt is not None or s.mid in contents):
+                content = self.h.dialect.segment_with_findings(self, tu, s, contents.get(s.mid))
+                if content is not None:
+                    contents[s.mid] = content
         edits = [s.unit.edit for s in tu.segs if s.unit.edit is not None]
         others = []
         if edits and len(edits) < len(tu.segs):
@@ -948,11 +973,62 @@ class Writer:
                                         hint="pass the target as loaded (unit.target) as previous=") from None
             self.insert_after(anchor, markup)
 
+    # findings: <note from="tower-cat">
+    def xliff_anchor(self, tu: TuRec):
+        """The trans-unit's last XLIFF child: new notes and alt-trans go after it, before extension elements."""
+        ns_prefix = f"{{{self.h.ns}}}" if self.h.ns else ""
+        names = {ns_prefix + n for n in ("source", "seg-source", "target", "context-group", "count-group",
+                                         "prop-group", "note", "alt-trans")}
+        anchor = tu.source
+        for ch in tu.el:
+            if ch.tag in names:
+                anchor = ch
+        return anchor
+
+    def remove_element(self, el) -> None:
+        """Cut an element out, with the line break and indentation before it when it sits on a line of its own."""
+        text = self.xf.text
+        span = self.xf.spans[el]
+        start = span.start
+        line_start = text.rfind("\n", 0, start) + 1
+        if line_start > 0 and not text[line_start:start].strip():
+            start = line_start - 1
+            if start > 0 and text[start - 1] == "\r":
+                start -= 1
+        self.sp.replace(start, span.end, "")
+
+    def finding_notes(self, tu: TuRec) -> None:
+        """Replace tower-cat's notes of the units that carry findings (only those segments' notes in a segmented
+        trans-unit) with one ``<note from="tower-cat" priority=… annotates="target">`` per finding."""
+        items = [(s.unit, s.mid) for s in tu.segs] if tu.segs is not None else [(tu.unit, None)]
+        items = [(u, mid) for u, mid in items if u.findings_edit is not None]
+        if not items:
+            return
+        segmented = tu.segs is not None
+        mids = {mid for _, mid in items}
+        ns_prefix = f"{{{self.h.ns}}}" if self.h.ns else ""
+        for ch in tu.el:
+            if ch.tag == ns_prefix + "note" and ch.get("from") == FINDINGS_AUTHOR:
+                _, seg = Finding.parse("".join(ch.itertext()))
+                if not segmented or seg in mids:
+                    self.remove_element(ch)
+        name = element_name(self.xf.start_tag(tu.source))
+        p = name[: -len("source")] if name.endswith("source") else ""
+        notes = []
+        for unit, mid in items:
+            for f in unit.findings_edit:
+                attrs = {"from": FINDINGS_AUTHOR, "priority": "1" if f.severity == "error" else "5",
+                         "annotates": "target"}
+                notes.append(f"{_xml.set_attrs(f'<{p}note>', attrs)}{escape_content(f.text(mid))}</{p}note>")
+        anchor = self.xliff_anchor(tu)
+        for markup in notes:  # same insertion point: the splicer keeps them in insertion order
+            self.insert_after(anchor, markup)
+
     def run(self) -> str:
         for tu in self.h.tus:
             if tu.segs is None:
                 u = tu.unit
-                if u.edit is None and u.qe_edit is None:
+                if not u.changed:
                     continue
                 self.check_unit(u)
                 self.plain(tu)
@@ -965,6 +1041,8 @@ class Writer:
                         self.check_unit(u)
                 self.segmented(tu)
             self.previous_versions(tu)  # after a new target, before the dialect's extension elements
+            if self.h.dialect.notes_for_findings(tu):
+                self.finding_notes(tu)
             self.h.dialect.write_tu(self, tu)
         lang = self.doc.target_lang
         if lang and lang != self.h.target_lang:
