@@ -188,6 +188,9 @@ class Dialect:
         and writes them in ``write_tu`` / ``segment_with_findings``)."""
         return True
 
+    def finish(self, w: "Writer") -> None:
+        """Document-level markup after every trans-unit is written (SDLXLIFF comment definitions)."""
+
     def segment_with_findings(self, w: "Writer", tu: TuRec, seg: SegRec, content: str | None) -> str | None:
         """The target content of a segment with its findings, when the tool keeps comments inside the target
         (SDLXLIFF); ``content``: the new content, None when the target is not edited. None: no change."""
@@ -813,7 +816,7 @@ class Writer:
                 existing = s.tgt.get(f"{{{ITS_NS}}}annotatorsRef") if s.tgt is not None else None
                 mrk_attrs[s.mid] = self.its_attrs(holder, u.qe_edit, existing)
         for s in tu.segs:
-            if s.unit.findings_edit is not None and (s.tgt is not None or s.mid in contents):
+            if (s.unit.findings_edit is not None and s.tgt is not None) or s.mid in contents:
                 content = self.h.dialect.segment_with_findings(self, tu, s, contents.get(s.mid))
                 if content is not None:
                     contents[s.mid] = content
@@ -1044,6 +1047,7 @@ class Writer:
             if self.h.dialect.notes_for_findings(tu):
                 self.finding_notes(tu)
             self.h.dialect.write_tu(self, tu)
+        self.h.dialect.finish(self)
         lang = self.doc.target_lang
         if lang and lang != self.h.target_lang:
             for f in self.h.files:
