@@ -35,6 +35,7 @@ Budgets, so one job cannot hurt the others:
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -231,7 +232,7 @@ class JobManager:
         self._last_start: dict[str, float] = {}   # owner -> when its last job started
         self._cond = threading.Condition()
         self._closed = False
-        self.events: list[tuple[str, str]] = []   # (job id, status) as they happen: tests wait on these
+        self.events: collections.deque[tuple[str, str]] = collections.deque(maxlen=1000)  # (job id, status)
         self._recover()
         self._threads = [threading.Thread(target=self._work, name=f"tower-cat-job-{i}", daemon=True)
                          for i in range(max(1, int(getattr(config, "job_workers", 2))))]
