@@ -16,8 +16,12 @@ without ``startRef`` that closes the ``<sc>`` opened just before it in the same 
 Writing goes through :class:`~tower_cat.formats._xml.Splicer`: new ``<target>`` content, ``state``/``subState``,
 ``trgLang`` on the root, and (for QE scores) an ``<mtc:match type="mt" origin="tower-cat" matchQuality=…>``
 translation candidate in the unit; an edit that replaces a target (``TargetEdit.previous``) keeps the old one as
-``<mtc:match type="mt" origin="previous-version" subType="tower-cat:previous">``. Everything else keeps its
-bytes. See docs/ARCHITECTURE.md for the mapping.
+``<mtc:match type="mt" origin="previous-version" subType="tower-cat:previous">``; QA/terminology/QE findings
+(``Unit.findings_edit``) are unit notes ``<note id="tc-f<segment index>-<n>" category="tower-cat" priority="1|5"
+appliesTo="target">[error] numbers: …</note>`` in ``<notes>`` (created before ``<originalData>``/the first segment
+when missing), replacing tower-cat's notes of that segment and nobody else's; on load they go to
+``meta["findings"]``, not to the unit's notes. Everything else keeps its bytes. See docs/ARCHITECTURE.md for the
+mapping.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from pathlib import Path
 
 from lxml import etree
 
-from tower_cat.document import CodeKind, Document, InlineCode, Issue, Segment, Unit, UnitContext
+from tower_cat.document import (FINDINGS_AUTHOR, CodeKind, Document, Finding, InlineCode, Issue, Segment, Unit,
+                                UnitContext)
 from tower_cat.errors import CodeMismatchError, FormatError
 from tower_cat.formats import _xml, xliff2_rules
 from tower_cat.formats._xml import XML_NS, localname, namespace
@@ -62,6 +67,13 @@ _SIZE_RESTRICTION = re.compile(r"^(?:\*|\d+|\d+,(?:\d+|\*))$")
 _INVALID_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _NON_REMOVABLE = re.compile(r"""\bcanDelete\s*=\s*["']no["']""")
 _XMLNS_ATTR = re.compile(r"""\s(xmlns(?::[\w.-]+)?)\s*=\s*(["'])(.*?)\2""", re.S)
+_FINDING_NOTE_ID = re.compile(r"^tc-f(\d+)-\d+$")  # our finding notes: tc-f<segment index>-<n>
+
+
+def _our_note(note: dict) -> int | None:
+    """The segment index of one of our finding notes (None: somebody else's note)."""
+    m = _FINDING_NOTE_ID.match(note.get("id") or "")
+    return int(m.group(1)) if m and note.get("category") == FINDINGS_AUTHOR else None
 
 
 def sniff(head: bytes) -> bool:
@@ -317,6 +329,8 @@ class _Loader:
             file_el = file_el.getparent()
         file_name = (file_el.get("original") or fid) if file_el is not None else fid
         n_segments = sum(1 for p in parts if localname(p) == "segment")
+        ours = [(_our_note(n), n) for n in notes_flat]
+        notes_flat = [n for i, n in ours if i is None]
         seg_index = 0
         for i, p in enumerate(parts):
             if localname(p) != "segment":
@@ -341,6 +355,9 @@ class _Loader:
             )
             if sid is not None and sid in qe_by_ref:
                 unit.qe_score = qe_by_ref[sid]
+            findings = [Finding.parse(n["text"])[0] for i, n in ours if i == seg_index]
+            if findings:
+                unit.meta["findings"] = findings
             self.units.append(unit)
             self.entries.append(_Entry(unit, p, u, fid, seg_index))
 
@@ -714,6 +731,7 @@ class _Writer:
         self.root_changes: dict[str, str | None] = {}
         self.declare: dict[str, str] = {}
         self.unit_matches: dict = {}  # unit element -> list of _Match
+        self.unit_findings: dict = {}  # unit element -> {segment index: [Finding]}
         self.trg_lang = self.xf.root.get("trgLang")
         if not self.trg_lang and doc.target_lang:
             self.root_changes["trgLang"] = doc.target_lang
@@ -729,6 +747,8 @@ class _Writer:
                 self.unit(unit)
         for unit_el, items in self.unit_matches.items():
             _write_matches(self.xf, self.sp, unit_el, items, self.h.core, self.declare, self.nl)
+        for unit_el, by_index in self.unit_findings.items():  # after the matches: notes follow module elements
+            self.finding_notes(unit_el, by_index)
         for p, uri in self.declare.items():
             self.root_changes[f"xmlns:{p}"] = uri
         if self.root_changes:
@@ -768,6 +788,8 @@ class _Writer:
             if sub is not None or seg.get("subState") is not None:
                 seg_changes["subState"] = sub
         self.candidates(unit, entry, src_el, tgt_el, prefix, seg_changes)
+        if unit.findings_edit is not None:
+            self.unit_findings.setdefault(entry.unit_el, {})[entry.seg_index] = unit.findings_edit
         if seg_changes:
             s = self.xf.span(seg)
             self.sp.replace(s.start, s.tag_end, _xml.set_attrs(self.xf.start_tag(seg), seg_changes))
@@ -842,6 +864,71 @@ class _Writer:
                 self.unit_matches.setdefault(entry.unit_el, []).append(
                     _Match("qe", sid, prefix, _match_content(unit.source, prefix, self.nl),
                            _match_content(target_seg, prefix, self.nl), unit.qe_edit, spaces))
+
+
+    def finding_notes(self, unit_el, by_index: dict[int, list[Finding]]) -> None:
+        """Our notes of the given segments replaced by the new findings, in the unit's <notes> (made when missing,
+        before <originalData> and the segments, as the core schema orders a unit's children)."""
+        xf, core = self.xf, self.h.core
+        prefix = _prefix_of(xf.start_tag(unit_el))
+        notes_el = next((c for c in unit_el if isinstance(c.tag, str) and namespace(c) == core
+                         and localname(c) == "notes"), None)
+        children = [] if notes_el is None else [c for c in notes_el if isinstance(c.tag, str)]
+        drop = [c for c in children if _our_note({"id": c.get("id"), "category": c.get("category")}) in by_index]
+        used = {c.get("id") for c in children if c not in drop}
+        new = []
+        for index, findings in sorted(by_index.items()):
+            for n, f in enumerate(findings, start=1):
+                nid = f"tc-f{index}-{n}"
+                while nid in used:
+                    nid += "x"
+                used.add(nid)
+                new.append(f'<{prefix}note id="{nid}" category="{FINDINGS_AUTHOR}" '
+                           f'priority="{1 if f.severity == "error" else 5}" appliesTo="target">'
+                           f"{_text_xml(f.text(), prefix, self.nl)}</{prefix}note>")
+        if notes_el is not None and len(drop) == len(children) and not new:
+            self._remove(notes_el)
+            return
+        for c in drop:
+            self._remove(c)
+        if not new:
+            return
+        if notes_el is not None:
+            keep = [c for c in children if c not in drop]
+            anchor = keep[-1] if keep else (drop[-1] if drop else None)
+            if anchor is not None:
+                ind = xf.indent_before(anchor)
+                self.sp.insert(xf.span(anchor).end, "".join((self.nl + ind if ind else "") + m for m in new))
+            else:
+                s = xf.span(notes_el)
+                tag = xf.start_tag(notes_el)
+                if s.empty:
+                    self.sp.replace(s.start, s.end, tag[:-2].rstrip() + ">" + "".join(new) + f"</{prefix}notes>")
+                else:
+                    self.sp.insert(s.close, "".join(new))
+            return
+        before = next((c for c in unit_el if isinstance(c.tag, str) and namespace(c) == core
+                       and localname(c) in ("originalData", "segment", "ignorable")), None)
+        if before is None:
+            return
+        ind = xf.indent_before(before)
+        unit_ind = xf.indent_before(unit_el)
+        step = ind[len(unit_ind):] if ind.startswith(unit_ind) else ""
+        inner = "".join((self.nl + ind + (step or " ") if ind else "") + m for m in new)
+        self.sp.insert(xf.span(before).start,
+                       f"<{prefix}notes>{inner}{self.nl + ind if ind else ''}</{prefix}notes>{self.nl + ind if ind else ''}")
+
+    def _remove(self, el) -> None:
+        """Cut an element out with the line break and indentation before it when it is on a line of its own."""
+        text = self.xf.text
+        s = self.xf.span(el)
+        start = s.start
+        line_start = text.rfind("\n", 0, start) + 1
+        if line_start > 0 and not text[line_start:start].strip():
+            start = line_start - 1
+            if start > 0 and text[start - 1] == "\r":
+                start -= 1
+        self.sp.replace(start, s.end, "")
 
 
 def _match_content(segment: Segment, prefix: str, newline: str = "\n") -> str:
