@@ -2,7 +2,8 @@
 
 translate-toolkit re-wraps every string on save; we keep the decoded text of the file instead, and for every
 entry the line ranges of its parts (comments, ``#,`` flags, msgctxt, msgid, msgid_plural, msgstr/msgstr[n]).
-Saving splices new msgstr lines, the ``fuzzy`` flag and one translator comment (``# tower-cat: ...``) into
+Saving splices new msgstr lines, the ``fuzzy`` flag, one translator comment (``# tower-cat: ...``), findings
+(``# tower-cat qa[n]: [error] numbers: ...``, replacing our earlier ones for that form) into
 those ranges, plus ``# tower-cat previous: "..."`` / ``# tower-cat previous[n]: "..."`` lines holding the target an
 edit replaced (``TargetEdit.previous``; gettext has no candidate field); every other byte — header, wrapping,
 comments, obsolete entries, line endings, encoding and BOM — comes back as it was.
@@ -44,7 +45,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tower_cat.document import CodeKind, Document, InlineCode, Issue, Segment, Unit, UnitContext
+from tower_cat.document import CodeKind, Document, Finding, InlineCode, Issue, Segment, Unit, UnitContext
 from tower_cat.errors import FormatError
 from tower_cat.formats._xml import MAX_UNITS, Splicer, atomic_write, check_encoding, check_units
 
@@ -515,6 +516,7 @@ def _parse(text: str, path: Path, issues: list[Issue]) -> tuple[list[str], list[
     cur: Entry | None = None
     state = "start"  # start | comments | msgctxt | msgid | msgid_plural | msgstr | msgstr_n
     fld: Field | None = None
+    continued: dict[int, tuple[Field, list[str]]] = {}  # id(field) -> (field, its strings so far)
 
     def err(i: int, msg: str, hint: str | None = None) -> FormatError:
         return FormatError(msg, path=path, line=i + 1, hint=hint)
@@ -581,7 +583,10 @@ def _parse(text: str, path: Path, issues: list[Issue]) -> tuple[list[str], list[
                 raise err(i, "a string that belongs to no keyword (msgid, msgstr, ...)")
             if obsolete != (cur.obsolete if cur else False):
                 raise err(i, "obsolete (#~) and active lines mixed in one entry")
-            fld.value += strings(body, i)
+            slot = continued.get(id(fld))  # joined once at the end: += per line is quadratic in a long string
+            if slot is None:
+                slot = continued[id(fld)] = (fld, [fld.value])
+            slot[1].append(strings(body, i))
             fld.last = i + 1
             cur.last = i + 1
             continue
@@ -653,6 +658,8 @@ def _parse(text: str, path: Path, issues: list[Issue]) -> tuple[list[str], list[
         where = (cur.msgid or cur.ctxt).first if cur else len(lines) - 1
         raise err(where, f"the file ends inside a message: {state} is not followed by msgstr")
     finish()
+    for f, parts in continued.values():
+        f.value = "".join(parts)
     for e in entries:
         _parse_previous(e)
     return lines, entries
@@ -707,6 +714,10 @@ _OUR_COMMENT = re.compile(r"^#\s+tower-cat:\s*(.*)$")
 # quoted like a PO string (and like gettext's own ``#| msgid "…"``) so that edge spaces survive editors
 _OUR_PREVIOUS = re.compile(r"^#\s+tower-cat previous(?:\[(\d+)\])?:\s*(.*?)\s*$")
 PREVIOUS_TAG = "tower-cat previous"
+# QA/terminology/QE findings (Unit.findings_edit), one per line: ``# tower-cat qa[n]: [error] numbers: …``; read back
+# into meta["findings"], never into notes or translator comments
+_OUR_QA = re.compile(r"^#\s+tower-cat qa(?:\[(\d+)\])?:\s*(.*?)\s*$")
+QA_TAG = "tower-cat qa"
 
 
 def load(path: Path, strict: bool = True, lenient: bool = False) -> Document:
@@ -800,6 +811,7 @@ def _units_of(e: Entry, h: PoHandle) -> list[Unit]:
     translator: list[str] = []
     origin = match_score = qe = None
     previous_targets: dict[int | None, str] = {}
+    findings: dict[int | None, list[Finding]] = {}
     for _, text in e.comments:
         t = text[2:].lstrip() if text.startswith("#~") and not text.startswith("#~|") else text
         if t.startswith("#."):
@@ -815,6 +827,11 @@ def _units_of(e: Entry, h: PoHandle) -> list[Unit]:
                 if len(body) >= 2 and body[0] == body[-1] == '"':
                     body = body[1:-1]
                 previous_targets[int(pm.group(1)) if pm.group(1) is not None else None] = unescape(body)
+                continue
+            qm = _OUR_QA.match(t)
+            if qm:
+                findings.setdefault(int(qm.group(1)) if qm.group(1) is not None else None, []).append(
+                    Finding.parse(qm.group(2))[0])
                 continue
             m = _OUR_COMMENT.match(t)
             if m:
@@ -865,6 +882,8 @@ def _units_of(e: Entry, h: PoHandle) -> list[Unit]:
         )
         if n in previous_targets:
             unit.meta["previous_target"] = previous_targets[n]
+        if n in findings:
+            unit.meta["findings"] = findings[n]
         out.append(unit)
     return out
 
@@ -949,6 +968,30 @@ def _splice_entry(e: Entry, units: list[Unit], h: PoHandle, sp: Splicer, path: P
     if edits:
         want_fuzzy = any(u.edit.status in ("needs-review", "new") for u in edits)
         _splice_fuzzy(e, want_fuzzy, h, sp, nl)
+    # findings: our "# tower-cat qa" lines of the forms that have new findings are replaced
+    qa_lines = ""
+    qa_forms = {h.units[u.id][1]: u.findings_edit for u in units if u.findings_edit is not None}
+    if qa_forms:
+        for i, t in e.comments:
+            qm = _OUR_QA.match(t)
+            if qm and (int(qm.group(1)) if qm.group(1) is not None else None) in qa_forms:
+                sp.replace(h.offsets[i], h.offsets[i + 1], "")
+        for n, found in sorted(qa_forms.items(), key=lambda kv: -1 if kv[0] is None else kv[0]):
+            tag = QA_TAG if n is None else f"{QA_TAG}[{n}]"
+            qa_lines += "".join(f"# {tag}: {f.text()}" + nl for f in found)
+    if not edits and all(u.qe_edit is None for u in units):  # findings only: our main comment stays as it is
+        if qa_lines:
+            old = _our_comment(e)
+            if old is not None:
+                i = old[0]
+                last = max([i] + [j for j, t in e.comments if _OUR_PREVIOUS.match(t)])
+                if not h.lines[last].endswith(("\n", "\r")):
+                    qa_lines = nl + qa_lines[:-len(nl)]
+                sp.insert(h.offsets[last + 1], qa_lines)
+            else:
+                tc = [i for i, t in e.comments if t.startswith("#") and (len(t) == 1 or t[1] in " \t")]
+                sp.insert(h.offsets[tc[-1] + 1] if tc else h.offsets[e.first], qa_lines)
+        return
     # 3. our translator comment
     last_edit = edits[-1].edit if edits else None
     qe = next((u.qe_edit for u in reversed(units) if u.qe_edit is not None), None)
@@ -984,6 +1027,7 @@ def _splice_entry(e: Entry, units: list[Unit], h: PoHandle, sp: Splicer, path: P
         for n, value in sorted(previous.items(), key=lambda kv: -1 if kv[0] is None else kv[0]):
             tag = PREVIOUS_TAG if n is None else f"{PREVIOUS_TAG}[{n}]"
             comment += f'# {tag}: "{escape(value)}"' + nl
+    comment += qa_lines
     old = _our_comment(e)
     if old is not None:
         i = old[0]
