@@ -427,7 +427,7 @@ class TenantMemories:
 
 
 class GlossaryStore:
-    MAX_GLOSSARIES = 1000
+    MAX_GLOSSARIES = 1000   # per key: one key cannot use up the others' room
 
     def __init__(self, state: ServerState | None = None):
         self.state = state
@@ -442,7 +442,7 @@ class GlossaryStore:
         if not name or not name.strip():
             raise errors.ServiceError("glossary name must not be empty")
         with self._lock:
-            if len(self._items) >= self.MAX_GLOSSARIES:
+            if sum(g.owner == owner for g in self._items.values()) >= self.MAX_GLOSSARIES:
                 raise errors.ServiceError("too many glossaries", status=456)
             g = StoredGlossary(str(uuid.uuid4()), name, _now_iso(), dictionaries, owner)
             if self.state is not None:

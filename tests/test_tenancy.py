@@ -299,3 +299,19 @@ def test_session_owners_survive_a_restart_without_a_state_folder(engine, tmp_pat
             assert c.get(f"/v1/sessions/{sid}", headers=_auth(ADMIN)).status_code == 200
     finally:
         again.close()
+
+
+def test_one_key_cannot_use_up_the_glossary_room_of_another(engine, tmp_path, monkeypatch):
+    from tower_cat.adapters.state import GlossaryStore
+
+    monkeypatch.setattr(GlossaryStore, "MAX_GLOSSARIES", 2)
+    svc, tm = _serve(engine, tmp_path)
+    try:
+        with BackgroundServer(create_app(svc)) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+            body = {"name": "g", "source_lang": "en", "target_lang": "de", "entries": [{"source": "a", "target": "b"}]}
+            assert [c.post("/v1/glossaries", headers=_auth(A), json=body).status_code for _ in range(3)] == \
+                [201, 201, 456]
+            assert c.post("/v1/glossaries", headers=_auth(B), json=body).status_code == 201
+    finally:
+        svc.close()
+        tm.close()
