@@ -593,3 +593,18 @@ def test_remote_engines_keep_request_sized_batches(ct2_engines, monkeypatch):
     budget = remote.batch_budget
     assert (budget.max_batch_tokens, budget.max_batch_size) == (8192, 64) and budget.reason.startswith("remote")
     assert remote.preferred_chunk == 64
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma2"])
+def test_token_id_conversion_matches_the_tokenizer(arch, tiny_tokenizers):
+    """The cached vocabulary gives exactly what per-id calls into the tokenizer give (CT2's padded rows too)."""
+    from tower_cat.engine import _ids_to_tokens, _tokens_to_ids
+
+    tok = tiny_tokenizers[arch]
+    n = len(tok)
+    ids = list(range(n + 3))
+    expected = [tok.convert_ids_to_tokens(i) for i in range(n)] + ["<extra_id_0>", "<extra_id_1>", "<extra_id_2>"]
+    assert _ids_to_tokens(tok, ids) == expected
+    assert _tokens_to_ids(tok, expected) == ids
+    odd = "\u2603not-a-token\u2603"
+    assert _tokens_to_ids(tok, [odd]) == [tok.convert_tokens_to_ids(odd)]

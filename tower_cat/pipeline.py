@@ -101,6 +101,7 @@ class UnitResult:
     qe: float | None = None
     ape: str | None = None
     ape_reason: str | None = None       # ape == "failed": why the post-edit could not be used
+    target: str | None = None           # the target written (plain text), for every written unit
 
 
 @dataclass
@@ -405,6 +406,8 @@ class _Job:
         unit.set_target(segment, status=status, origin=origin, match_score=score if origin.startswith("tm") else None,
                         previous=previous)
         unit.qa_issues = issues
+        unit.set_findings(issues)  # written where the CAT tool shows comments (notes, Trados/memoQ comments, PO)
+        r.target = segment.text
         r.status, r.origin, r.score = status, origin, score
         r.qa = [i.as_dict() for i in issues]
         r.after = segment.text if self.task == "post-edit" else None
@@ -575,8 +578,9 @@ class _TranslateJob(_Job):
                 if task.result.status is None:
                     continue
                 if choice.truncated:
-                    task.result.qa.append(qa.QAIssue("truncated", qa.WARNING,
-                                                     "the model stopped at the token limit").as_dict())
+                    truncated = qa.QAIssue("truncated", qa.WARNING, "the model stopped at the token limit")
+                    task.result.qa.append(truncated.as_dict())
+                    task.unit.set_findings([*(task.unit.findings_edit or []), truncated])
                 if choice.terms_repaired:
                     task.result.problems.append("terminology repaired from the n-best list")
 
