@@ -279,3 +279,49 @@ def test_preflight_refuses_from_the_head_alone(plural_bomb: Path, tmp_path: Path
     good.write_text(PLURAL_BOMB.replace("100000000", "2"), encoding="utf-8")
     assert formats.preflight(good) == "po"
     assert formats.preflight(ROOT / "samples" / "tower-notes.en-de.xlf") == "xliff12"
+
+
+# --- linear time in what the input decides (found by fuzzing-style review) ---------------------------------------
+
+def _hang_guard(seconds: int):
+    """Fail as a hang past ``seconds`` (generous: the quadratic versions took 20-50x longer than the limit here,
+    the linear ones a few seconds on a loaded 2-core machine). Not a speed assertion."""
+    import signal
+
+    def alarm(signum, frame):
+        raise AssertionError(f"still running after {seconds} s: quadratic in the input?")
+
+    signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(seconds)
+
+
+def test_po_string_of_many_lines_loads_in_linear_time(tmp_path: Path):
+    """A msgid continued over 300 000 lines: joined once (+= per line was quadratic: ~90 s for 200 000 lines)."""
+    import signal
+
+    p = tmp_path / "long.po"
+    p.write_text('msgid ""\n' + '"abcdefghij"\n' * 300_000 + 'msgstr "x"\n', encoding="utf-8")
+    _hang_guard(60)
+    try:
+        doc = po.load(p)
+    finally:
+        signal.alarm(0)
+    assert doc.units[0].source.text == "abcdefghij" * 300_000
+
+
+def test_tmx_with_a_language_per_tu_loads_in_linear_time(tmp_path: Path):
+    """20 000 tus, each with a language of its own: the list of target languages is checked through a set
+    (a list scan per tuv took ~100 s)."""
+    import signal
+
+    tus = "".join(f'<tu><tuv xml:lang="en"><seg>a</seg></tuv><tuv xml:lang="x-l{i}"><seg>b</seg></tuv></tu>\n'
+                  for i in range(20_000))
+    p = tmp_path / "langs.tmx"
+    p.write_text(f'<?xml version="1.0"?>\n<tmx version="1.4"><header srclang="en"/><body>\n{tus}</body></tmx>\n',
+                 encoding="utf-8")
+    _hang_guard(60)
+    try:
+        doc = tmx.load(p)
+    finally:
+        signal.alarm(0)
+    assert doc.target_lang == "x-l0" and len(doc.units) == 20_000

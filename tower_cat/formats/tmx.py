@@ -198,7 +198,11 @@ def _root_and_body(root: etree._Element, path: Path) -> tuple[etree._Element | N
 def load(path: Path, strict: bool = True, target_lang: str | None = None) -> Document:
     """Read a TMX file as a Document: source = srclang, target = ``target_lang`` (default: the first other
     language in the file)."""
-    path = Path(path)
+    with _xml.gc_paused():  # as in xliff12: the collector's passes over many small objects cost more than the load
+        return _load(Path(path), strict, target_lang)
+
+
+def _load(path: Path, strict: bool, target_lang: str | None) -> Document:
     xf = _xml.parse(path)
     header, body = _root_and_body(xf.root, path)
     issues: list[Issue] = []
@@ -213,6 +217,7 @@ def load(path: Path, strict: bool = True, target_lang: str | None = None) -> Doc
     uses_xml_lang = True
     recs: list[tuple[etree._Element, list[etree._Element], str | None]] = []
     langs: list[str] = []
+    seen_langs: set[str] = set()
     for tu in tus:
         tuvs = _children(tu, "tuv")
         tu_src = tu.get("srclang") or srclang
@@ -229,9 +234,10 @@ def load(path: Path, strict: bool = True, target_lang: str | None = None) -> Doc
         src_tuv = _pick_source(tuvs, tu_src)
         for tuv in tuvs:
             lang = _lang(tuv)
-            if tuv is not src_tuv and lang and not any(_same_lang(lang, known) for known in langs) \
+            if tuv is not src_tuv and lang and lang.lower() not in seen_langs \
                     and not (src_tuv is not None and _same_lang(lang, _lang(src_tuv))):
                 langs.append(lang)
+                seen_langs.add(lang.lower())  # a set: a file with a language per tu must not be quadratic
     if target_lang is None and langs:
         target_lang = langs[0]
     handle = TmxHandle(xf=xf, srclang=srclang, uses_xml_lang=uses_xml_lang)
