@@ -412,7 +412,8 @@ class JobManager:
             with self._cond:
                 job = None
                 while not self._closed and (job := self._next()) is None:
-                    self._cond.wait()
+                    if not self._cond.wait(timeout=600):  # idle: expired jobs go even without new uploads
+                        self._expire()
                 if self._closed:
                     return
                 job.status, job.started, job.attempts = "running", time.time(), job.attempts + 1
