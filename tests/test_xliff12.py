@@ -820,3 +820,20 @@ def test_crlf_file_keeps_crlf_in_new_multiline_targets(tmp_path: Path, flavour: 
     assert b"eins\r\nzwei\r\n drei" in raw
     assert raw.replace(b"\r\n", b"").count(b"\n") == 0, "a bare LF in a CRLF file"
     assert [u.target.text for u in formats.load(out).units] == ["eins\nzwei\n drei"] * 2
+
+
+@pytest.mark.parametrize("where", ["seg-source", "target"])
+def test_nested_segments_are_refused(tmp_path: Path, where: str):
+    """Found by fuzzing: a segment inside a segment gave overlapping edits (broken XML or an AssertionError)."""
+    nested = '<mrk mtype="seg" mid="1">One <mrk mtype="seg" mid="2">two</mrk>.</mrk>'
+    flat = '<mrk mtype="seg" mid="1">One </mrk><mrk mtype="seg" mid="2">two</mrk>'
+    p = tmp_path / "nested.xlf"
+    p.write_text('<?xml version="1.0"?>\n<xliff version="1.2" xmlns="urn:oasis:names:tc:xliff:document:1.2">'
+                 '<file original="f" source-language="en" target-language="de" datatype="plaintext"><body>\n'
+                 f'<trans-unit id="t"><source>One two.</source><seg-source>{nested if where == "seg-source" else flat}'
+                 f'</seg-source>\n<target>{nested if where == "target" else flat}</target></trans-unit>\n'
+                 '</body></file></xliff>\n', encoding="utf-8")
+    with pytest.raises(FormatError, match="inside another segment") as exc:
+        formats.load(p)
+    assert exc.value.line == (3 if where == "seg-source" else 4) and exc.value.unit == "t"
+    assert any("inside another segment" in i.message for i in formats.load(p, strict=False).issues)

@@ -456,6 +456,13 @@ class _Loader:
                     for m in target.iter(t_mrk):
                         if m.get("mtype") == "seg":
                             tmrks.setdefault(m.get("mid", ""), m)
+                nested = self._nested_segment(seg_mrks, segsource)
+                if nested is None and target is not None:
+                    nested = self._nested_segment(list(tmrks.values()), target)
+                if nested is not None:
+                    self.issue("error", f"segment mid={nested.get('mid')!r} is inside another segment (segments "
+                                        f"cannot nest)", nested.sourceline, tu_id)
+                    continue
                 mids = set()
                 for m in seg_mrks:
                     mid = m.get("mid")
@@ -489,6 +496,18 @@ class _Loader:
                 read_unit(h, rec, unit, None)
                 out.append(unit)
             tus.append(rec)
+
+    @staticmethod
+    def _nested_segment(segs: list[etree._Element], holder) -> etree._Element | None:
+        """The first ``<mrk mtype="seg">`` that lies inside another one (up to ``holder``), else None."""
+        marks = set(segs)
+        for m in segs:
+            up = m.getparent()
+            while up is not None and up is not holder:
+                if up in marks:
+                    return m
+                up = up.getparent()
+        return None
 
     def _group_no(self, parent: etree._Element | None, cache: dict) -> bool:
         """translate="no" on an enclosing <group> (cached per group)."""
