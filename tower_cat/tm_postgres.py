@@ -41,14 +41,15 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from tower_cat.document import segment_to_json
-from tower_cat.tm import (BaseTranslationMemory, TMError, _fold_hash, _hash64, _index_keys, _Record, _redact_url,
-                          normalize_text)
+from tower_cat.tm import (BaseTranslationMemory, ImportStats, TMError, _fold_hash, _hash64, _index_keys, _Record,
+                          _redact_url, normalize_text)
 
 log = logging.getLogger(__name__)
 
 _LOCK_NAMESPACE = 0x746D  # 'tm': advisory-lock class for this module's locks
 _MIGRATION_LOCK = 0
 _DEADLOCK_RETRIES = 5
+VACUUM_AFTER = 20_000  # new entries from one import after which its tables are vacuumed and analysed at once
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -424,6 +425,19 @@ class PostgresTranslationMemory(BaseTranslationMemory):
                 (str(path.resolve()), fingerprint, src, tgt, time.time())).fetchone()[0]
         conn.execute("SELECT pg_advisory_lock(%s, %s)", (_LOCK_NAMESPACE, import_id))
         return import_id, 0
+
+    def import_file(self, path, src_lang=None, tgt_lang=None, **kwargs) -> ImportStats:
+        """As ``BaseTranslationMemory.import_file``; after a bulk load (``VACUUM_AFTER`` new entries or more) the
+        index tables are vacuumed and analysed at once, as PostgreSQL advises after bulk loads, so lookups use
+        index-only scans and fresh statistics now rather than when autovacuum gets to them."""
+        stats = super().import_file(path, src_lang, tgt_lang, **kwargs)
+        if stats.added >= VACUUM_AFTER:
+            t0 = time.time()
+            with self._lock:
+                self.conn.execute("VACUUM (ANALYZE) tm_postings, tm_grams, tm_sources, tm_entries")
+            log.info("%s: VACUUM (ANALYZE) after %s new entries: %.1f s", self.path, stats.added, time.time() - t0)
+            stats.seconds += time.time() - t0
+        return stats
 
     def _set_import_progress(self, import_id: int, units_done: int) -> None:
         self.conn.execute("UPDATE tm_imports SET units_done = %s WHERE id = %s", (units_done, import_id))
