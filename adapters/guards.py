@@ -122,7 +122,7 @@ class SafeErrors:
             log.error("internal error on %s: %s", scope.get("path", ""), exc, exc_info=exc)
             if started:  # a half-sent response cannot be repaired; the connection must close
                 raise
-            proto = protocol_of(scope.get("path", ""), scope.get("query_string", b""))
+            proto = protocol_of(scope.get("path", ""), scope.get("query_string", b""), None, scope.get("headers"))
             await error_response(proto, 500, f"internal error: {type(exc).__name__}")(scope, receive, send)
 
 
