@@ -63,6 +63,7 @@ class TranslationOptions:
     max_context_tokens: int | None = None  # the model's context length (None: read from the model)
     instructions: tuple[str, ...] = ()  # translator's instructions: in every prompt, checked, one retry
     ape_below: float | None = None     # files + QE backend: post-edit MT scoring below this (0-100), keep the better
+    post_edit_scope: Any = None        # post-edit files: a scope.PostEditScope (None: the default scope)
 
     def generation_options(self):
         from tower_cat.engine import GenerationOptions

@@ -138,6 +138,8 @@ class JobSummary:
     qe_backend: str | None = None       # translate with QE: the backend (QEBackend.describe())
     ape_below: float | None = None      # QE-gated post-editing threshold
     qe_seconds: float = 0.0             # inside the QE backend
+    scope: str | None = None            # post-edit: what the scope takes (scope.PostEditScope.describe())
+    warnings: list[str] = field(default_factory=list)  # e.g. a language outside the model's known languages
 
     @property
     def results(self) -> list[UnitResult]:
@@ -192,7 +194,8 @@ class JobSummary:
     def as_dict(self) -> dict[str, Any]:
         qe = ({"qe": {"backend": self.qe_backend, "ape_below": self.ape_below, "seconds": round(self.qe_seconds, 3)}}
               if self.qe_backend is not None else {})
-        return {"task": self.task, "totals": self.totals(), "seconds": round(self.seconds, 3),
+        extra = {k: v for k, v in (("scope", self.scope), ("warnings", self.warnings)) if v}
+        return {"task": self.task, "totals": self.totals(), "seconds": round(self.seconds, 3), **extra,
                 "model_seconds": round(self.model_seconds, 3), "prompts": self.prompts, "engine": self.engine, **qe,
                 "files": [{**{k: getattr(f, k) for k in f.__dataclass_fields__ if k not in ("results", "exception")},
                            "units": f.units, "results": [asdict(r) for r in f.results]} for f in self.files]}
@@ -647,7 +650,9 @@ class _QEGate:
             t.unit.meta["qe"] = {"backend": job.summary.qe_backend, "score": res.score,
                                  "error_spans": [list(sp) for sp in res.error_spans]}
 
-    def _post_edit_weak(self, weak: list[_Task], kept: dict) -> None:
+    def _post_edit_weak(self, weak: list[_Task], kept: dict, *, keep_better: bool = True) -> None:
+        """Post-edit ``weak`` through the post-edit path, re-score the corrections; ``keep_better``: a correction
+        replaces the target only when it scores higher (else every usable correction is written)."""
         job = self.job
         ape = _APEJob(job)
         ape.prepare_tasks(weak)
@@ -672,13 +677,14 @@ class _QEGate:
             r = t.result
             r.qe_after = _round(res.score)
             before = kept[id(t)].score
-            if res.score is None or (before is not None and res.score <= before):
+            if keep_better and (res.score is None or (before is not None and res.score <= before)):
                 r.ape = "kept-original"
                 continue
             restored, _, gen, problems = t.candidate
             after = r.after
             # the MT is replaced in memory only: the candidate kept in the file is what the file had before the job
-            job.write_post_edit(t, restored, gen, problems, previous=t.unit.edit.previous if t.unit.edit else None)
+            # (post-edit: the unit's own target, the write default)
+            job.write_post_edit(t, restored, gen, problems, previous=t.unit.edit.previous if t.unit.edit else ...)
             r.ape, r.after = "applied", after
             kept[id(t)] = res
         for t in weak:
@@ -689,11 +695,19 @@ class _QEGate:
 
 class _PostEditJob(_Job):
     def __init__(self, docs, engine, *, glossary=None, options: PipelineOptions, progress=None, summaries=None,
-                 core: Translator | None = None):
+                 core: Translator | None = None, qe=None):
+        from tower_cat.scope import PostEditScope
+
         super().__init__("post-edit", docs, engine, glossary=glossary, options=options, progress=progress,
                          summaries=summaries, core=core)
+        self.scope = options.post_edit_scope or PostEditScope()
+        self.qe = qe                      # a QE backend: the in-scope targets are scored and gated first
+        self.gated: list[_Task] = []      # with a QE backend: the in-scope tasks, post-edited by _PostEditGate
 
     def prepare(self) -> None:
+        """Every unit with a target that is not protected and that the scope takes (scope.PostEditScope: origin,
+        status, QE score) gets a post-edit prompt; with a QE backend the tasks wait for the gate (``qe_gate``)."""
+        self.summary.scope = self.scope.describe()
         for di, doc in enumerate(self.docs):
             fs = self._start_file(di, doc)
             for unit in doc.units:
@@ -702,16 +716,26 @@ class _PostEditJob(_Job):
                 reason = self._skip_reason(unit)
                 if reason is None and not unit.has_target:
                     reason = NO_TARGET
+                if reason is None:
+                    reason = self.scope.excludes(unit, doc.format)
+                if reason is None and self.qe is None:  # --below without a backend: the file's own QE score
+                    reason = self.scope.qe_excludes(unit.qe_score, scored_here=False)
                 if reason is not None:
                     result.reason = reason
                     continue
-                self.total += 1
                 task = _Task(di, unit, codes.render(unit.source), result)
                 result.before = unit.target.text
+                if self.qe is not None:
+                    self.gated.append(task)
+                    continue
+                self.total += 1
                 queued, result.problems = self.add_post_edit(task)
                 if not queued:
                     result.action, result.reason = "not-written", TOO_LONG
                     self._tick()
+
+    def qe_gate(self) -> None:
+        _PostEditGate(self, self.qe).run(self.gated)
 
     def finish_chunk(self, chunk: list[_Prompt], choices: list[Choice]) -> None:
         ter = _ter()
@@ -730,6 +754,51 @@ class _PostEditJob(_Job):
                     continue
                 task.result.action = "post-edit"
                 self.write_post_edit(task, restored, choice, task.result.problems)
+
+
+class _PostEditGate(_QEGate):
+    """post-edit with a QE backend: the in-scope targets are scored in one call; those at or above the scope's
+    ``below`` (or ``ape_below``) are left alone; the others go through the post-edit path and are re-scored. With
+    ``ape_below`` the better version is kept (a tie keeps the original, as in translate); otherwise every usable
+    post-edit is written. A written post-edit gets its score (``set_qe``); unchanged targets keep theirs."""
+
+    def run(self, tasks: list[_Task]) -> None:
+        job = self.job
+        threshold = job.opts.ape_below
+        job.summary.qe_backend, job.summary.ape_below = self.backend.describe(), threshold
+        first = self.score([(t, t.unit.target) for t in tasks])
+        kept = {id(t): res for t, res in zip(tasks, first)}
+        weak = []
+        for t, res in zip(tasks, first):
+            r = t.result
+            r.qe_before = r.qe = _round(res.score)
+            why = job.scope.qe_excludes(res.score, scored_here=True) if res.score is not None else None
+            if why is None and threshold is not None and res.score is not None and res.score >= threshold:
+                why = f"QE {res.score:.1f} is not below --ape-below {threshold:g}"
+            if why is not None:
+                r.reason = why
+                continue
+            weak.append(t)  # below the thresholds, or the backend could not score it: the slow path
+        if weak:
+            self._post_edit_weak(weak, kept, keep_better=threshold is not None)
+        for t in weak:
+            r = t.result
+            res = kept[id(t)]
+            r.qe = _round(res.score)
+            if r.ape == "failed":
+                r.action, r.reason = "not-written", r.ape_reason
+            elif r.ape == "applied":
+                r.action, r.reason = "post-edit", None
+                if res.score is not None:
+                    t.unit.set_qe(r.qe)
+                t.unit.meta["qe"] = {"backend": job.summary.qe_backend, "score": res.score,
+                                     "error_spans": [list(sp) for sp in res.error_spans]}
+            else:
+                r.action = "post-edit"
+                r.reason = "unchanged" if not r.ter else \
+                    f"kept the original: the post-edit scored {r.qe_after} (original {r.qe_before})"
+            if threshold is None:
+                r.ape = None if r.ape != "failed" else r.ape
 
 
 def _ter():
@@ -801,13 +870,25 @@ def translate_documents(docs: Sequence[Document], engine, *, tm=None, glossary=N
 
 def post_edit_documents(docs: Sequence[Document], engine, *, glossary=None, options: PipelineOptions | None = None,
                         progress: ProgressCallback | None = None,
-                        summaries: Sequence[FileSummary] | None = None) -> JobSummary:
-    """Post-edit the existing targets (vendor MT) of every unit that may be changed."""
+                        summaries: Sequence[FileSummary] | None = None, qe=None) -> JobSummary:
+    """Post-edit the existing targets (vendor MT) of the units in scope (``options.post_edit_scope``, a
+    ``scope.PostEditScope``; default: not protected, not confirmed, not a 100 % TM match).
+
+    ``qe``: a ``qe.QEBackend``: the in-scope targets are scored first and only those below the scope's ``below``
+    (and ``options.ape_below``) are post-edited; with ``ape_below`` a post-edit is kept only when it scores higher.
+    """
+    options = options or PipelineOptions()
+    if options.ape_below is not None and qe is None:
+        raise TowerCatError("QE-gated post-editing (ape_below) needs a QE backend", param="qe",
+                            hint="give a QE backend (qe=, e.g. tower_cat.qe.get_backend('logprob', engine))")
     t0 = time.perf_counter()
-    job = _PostEditJob(docs, engine, glossary=glossary, options=options or PipelineOptions(), progress=progress,
-                       summaries=summaries)
+    job = _PostEditJob(docs, engine, glossary=glossary, options=options, progress=progress,
+                       summaries=summaries, qe=qe)
     job.prepare()
-    job.run_prompts()
+    if qe is None:
+        job.run_prompts()
+    else:
+        job.qe_gate()
     summary = job.finish()
     summary.seconds = time.perf_counter() - t0
     return summary
@@ -846,7 +927,7 @@ def run_files(task: str, inputs: Sequence[Path], outputs: Sequence[Path], engine
               options: PipelineOptions | None = None, progress: ProgressCallback | None = None,
               qe=None) -> JobSummary:
     """Load the files, run the job over all of them at once (one prompt set, one engine), write each output.
-    ``qe`` (translate): a QE backend, see ``translate_documents``.
+    ``qe``: a QE backend, see ``translate_documents`` and ``post_edit_documents``.
 
     A file that cannot be read or written is recorded in its FileSummary (``error``) and the others go on.
     """
@@ -879,7 +960,7 @@ def run_files(task: str, inputs: Sequence[Path], outputs: Sequence[Path], engine
                                       summaries=good, qe=qe)
     elif task == "post-edit":
         summary = post_edit_documents(good_docs, engine, glossary=glossary, options=opts, progress=progress,
-                                      summaries=good)
+                                      summaries=good, qe=qe)
     else:
         raise InvalidArgument(f"unknown task {task!r}; use translate or post-edit")
     for doc, fs in zip(good_docs, good):

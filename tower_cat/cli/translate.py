@@ -123,17 +123,56 @@ def translate(files, output, in_place, model_dir, glossary, source_lang, target_
 
 @click.command("post-edit")
 @_common
+@click.option("--only", "only", metavar="origin=mt|tm|human|any", default=None,
+              help="Post-edit only targets of this origin (as the file says: SDLXLIFF origin, XLIFF state-qualifier, "
+                   "memoQ status ...); a list such as origin=mt,tm. Default: any origin but 100 % TM matches; "
+                   "origin=tm and origin=any include them.")
+@click.option("--states", "states", metavar="LIST", default=None,
+              help="Post-edit only units in these states: new, needs-review, translated, reviewed or the file's own "
+                   "values (Draft, Translated, PartiallyEdited ...), comma-separated. Default: every unit nobody "
+                   "confirmed (Trados Translated/Approved, memoQ confirmed, PO non-fuzzy, XLIFF reviewed/final "
+                   "are left alone).")
+@click.option("--below", type=click.FloatRange(0, 100), default=None,
+              help="Post-edit only units whose QE score (0-100) is below this: the --qe-backend's score, else the "
+                   "score the file carries.")
+@click.option("--qe-backend", type=click.Choice(["comet", "llm", "logprob"]), default=None,
+              help="Score the in-scope targets first (comet, llm or logprob, as translate) and gate with --below / "
+                   "--ape-below; post-edits that are written get their score.")
+@click.option("--qe-model", type=click.Path(exists=True, path_type=Path), default=None,
+              help="QE model folder: required for comet; llm/logprob default to --model.")
+@click.option("--ape-below", type=click.FloatRange(min=0), default=None,
+              help="QE-gated post-editing: post-edit targets scoring below T, re-score, keep the better version "
+                   "(a tie keeps the original). Needs --qe-backend.")
 def post_edit(files, output, in_place, model_dir, glossary, source_lang, target_lang, cache, no_cache,
               max_new_tokens, chunk_size, translated_above, backend, endpoint, api_key, served_model, ray_address,
-              ray_actors, device, compute_type, threads, hf_model, as_json, no_progress) -> int:
-    """Post-edit the existing targets (e.g. vendor MT) of bilingual files; codes kept, changes measured (TER)."""
-    from tower_cat.pipeline import PipelineOptions
+              ray_actors, device, compute_type, threads, hf_model, as_json, no_progress, only, states, below,
+              qe_backend, qe_model, ape_below) -> int:
+    """Post-edit the existing targets (e.g. vendor MT) of bilingual files; codes kept, changes measured (TER).
 
+    The scope never includes locked or approved/final units; by default it also leaves confirmed units and 100 %
+    TM matches alone (--only, --states, --below change it)."""
+    from tower_cat.pipeline import PipelineOptions
+    from tower_cat.scope import PostEditScope
+
+    _check_qe_flags(qe_backend, qe_model, ape_below)
+    scope = PostEditScope.parse(only, states, below)
     opts = PipelineOptions(source_lang=source_lang, target_lang=target_lang, chunk_size=chunk_size,
-                           max_new_tokens=max_new_tokens, translated_above=translated_above)
+                           max_new_tokens=max_new_tokens, translated_above=translated_above, ape_below=ape_below,
+                           post_edit_scope=scope)
     return _run("post-edit", files, output, in_place, model_dir, glossary, None, cache, no_cache, opts,
                 _engine_kwargs(backend, device, compute_type, threads, hf_model, endpoint, api_key, served_model),
-                as_json, no_progress, ray=(ray_address, ray_actors))
+                as_json, no_progress, qe=(qe_backend, qe_model) if qe_backend else None,
+                ray=(ray_address, ray_actors))
+
+
+def _check_qe_flags(qe_backend, qe_model, ape_below) -> None:
+    if ape_below is not None and qe_backend is None:
+        raise click.UsageError("--ape-below needs --qe-backend (comet, llm or logprob)")
+    if qe_backend == "comet" and qe_model is None:
+        raise click.UsageError("--qe-backend comet needs --qe-model DIR (a COMET model folder, e.g. "
+                               "wmt22-cometkiwi-da)")
+    if qe_model is not None and qe_backend is None:
+        raise click.UsageError("--qe-model needs --qe-backend")
 
 
 def _engine_kwargs(backend, device, compute_type, threads, hf_model, endpoint, api_key, served_model) -> dict:
@@ -322,7 +361,12 @@ def print_summary(summary, console) -> None:
         line = (f"{t['units']} units: {t['post_edited']} post-edited, {t['unchanged']} unchanged, "
                 f"{t['skipped']} skipped, {t['not_written']} not written; mean TER {t.get('mean_ter')}; "
                 f"term compliance: {terms}")
+        if summary.scope:
+            out_of_scope = sum(n for k, n in t["reasons"].items() if k.startswith("out of scope"))
+            line += f"\nscope: {summary.scope} ({out_of_scope} units out of scope)"
     console.print(line)
+    for warning in summary.warnings:
+        console.print(f"[yellow]warning: {warning}[/yellow]")
     if summary.qe_backend is not None:
         qe_line = f"QE ({summary.qe_backend}): {t['qe_scored']} machine translations scored, mean {t['qe_mean']}"
         if summary.ape_below is not None:
