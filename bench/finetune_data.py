@@ -103,10 +103,10 @@ def write_tmx(path: Path, units: int, seed: int = 0) -> Path:
     return path
 
 
-def run_data(tmx: Path, out: Path) -> dict:
+def run_data(tmx: Path, out: Path, extra: list[str] = ()) -> dict:
     """`tower-cat finetune data` in a child process: wall seconds, the child's peak RSS, its statistics."""
     cmd = [str(Path(sys.executable).parent / "tower-cat"), "finetune", "data", "--tm", str(tmx), "--source", "en",
-           "--target", "de", "--glossary", str(ROOT / "samples" / "glossary.tbx"), "--out", str(out), "--json"]
+           "--target", "de", "--glossary", str(ROOT / "samples" / "glossary.tbx"), "--out", str(out), "--json", *extra]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     global _cpu_before
@@ -127,6 +127,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("sizes", nargs="*", type=int, default=[100_000, 1_000_000])
     ap.add_argument("--keep", type=Path, default=None, help="keep the TMX files and outputs here")
+    ap.add_argument("--few-shot", type=int, default=None,
+                    help="pass --few-shot N to `finetune data` (0: no TM search, the costly part on few cores)")
     args = ap.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-finetune-data-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -138,18 +140,19 @@ def main() -> None:
         if not tmx.is_file():
             write_tmx(tmx, units)
         gen = time.perf_counter() - t
-        r = run_data(tmx, root / f"out-{units}")
+        extra = ["--few-shot", str(args.few_shot)] if args.few_shot is not None else []
+        r = run_data(tmx, root / f"out-{units}", extra)
         s = r["stats"]
-        row = {"units": units, "tmx_mb": tmx.stat().st_size / 1e6, "generate_s": gen, **r,
+        row = {"units": units, "few_shot": args.few_shot if args.few_shot is not None else 3, "tmx_mb": tmx.stat().st_size / 1e6, "generate_s": gen, **r,
                "train": sum(s["train"].values()), "sft": sum(s["tasks"].values()), "cpt": sum(s["cpt"].values())}
         rows.append(row)
         print(f"{units:>9,} units  {row['tmx_mb']:7.1f} MB TMX  {r['seconds']:8.1f} s  "
               f"CPU {r['cpu_seconds']:8.1f} s  {1e6 * r['cpu_seconds'] / units:7.1f} CPU µs/unit  peak RSS {r['peak_rss_mb']:7.0f} MB  "
               f"train {row['train']:,}  SFT {row['sft']:,}  CPT {row['cpt']:,}", flush=True)
-    print("\n| units | TMX MB | wall s | CPU s | CPU µs per unit | peak RSS MB | train pairs | SFT examples | CPT docs |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| units | few-shot | TMX MB | wall s | CPU s | CPU µs per unit | peak RSS MB | train pairs | SFT examples | CPT docs |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['units']:,} | {r['tmx_mb']:.0f} | {r['seconds']:.0f} | {r['cpu_seconds']:.0f} | "
+        print(f"| {r['units']:,} | {r['few_shot']} | {r['tmx_mb']:.0f} | {r['seconds']:.0f} | {r['cpu_seconds']:.0f} | "
               f"{1e6 * r['cpu_seconds'] / r['units']:.0f} | "
               f"{r['peak_rss_mb']:.0f} | {r['train']:,} | {r['sft']:,} | {r['cpt']:,} |")
     (root / "bench.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")

@@ -49,6 +49,8 @@ def _data_options(func: Callable) -> Callable:
                      help="Share of parallel documents in the CPT corpus."),
         click.option("--post-edit-rate", type=float, default=0.3, show_default=True,
                      help="Post-editing examples per training pair."),
+        click.option("--few-shot", "few_shot", type=int, default=3, show_default=True,
+                     help="Most TM examples in a prompt, as `translate --few-shot` (0: no TM search at all)."),
         click.option("--runtime-share", type=float, default=0.5, show_default=True,
                      help="Share of translation examples built as `translate` sends its prompt by default: "
                           "context + notes + terms + few-shot together."),
@@ -62,12 +64,13 @@ def _data_options(func: Callable) -> Callable:
     return func
 
 
-def _data_config(source_lang, target_langs, wording, heldout, parallel_share, post_edit_rate, runtime_share, seed):
+def _data_config(source_lang, target_langs, wording, heldout, parallel_share, post_edit_rate, few_shot,
+                 runtime_share, seed):
     from tower_cat.finetune.data import DataConfig
 
     return DataConfig(source=source_lang, targets=tuple(target_langs), wording=wording, heldout=heldout,
-                      parallel_share=parallel_share, post_edit_rate=post_edit_rate, runtime_share=runtime_share,
-                      seed=seed)
+                      parallel_share=parallel_share, post_edit_rate=post_edit_rate, fewshot_max=few_shot,
+                      fewshot_rate=0.4 if few_shot > 0 else 0.0, runtime_share=runtime_share, seed=seed)
 
 
 def _argv_of(ctx: click.Context, skip: tuple[str, ...]) -> list[str]:
@@ -166,7 +169,7 @@ def _draft_fn(draft_model: Path | None, device: str, threads: int | None):
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @click.pass_context
 def finetune(ctx, tm_paths, mono_paths, glossary, source_lang, target_langs, wording, heldout, parallel_share,
-             post_edit_rate, runtime_share, draft_model, seed, base, out_dir, stage, lora, lora_r, lora_alpha, epochs,
+             post_edit_rate, few_shot, runtime_share, draft_model, seed, base, out_dir, stage, lora, lora_r, lora_alpha, epochs,
              max_steps, lr, cpt_lr, batch_size, grad_accum, seq_len, precision, gradient_checkpointing, save_every,
              quantization, no_eval, no_baseline, comet, device, threads, allow_regression, accelerate_config,
              as_json) -> int | None:
@@ -191,7 +194,7 @@ def finetune(ctx, tm_paths, mono_paths, glossary, source_lang, target_langs, wor
     cfg = FinetuneConfig(
         stage=stage,
         data=_data_config(source_lang, target_langs, _wording(wording, base), heldout, parallel_share,
-                          post_edit_rate, runtime_share, seed),
+                          post_edit_rate, few_shot, runtime_share, seed),
         cpt=TrainConfig(epochs=epochs or 1.0, lr=cpt_lr or (1e-4 if lora else 1e-5), **common),
         sft=TrainConfig(epochs=epochs or 2.0, lr=lr or (2e-4 if lora else 2e-5), **common),
         quantization=None if quantization in ("none", "") else quantization, evaluate=not no_eval,
@@ -225,7 +228,7 @@ def finetune(ctx, tm_paths, mono_paths, glossary, source_lang, target_langs, wor
 @click.option("--show", type=int, default=0, help="Print N SFT examples.")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
 def data_cmd(tm_paths, mono_paths, glossary, source_lang, target_langs, wording, heldout, parallel_share,
-             post_edit_rate, runtime_share, draft_model, seed, tokenizer, out_dir, show, as_json) -> int:
+             post_edit_rate, few_shot, runtime_share, draft_model, seed, tokenizer, out_dir, show, as_json) -> int:
     """Only build the datasets: statistics, and JSONL files with --out."""
     from rich.console import Console
 
@@ -239,7 +242,7 @@ def data_cmd(tm_paths, mono_paths, glossary, source_lang, target_langs, wording,
 
         tok = transformers.AutoTokenizer.from_pretrained(str(tokenizer))
     cfg = _data_config(source_lang, target_langs, _wording(wording, tokenizer), heldout, parallel_share,
-                       post_edit_rate, runtime_share, seed)
+                       post_edit_rate, few_shot, runtime_share, seed)
     draft, engine = _draft_fn(draft_model, "auto", None)
     try:
         ds = build_datasets(tm_paths, mono_paths, cfg, glossary=glossary, draft_fn=draft, tokenizer=tok,

@@ -63,10 +63,9 @@ class Pair:
         return f"{self.src_lang}-{self.tgt_lang}"
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["context_before"], d["context_after"] = list(self.context_before), list(self.context_after)
-        d["notes"] = list(self.notes)
-        return d
+        return {"source": self.source, "target": self.target, "src_lang": self.src_lang, "tgt_lang": self.tgt_lang,
+                "origin": self.origin, "context_before": list(self.context_before),
+                "context_after": list(self.context_after), "notes": list(self.notes)}
 
 
 @dataclass
@@ -103,7 +102,7 @@ class CptDoc:
     lang: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"text": self.text, "kind": self.kind, "lang": self.lang}
 
 
 @dataclass
@@ -767,7 +766,7 @@ def build_sft(pairs: Sequence[Pair], config: DataConfig, *, glossary=None, draft
               stats: DataStats | None = None) -> list[SftExample]:
     """Instruction examples for an in-memory list of pairs (the few-shot memory is built from `pairs`)."""
     fewshot = None
-    if config.fewshot_rate > 0 or (config.runtime_share > 0 and config.translate_rate > 0):
+    if config.fewshot_max > 0 and (config.fewshot_rate > 0 or (config.runtime_share > 0 and config.translate_rate > 0)):
         fewshot = FewShotMemory(config)
         for p in pairs:
             fewshot.add(p)
@@ -1023,7 +1022,8 @@ def build_datasets(tm_paths: Sequence[str | Path], mono_paths: Sequence[str | Pa
     held = chooser.chosen()
 
     # pass 2: split; the few-shot memory, the draft vocabulary and the CPT candidates from the training side
-    wants_shots = config.fewshot_rate > 0 or (config.runtime_share > 0 and config.translate_rate > 0)
+    wants_shots = config.fewshot_max > 0 and (
+        config.fewshot_rate > 0 or (config.runtime_share > 0 and config.translate_rate > 0))
     fewshot = FewShotMemory(config, work / "fewshot.sqlite") if wants_shots else None
     vocab = Vocabulary(config.seed)
     keep_share = 1.0 if config.fewshot_memory <= 0 else config.fewshot_memory / scratch.rows

@@ -60,8 +60,8 @@ PROFILES = {
 
 
 # the code a demo model depends on: a change to any of these rebuilds it
-_CODE = ("finetune/data.py", "finetune/train.py", "finetune/recipe.py", "finetune/export.py", "finetune/demo.py",
-         "tower_cat/prompts.py", "tower_cat/testing.py", "tower_cat/convert.py")
+_CODE = ("finetune/data.py", "finetune/store.py", "finetune/train.py", "finetune/recipe.py", "finetune/export.py",
+         "finetune/demo.py", "tower_cat/prompts.py", "tower_cat/testing.py", "tower_cat/convert.py")
 
 
 def _fingerprint(profile: DemoProfile, samples: Path) -> str:

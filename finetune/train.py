@@ -390,8 +390,6 @@ def finish(trainer, tokenizer, out_dir: Path) -> None:
     acc.wait_for_everyone()
     trainer.save_model(str(final_tmp))   # gathers FSDP / ZeRO-3 shards; writes on the main process
     if acc.is_main_process:
-        model = acc.unwrap_model(trainer.model)
-        getattr(model, "config", None) and setattr(model.config, "use_cache", False)
         tokenizer.save_pretrained(str(final_tmp))
         for name in ("training_args.bin",):
             (final_tmp / name).unlink(missing_ok=True)
