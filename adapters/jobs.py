@@ -570,10 +570,12 @@ def add_routes(r: APIRouter) -> None:
                 options["few_shot"] = max(0, min(10, int(params.get("few_shot"))))
             except ValueError:
                 raise ServiceError("few_shot must be a number") from None
-        job = manager(request).create(upload.filename or "upload", data, task=str(params.get("task") or "translate"),
-                                      source_lang=params.get("source_lang") or None,
-                                      target_lang=str(params.get("target_lang")), options=options,
-                                      glossary_id=params.get("glossary_id") or None, caller=caller)
+        import asyncio
+
+        job = await asyncio.to_thread(  # writing a 50 MB upload must not hold up the event loop
+            manager(request).create, upload.filename or "upload", data, task=str(params.get("task") or "translate"),
+            source_lang=params.get("source_lang") or None, target_lang=str(params.get("target_lang")),
+            options=options, glossary_id=params.get("glossary_id") or None, caller=caller)
         return JSONResponse(job.as_dict(), status_code=202)
 
     @r.get("/jobs", summary="List file jobs (this key's; every key's for the admin key)")
