@@ -216,12 +216,12 @@ class JobManager:
         if not root and getattr(config, "state", None) and "://" not in str(config.state):
             root = str(Path(config.state).parent / "jobs")
         if root:
-            self.root = Path(root)
+            self.root = Path(root).resolve()  # records hold absolute paths, whatever the working folder
             self.root.mkdir(parents=True, exist_ok=True)
         else:
             self._tmp = tempfile.TemporaryDirectory(prefix="tower-cat-jobs-")
             self.root = Path(self._tmp.name)
-        self.node = f"{socket.gethostname()}:{self.root.resolve()}"
+        self.node = f"{socket.gethostname()}:{self.root}"
         self.max_seconds = float(getattr(config, "job_max_seconds", 3600.0))
         self.max_units = int(getattr(config, "job_max_units", 200_000))
         self.max_memory_mb = getattr(config, "job_max_memory_mb", 2048)
