@@ -160,9 +160,34 @@ def _without_candidates(path: Path, folder: Path) -> Path:
     for el in list(tree.iter(f"{{{MTC}}}matches")):
         if len(el) == 0:
             el.getparent().remove(el)
+    _drop_findings(tree)
     copy = folder / path.name
     tree.write(str(copy), xml_declaration=True, encoding=tree.docinfo.encoding or "UTF-8")
     return copy
+
+
+def _drop_findings(tree) -> None:
+    """Take tower-cat's findings out (XLIFF notes, Trados comment definitions and markers, memoQ comments): they
+    are written on purpose (tests/test_findings.py checks them)."""
+    from lxml import etree
+
+    sdl = "http://sdl.com/FileTypes/SdlXliff/1.0"
+    for el in list(tree.iter()):
+        if not isinstance(el.tag, str) or el.getparent() is None:
+            continue
+        local = etree.QName(el).localname
+        if (local == "note" and (el.get("from") == "tower-cat" or el.get("category") == "tower-cat")) or \
+                (local == "comments" and etree.QName(el).namespace == "MQXliff"
+                 and all(c.get("creatoruser") == "tower-cat" for c in el)) or \
+                (el.tag == f"{{{sdl}}}cmt-defs"
+                 and all(c.get("user") == "tower-cat" for c in el.iter(f"{{{sdl}}}Comment"))):
+            parent = el.getparent()
+            parent.remove(el)
+            if parent.tag == f"{{{sdl}}}doc-info" and len(parent) == 0:
+                parent.getparent().remove(parent)
+    for el in list(tree.iter()):
+        if isinstance(el.tag, str) and etree.QName(el).localname == "notes" and len(el) == 0:
+            el.getparent().remove(el)
 
 
 # ------------------------------------------------------------------------------------------------ samples

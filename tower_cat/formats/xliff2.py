@@ -870,6 +870,9 @@ class _Writer:
         """Our notes of the given segments replaced by the new findings, in the unit's <notes> (made when missing,
         before <originalData> and the segments, as the core schema orders a unit's children)."""
         xf, core = self.xf, self.h.core
+        if any(isinstance(el.tag, str) and localname(el) == "revisions" and el.get("appliesTo") == "note"
+               and el.get("ref") is None for el in unit_el.iter()):
+            return  # change tracking of "the" note without ref: a second note would make the unit invalid (5.6.4.3)
         prefix = _prefix_of(xf.start_tag(unit_el))
         notes_el = next((c for c in unit_el if isinstance(c.tag, str) and namespace(c) == core
                          and localname(c) == "notes"), None)
