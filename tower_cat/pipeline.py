@@ -30,7 +30,7 @@ Decisions (README: "Translating and post-editing files"):
 * **Not written, with a reason:** text the file's charset cannot store, a source too long for the model's
   context window, output the model truncated with nothing usable, empty output.
 * **Post-edit** renders the source and the existing target with the same tag numbering, asks the model to
-  correct the target (``prompts.post_edit_messages``), restores the codes and writes the result with
+  correct the target (the core's post-edit prompt, ``core.PromptFitter``), restores the codes and writes the result with
   ``needs-review`` / origin ``post-edit`` when it differs; the change is measured with TER (sacrebleu,
   edits from the original to the post-edited text). Every replaced target (post-edit, ``overwrite``) is passed
   as ``set_target(previous=...)``: the format writes it as a candidate (``alt-trans`` previous-version,
