@@ -57,7 +57,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from tower_cat.errors import TowerCatError
 
 from .service import NotFound, Overloaded, ServiceError
-from .state import Caller, JobRecord
+from .state import Caller, JobRecord, owner_id
 
 log = logging.getLogger("tower_cat.server")
 
@@ -434,8 +434,13 @@ class JobManager:
                         self._put(job)
                 self._event(job)
 
+    def _caller(self, job: Job) -> Caller:
+        """The job's owner as a caller: the admin key's jobs see what the admin sees (and use --tm)."""
+        admin_key = getattr(self.service.config, "admin_key", None)
+        return Caller(job.owner, admin=not job.owner or (bool(admin_key) and job.owner == owner_id(admin_key)))
+
     def _glossary(self, job: Job):
-        caller = Caller(job.owner)
+        caller = self._caller(job)
         gids = [job.glossary_id] if job.glossary_id else [g.glossary_id for g in self.service.glossaries.builtins()]
         if not gids:
             return None
@@ -453,7 +458,7 @@ class JobManager:
     def _tm(self, job: Job):
         memories = getattr(self.service, "memories", None)
         if memories is not None:
-            return memories.for_caller(Caller(job.owner))
+            return memories.for_caller(self._caller(job))
         return self.service.tm
 
     def _run(self, job: Job) -> None:

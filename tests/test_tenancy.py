@@ -315,3 +315,16 @@ def test_one_key_cannot_use_up_the_glossary_room_of_another(engine, tmp_path, mo
     finally:
         svc.close()
         tm.close()
+
+
+def test_the_admin_key_can_run_a_job_with_another_keys_glossary(http, server):
+    g = http.post("/v1/glossaries", headers=_auth(A), json={"name": "a-admin", "source_lang": "en", "target_lang": "de",
+                                                           "entries": [{"source": "printer", "target": "Drucker"}]})
+    gid = g.json()["glossary_id"]
+    job = http.post("/v1/files", headers=_auth(ADMIN), files={"file": ("x.xlf", (SAMPLES / "tower-notes.en-de.xlf")
+                                                                         .read_bytes())},
+                    data={"target_lang": "de", "source_lang": "en", "glossary_id": gid}).json()
+    _wait_job(server, job["job_id"])
+    done = server.service.jobs.jobs[job["job_id"]]
+    assert done.status == "done", done.error
+    assert http.get(f"/v1/jobs/{job['job_id']}", headers=_auth(A)).status_code == 404  # the admin's job
