@@ -80,7 +80,8 @@ class RayBackend:
                     ray.init(address=options.address, log_to_driver=False, configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise RayError(f"cannot reach the Ray cluster at {options.address!r}: {exc}",
-                               hint="start one with `ray start --head`, or use --ray local") from None
+                               hint="start one with `ray start --head`, or use address='local'",
+                               param="ray") from None
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         kwargs = dict(engine_kwargs)
@@ -156,8 +157,8 @@ def use_ray(engine, options: RayOptions | None = None):
 
     The workers load the same model folder with the engine's own backend and compute type."""
     if engine.backend_name not in ("ct2", "transformers"):
-        raise RayError(f"--ray runs local models on the cluster; the {engine.backend_name} backend is remote "
-                       "already", hint="use either --ray or --backend openai")
+        raise RayError(f"Ray runs local models on the cluster; the {engine.backend_name} backend is remote "
+                       "already", hint="use either Ray or the remote backend", param="ray_remote")
     kwargs: dict[str, Any] = dict(backend=engine.backend_name, compute_type="auto")
     if engine.backend_name == "transformers" and engine.hf_model:
         kwargs["hf_model"] = engine.hf_model

@@ -704,7 +704,7 @@ class Engine:
             raise ModelError(f"unknown backend {backend!r}", hint="use ct2, transformers or openai")
         if backend == "openai" and not (endpoint or (remote and remote.endpoint)):
             raise ModelError("the openai backend needs the inference server's URL",
-                             hint="pass endpoint= (CLI: --endpoint URL)")
+                             hint="pass endpoint=", param="endpoint")
         path = Path(path).expanduser()
         if not path.is_dir():
             raise ModelError("model folder not found", path=path,

@@ -97,7 +97,7 @@ class OpenAICompletionsBackend:
         if name is None:
             if len(ids) != 1:
                 raise RemoteEngineError(f"the server serves {len(ids)} models ({', '.join(map(str, ids))})",
-                                        hint="name one with served_model= (CLI: --served-model)")
+                                        hint="name one with served_model=", param="served_model")
             name = ids[0]
         elif name not in ids:
             raise RemoteEngineError(f"the server does not serve {name!r}; it serves {', '.join(map(str, ids))}")

@@ -51,6 +51,10 @@ CLI_HINTS: dict[str, str] = {
     "force": "choose another folder or pass --force to overwrite it",
     "qe_model": "--qe-backend comet needs --qe-model DIR (a COMET model folder, e.g. wmt22-cometkiwi-da)",
     "sessions": "give a writable file path (--sessions FILE)",
+    "endpoint": "pass --endpoint URL (or set $TOWER_CAT_ENDPOINT)",
+    "served_model": "name one with --served-model",
+    "ray": "start one with `ray start --head`, or use --ray local",
+    "ray_remote": "use either --ray or --backend openai",
 }
 
 
