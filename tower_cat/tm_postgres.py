@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 _LOCK_NAMESPACE = 0x746D  # 'tm': advisory-lock class for this module's locks
 _MIGRATION_LOCK = 0
 _DEADLOCK_RETRIES = 5
-VACUUM_AFTER = 20_000  # new entries from one import after which its tables are vacuumed and analysed at once
+VACUUM_AFTER = 5_000  # new entries from one import after which its tables are vacuumed and analysed at once
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -284,15 +284,22 @@ class PostgresTranslationMemory(BaseTranslationMemory):
             key = (r.src_lang, _norm_hash(norm))
             source_keys.setdefault(key, norm)
             rec_source.append(key)
+        # ids follow the records' order (as SQLite's rowids do: the candidate ranking breaks ties by id), while
+        # the rows are written in key order; an id whose source exists already is simply not used
+        fresh = sorted(r[0] for r in conn.execute(
+            "SELECT nextval(pg_get_serial_sequence('tm_sources', 'id')) FROM generate_series(1, %s)",
+            (len(source_keys),)))
+        new_id = dict(zip(source_keys, fresh))
         ordered = sorted(source_keys)
         langs = [k[0] for k in ordered]
         hashes = [k[1] for k in ordered]
         norms = [source_keys[k] for k in ordered]
         new_sources = conn.execute(
-            "INSERT INTO tm_sources (lang, norm, norm_hash, fold, len) "
-            "SELECT * FROM unnest(%b::text[], %b::text[], %b::bytea[], %b::bigint[], %b::integer[]) "
-            "ORDER BY 1, 3 ON CONFLICT (lang, norm_hash) DO NOTHING RETURNING id, norm",
-            (langs, norms, hashes, [_fold_hash(n) for n in norms], [len(n) for n in norms])).fetchall()
+            "INSERT INTO tm_sources (id, lang, norm, norm_hash, fold, len) "
+            "SELECT * FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::bytea[], %b::bigint[], %b::integer[]) "
+            "ORDER BY 2, 4 ON CONFLICT (lang, norm_hash) DO NOTHING RETURNING id, norm",
+            ([new_id[k] for k in ordered], langs, norms, hashes, [_fold_hash(n) for n in norms],
+             [len(n) for n in norms])).fetchall()
         if new_sources:  # only the sources this batch created are indexed, by this batch
             self._index_sources(new_sources, +1)
         source_ids = {(lang, bytes(h)): sid for sid, lang, h in conn.execute(
@@ -476,9 +483,12 @@ class PostgresTranslationMemory(BaseTranslationMemory):
             "SELECT gram, df FROM tm_grams WHERE gram = ANY(%b::bigint[]) AND df > 0", (list(by_id),))}
 
     def _most_shared(self, keys: list[str], limit: int) -> list[int]:
+        # ties in the order SQLite's counter meets them: by the first (rarest) key that has the source, then id
+        ids = [_key_id(k) for k in keys]
         return [sid for (sid,) in self.conn.execute(
             "SELECT source_id FROM tm_postings WHERE gram = ANY(%b::bigint[]) GROUP BY source_id "
-            "ORDER BY count(*) DESC, source_id LIMIT %s", ([_key_id(k) for k in keys], limit))]
+            "ORDER BY count(*) DESC, min(array_position(%b::bigint[], gram)), source_id LIMIT %s",
+            (ids, ids, limit))]
 
     def _sources_in_window(self, ids: list[int], lo: int, hi: int, srcs: list[str]) -> list[tuple[int, str]]:
         return self.conn.execute("SELECT id, norm FROM tm_sources WHERE id = ANY(%s) AND len BETWEEN %s AND %s "
