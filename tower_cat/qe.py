@@ -424,24 +424,34 @@ class LLMJudgeBackend(QEBackend):
     def describe(self) -> str:
         return f"llm:{Path(self.engine.path).name}"
 
+    def prompt_sets(self, items: Sequence[QEItem]) -> list[tuple[str, list]]:
+        """[(kind, one prompt per item)] this backend sends: the score prompts, then (``spans``) the span prompts.
+        ``tower-cat qe --dry-run --show-prompts`` shows exactly these."""
+        from tower_cat import prompts
+
+        wording = self.engine.info.wording
+        langs = [_languages(it, self.source_lang, self.target_lang) for it in items]
+        kinds = ("score", "spans") if self.spans else ("score",)
+        return [(kind, [prompts.qe_messages(it.source, it.target, s, t, kind=kind, wording=wording)
+                        for it, (s, t) in zip(items, langs)]) for kind in kinds]
+
+    def generation_options(self):
+        from tower_cat.engine import GenerationOptions
+
+        return GenerationOptions(max_new_tokens=self.max_new_tokens)
+
     def score(self, items: Sequence[QEItem]) -> list[QEResult]:
         from tower_cat import prompts
-        from tower_cat.engine import GenerationOptions
 
         items = list(items)
         if not items:
             return []
-        wording = self.engine.info.wording
-        langs = [_languages(it, self.source_lang, self.target_lang) for it in items]
-        opts = GenerationOptions(max_new_tokens=self.max_new_tokens)
-        score_prompts = [prompts.qe_messages(it.source, it.target, s, t, kind="score", wording=wording)
-                         for it, (s, t) in zip(items, langs)]
-        replies = self.engine.generate(score_prompts, opts)
+        sets = dict(self.prompt_sets(items))
+        opts = self.generation_options()
+        replies = self.engine.generate(sets["score"], opts)
         span_replies = [None] * len(items)
         if self.spans:
-            span_prompts = [prompts.qe_messages(it.source, it.target, s, t, kind="spans", wording=wording)
-                            for it, (s, t) in zip(items, langs)]
-            span_replies = self.engine.generate(span_prompts, opts)
+            span_replies = self.engine.generate(sets["spans"], opts)
         results = []
         for item, reply, span_reply in zip(items, replies, span_replies):
             value = prompts.parse_score(reply.text)

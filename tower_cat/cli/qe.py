@@ -106,11 +106,15 @@ def _output_paths(files: tuple[Path, ...], output: Path | None, in_place: bool) 
 @click.option("--fit-calibration", "fit_tsv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="logprob: fit the calibration on a held-out TSV (source, mt, human_score "
                                  "columns), save it to --calibration, then score FILEs with it.")
+@click.option("--dry-run", is_flag=True, help="llm: set the scoring up without the model's weights and score nothing "
+                                              "(counts; the judge's prompts with --show-prompts).")
+@click.option("--show-prompts", is_flag=True, help="With --dry-run: print the judge's prompt for every unit as JSON "
+                                                   "lines (file, unit, messages, rendered text, token count).")
 def qe(files: tuple[Path, ...], backend: str, model: Path, encoder: Path | None, threshold: float | None,
        output: Path | None, in_place: bool, report: Path | None, worst: int, as_json: bool,
        source_lang: str | None, target_lang: str | None, device: str, batch_size: int, endpoint: str | None,
        api_key: str | None, served_model: str | None, no_spans: bool, calibration: Path | None,
-       fit_tsv: Path | None) -> None:
+       fit_tsv: Path | None, dry_run: bool = False, show_prompts: bool = False) -> None:
     """Score every translated unit of bilingual FILEs (XLIFF 1.2/2, SDLXLIFF, MQXLIFF, PO) with a QE backend.
 
     Scores (0-100) are written into the files (its:mtConfidence, sdl percent, mq:percent, a PO comment, ...)
@@ -126,6 +130,13 @@ def qe(files: tuple[Path, ...], backend: str, model: Path, encoder: Path | None,
         raise click.UsageError("--calibration and --fit-calibration are for --backend logprob")
     if fit_tsv is not None and calibration is None:
         raise click.UsageError("--fit-calibration needs --calibration OUT.json to save the fit")
+    if show_prompts and not dry_run:
+        raise click.UsageError("--show-prompts needs --dry-run")
+    if dry_run:
+        if backend != "llm":
+            raise click.UsageError("--dry-run shows what the LLM judge is sent: it is for --backend llm")
+        return _dry_run_judge(files, model, device, endpoint, api_key, served_model, not no_spans, source_lang,
+                              target_lang, show_prompts)
     outs = _output_paths(files, output, in_place)
     from tower_cat.outputs import refuse_overlaps
 
@@ -207,6 +218,40 @@ def qe(files: tuple[Path, ...], backend: str, model: Path, encoder: Path | None,
         click.echo(line)
     if report is not None and files:
         click.echo(f"report: {report}")
+
+
+def _dry_run_judge(files, model, device, endpoint, api_key, served_model, spans: bool, source_lang, target_lang,
+                   show_prompts: bool) -> None:
+    """``qe --backend llm --dry-run``: the judge's prompts for every unit it would score (tower_cat.dryrun), rendered
+    as the engine would; the model's weights are never loaded and nothing is written."""
+    from tower_cat import qe as qe_mod
+    from tower_cat.dryrun import qe_prompt_records
+    from tower_cat.formats import load as load_document
+
+    kwargs: dict = dict(device=device, cache=None)
+    if endpoint:
+        kwargs = dict(backend="openai", endpoint=endpoint, api_key=api_key, served_model=served_model, cache=None)
+    judge = qe_mod.LLMJudgeBackend(model, spans=spans, source_lang=source_lang, target_lang=target_lang, **kwargs)
+    records = []
+    try:
+        for path in files:
+            doc = load_document(path)
+            units = [u for u in doc.units if qe_mod.scorable(u)]
+            items = [qe_mod.unit_item(u, source_lang or doc.source_lang, target_lang or doc.target_lang)
+                     for u in units]
+            records += qe_prompt_records(judge, items, [(str(path), str(u.id)) for u in units])
+        loaded = judge.engine.stats.generator_loads
+    finally:
+        judge.engine.close()
+    if loaded:
+        raise RuntimeError("the dry run loaded the model's weights")
+    if show_prompts:
+        for r in records:
+            click.echo(r.to_json())
+    units = len({(r.file, r.unit) for r in records})
+    click.echo(f"dry run (qe llm): {units} units in {len(files)} file(s) would be scored with {len(records)} prompts "
+               f"({sum(r.tokens for r in records):,} prompt tokens). Nothing written; the model's weights were not "
+               "loaded.", err=True)
 
 
 @click.command("evaluate")

@@ -64,6 +64,12 @@ def _common(func: Callable) -> Callable:
         click.option("--hf-model", default=None, help="Original HF folder for --backend transformers."),
         click.option("--json", "as_json", is_flag=True, help="Print the summary (with every unit) as JSON."),
         click.option("--no-progress", is_flag=True, help="No progress bar."),
+        click.option("--dry-run", is_flag=True,
+                     help="Set the job up (scope, TM matches, prompts) without the model's weights and write nothing: "
+                          "prints what would be sent (counts; prompts with --show-prompts)."),
+        click.option("--show-prompts", is_flag=True,
+                     help="With --dry-run: print every unit's prompt as JSON lines (file, unit, messages, the "
+                          "rendered text and its token count), exactly as the engine would receive it."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -98,8 +104,9 @@ def _common(func: Callable) -> Callable:
                    "and keep the better version. Needs --qe-backend.")
 def translate(files, output, in_place, model_dir, glossary, source_lang, target_lang, cache, no_cache,
               max_new_tokens, chunk_size, translated_above, backend, endpoint, api_key, served_model, ray_address,
-              ray_actors, device, compute_type, threads, hf_model, as_json, no_progress, tm_path, few_shot, fuzzy_min, overwrite, exact_status, context_window,
-              term_repair, instructions, qe_backend, qe_model, ape_below) -> int:
+              ray_actors, device, compute_type, threads, hf_model, as_json, no_progress, dry_run, show_prompts, tm_path,
+              few_shot, fuzzy_min, overwrite, exact_status, context_window, term_repair, instructions, qe_backend,
+              qe_model, ape_below) -> int:
     """Translate XLIFF/SDLXLIFF/MQXLIFF/PO files: TM leverage, glossary, document context, codes kept."""
     from tower_cat.pipeline import PipelineOptions
 
@@ -118,7 +125,7 @@ def translate(files, output, in_place, model_dir, glossary, source_lang, target_
     return _run("translate", files, output, in_place, model_dir, glossary, tm_path, cache, no_cache, opts,
                 _engine_kwargs(backend, device, compute_type, threads, hf_model, endpoint, api_key, served_model),
                 as_json, no_progress, qe=(qe_backend, qe_model) if qe_backend else None,
-                ray=(ray_address, ray_actors))
+                ray=(ray_address, ray_actors), dry_run=(dry_run, show_prompts))
 
 
 @click.command("post-edit")
@@ -145,8 +152,8 @@ def translate(files, output, in_place, model_dir, glossary, source_lang, target_
                    "(a tie keeps the original). Needs --qe-backend.")
 def post_edit(files, output, in_place, model_dir, glossary, source_lang, target_lang, cache, no_cache,
               max_new_tokens, chunk_size, translated_above, backend, endpoint, api_key, served_model, ray_address,
-              ray_actors, device, compute_type, threads, hf_model, as_json, no_progress, only, states, below,
-              qe_backend, qe_model, ape_below) -> int:
+              ray_actors, device, compute_type, threads, hf_model, as_json, no_progress, dry_run, show_prompts, only,
+              states, below, qe_backend, qe_model, ape_below) -> int:
     """Post-edit the existing targets (e.g. vendor MT) of bilingual files; codes kept, changes measured (TER).
 
     The scope never includes locked or approved/final units; by default it also leaves confirmed units and 100 %
@@ -162,7 +169,7 @@ def post_edit(files, output, in_place, model_dir, glossary, source_lang, target_
     return _run("post-edit", files, output, in_place, model_dir, glossary, None, cache, no_cache, opts,
                 _engine_kwargs(backend, device, compute_type, threads, hf_model, endpoint, api_key, served_model),
                 as_json, no_progress, qe=(qe_backend, qe_model) if qe_backend else None,
-                ray=(ray_address, ray_actors))
+                ray=(ray_address, ray_actors), dry_run=(dry_run, show_prompts))
 
 
 def _check_qe_flags(qe_backend, qe_model, ape_below) -> None:
@@ -216,10 +223,18 @@ def _preflight(files) -> None:
 
 def _run(task: str, files, output, in_place, model_dir, glossary_path, tm_path, cache, no_cache, opts,
          engine_kwargs: dict[str, Any], as_json: bool, no_progress: bool, qe: tuple | None = None,
-         ray: tuple[str | None, int | None] = (None, None)) -> int:
+         ray: tuple[str | None, int | None] = (None, None), dry_run: tuple[bool, bool] = (False, False)) -> int:
     """The library does the work (``Translator``: engine, TM, glossary, options; the pipeline over the files);
     the CLI parses flags, opens what they name, shows progress and says errors in its own words."""
     from rich.console import Console
+
+    if dry_run[1] and not dry_run[0]:
+        raise click.UsageError("--show-prompts needs --dry-run (a real run does not print its prompts)")
+    if dry_run[0]:
+        if dry_run[1] and as_json:
+            raise click.UsageError("--show-prompts prints JSON lines on stdout; leave out --json")
+        return _dry_run(task, files, model_dir, glossary_path, tm_path, opts, engine_kwargs, as_json,
+                        show_prompts=dry_run[1], qe=qe[0] if qe else None)
 
     from tower_cat.cli import cli_wording
     from tower_cat.core import Translator, default_cache_path
@@ -276,6 +291,68 @@ def _run(task: str, files, output, in_place, model_dir, glossary_path, tm_path, 
         click.echo(summary.to_json())
     else:
         print_summary(summary, console)
+    return 1 if summary.failed else 0
+
+
+def _dry_run(task: str, files, model_dir, glossary_path, tm_path, opts, engine_kwargs: dict[str, Any],
+             as_json: bool, *, show_prompts: bool, qe: str | None) -> int:
+    """``--dry-run``: the job set up as a real run would (tower_cat.dryrun), nothing generated or written, the
+    model's weights never loaded (rendering needs only the tokenizer)."""
+    import json
+
+    from rich.console import Console
+
+    from tower_cat.cli import cli_wording
+    from tower_cat.dryrun import dry_run_files
+    from tower_cat.engine import Engine
+    from tower_cat.terminology import Glossary
+
+    console = Console(stderr=True, highlight=False)
+    _preflight(files)
+    glossary = Glossary.load(glossary_path) if glossary_path else None
+    memory = _open_tm(tm_path, console)
+    engine = Engine.load(model_dir, cache=None, **engine_kwargs)
+    try:
+        plan = dry_run_files(task, files, engine, tm=memory, glossary=glossary, options=opts, qe=qe)
+        loaded = engine.stats.generator_loads
+    finally:
+        engine.close()
+        if memory is not None:
+            memory.close()
+    if loaded:  # the promise of a dry run; a failure here is a bug, not a user error
+        raise RuntimeError("the dry run loaded the model's weights")
+    summary = plan.summary
+    for f in summary.files:
+        if f.exception is not None:
+            f.error = str(cli_wording(f.exception))
+    if show_prompts:
+        for record in plan.records:
+            click.echo(record.to_json())
+    elif as_json:
+        data = summary.as_dict()
+        data["dry_run"] = {"prompts": plan.distinct_prompts, "prompt_tokens": plan.prompt_tokens,
+                           "units_prompted": sum(1 for r in plan.records if not r.task.startswith("qe-"))}
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+    t = summary.totals()
+    by_reason = ", ".join(f"{n} {k}" for k, n in sorted(t["reasons"].items(), key=lambda kv: -kv[1]))
+    units = sum(1 for r in plan.records if not r.task.startswith("qe-"))
+    console.print(f"dry run ({task}): {t['units']} units in {len(summary.files)} file(s): {units} would be sent to "
+                  f"the model in {plan.distinct_prompts} distinct prompts ({plan.prompt_tokens:,} prompt tokens)"
+                  + (f", {t['tm_leveraged']} filled from the TM" if task == "translate" else "")
+                  + (f"; not sent: {by_reason}" if by_reason else "")
+                  + ". Nothing written; the model's weights were not loaded.")
+    if summary.scope:
+        console.print(f"scope: {summary.scope}")
+    if qe:
+        console.print("note: what depends on the model's answers is not shown: QE scores"
+                      + (", the post-edits --ape-below sends for low-scoring MT" if task == "translate" else
+                         " (every in-scope unit's prompt is shown, marked qe_gated)")
+                      + ", terminology repair and instruction retries.")
+    for warning in summary.warnings:
+        console.print(f"[yellow]warning: {warning}[/yellow]")
+    for f in summary.files:
+        if f.error:
+            console.print(f"[red]{f.path}: {f.error}[/red]")
     return 1 if summary.failed else 0
 
 
