@@ -232,6 +232,7 @@ def copy_bandwidth(device: str) -> float:
 def bench_prompts(engine, count: int) -> list:
     """`count` distinct translate prompts from the bench file's sentences (no dedup, no cache hits)."""
     from tower_cat import codes, formats
+    from tower_cat.core import quick_prompt
 
     xliff, _ = bench_pipeline.make_job(max(4 * count, 400), seed=1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -241,7 +242,7 @@ def bench_prompts(engine, count: int) -> list:
     texts = [f"{t} ({i})" for i, t in enumerate(texts)]  # distinct even past the file's distinct sentences
     while len(texts) < count:
         texts += [f"{t} [{len(texts)}]" for t in texts[:count - len(texts)]]
-    return [engine.translation_prompt(t, "en-US", "de-DE") for t in texts[:count]]
+    return [quick_prompt(engine, t, "en-US", "de-DE") for t in texts[:count]]
 
 
 def rates(engine, prompts, batches: tuple[int, ...], new_tokens: int, clock: Clock, label: str) -> dict:

@@ -13,6 +13,7 @@ import transformers
 from tests.conftest_engine import END_TOKEN_CASES
 from tower_cat import prompts
 from tower_cat.convert import SIDECAR, ModelInfo, convert_model
+from tower_cat.core import quick_prompt
 from tower_cat.engine import (Engine, GenerationCache, GenerationOptions, SourceText, auto_compute_type,
                               resolve_device)
 from tower_cat.errors import ModelError, TowerCatError
@@ -466,7 +467,7 @@ def test_marian_translator_equals_hf_generate(tiny_marian):
     engine = Engine.load(tiny_marian.ct2_path, device="cpu", compute_type="float32", threads=1)
     hf = transformers.MarianMTModel.from_pretrained(tiny_marian.hf_path).eval()
     sources = SENTENCES[:5]
-    gens = engine.generate([engine.translation_prompt(s, "en", "de") for s in sources],
+    gens = engine.generate([quick_prompt(engine, s, "en", "de") for s in sources],
                            GenerationOptions(max_new_tokens=NEW_TOKENS))
     for text, gen in zip(sources, gens):
         rendered = engine.render(text)

@@ -325,3 +325,29 @@ def test_tmx_with_a_language_per_tu_loads_in_linear_time(tmp_path: Path):
     finally:
         signal.alarm(0)
     assert doc.target_lang == "x-l0" and len(doc.units) == 20_000
+
+
+def test_segments_times_notes_and_alt_trans_do_not_multiply(tmp_path: Path):
+    """A 270 KB XLIFF with 3 000 segments, 3 000 notes and 3 000 alt-trans in one trans-unit: every segment
+    used to get its own copy of every note and alt-trans (161 s, 1.8 GB). Now the notes are shared and at most
+    MAX_ALT_TRANS alt-trans are kept per unit."""
+    import signal
+
+    n = 3000
+    segs = "".join(f'<mrk mtype="seg" mid="{i}">x</mrk>' for i in range(n))
+    alts = '<alt-trans mid="7"><target>own</target></alt-trans>' + "<alt-trans><target>y</target></alt-trans>" * n
+    notes = "<note>n</note>" * n
+    p = tmp_path / "amp.xlf"
+    p.write_text('<?xml version="1.0"?><xliff version="1.2" xmlns="urn:oasis:names:tc:xliff:document:1.2"><file '
+                 'original="f" source-language="en" datatype="plaintext"><body><trans-unit id="t"><source>x</source>'
+                 f'<seg-source>{segs}</seg-source>{notes}{alts}</trans-unit></body></file></xliff>', encoding="utf-8")
+    _hang_guard(60)
+    try:
+        doc = xliff12.load(p)
+    finally:
+        signal.alarm(0)
+    assert len(doc.units) == n
+    assert doc.units[1].notes is doc.units[2].notes and len(doc.units[1].notes) == n
+    assert len(doc.units[1].meta["alt_trans"]) == xliff12.MAX_ALT_TRANS
+    own = doc.units[7].meta["alt_trans"]
+    assert own[0]["target"] == "own" and len(own) == xliff12.MAX_ALT_TRANS

@@ -14,6 +14,7 @@ import pytest
 
 from tower_cat import formats
 from tower_cat.engine import Engine, GenerationCache, GenerationOptions
+from tower_cat.core import quick_prompt
 from tower_cat.engine_remote import RemoteEngineError, RemoteOptions
 from tower_cat.testing_gguf import LlamaServer, free_port
 
@@ -55,7 +56,7 @@ def test_greedy_output_equals_llama_cpp_direct(tiny_llama, gguf_model, llama_ser
 
     engine = Engine.load(tiny_llama.ct2_path, backend="openai", remote=_remote(llama_server.url))
     assert engine.backend_name == "openai" and engine.backend.model == "tiny-tower"
-    prompts = [engine.translation_prompt(*p) for p in PROMPTS]
+    prompts = [quick_prompt(engine, *p) for p in PROMPTS]
     opts = GenerationOptions(max_new_tokens=24)
     remote = engine.generate(prompts, opts)
     direct = Llama(model_path=str(gguf_model), n_ctx=1024, n_threads=1, verbose=False)
@@ -93,7 +94,7 @@ def test_file_translates_end_to_end_and_scores(tiny_llama, llama_server, tmp_pat
         else:
             assert r.reason, r
     # log-prob QE through the server (echo + logprobs)
-    prompt = engine.translation_prompt("Open the file.", "en", "de")
+    prompt = quick_prompt(engine, "Open the file.", "en", "de")
     (lp,) = engine.score([prompt], ["Datei"])
     assert lp < 0
     engine.close()

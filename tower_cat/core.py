@@ -930,3 +930,22 @@ def load(model, *, tm=None, glossary=None, cache: Any = ..., device: str = "auto
     translator = Translator(engine, tm=memory, glossary=glossaries, options=TranslationOptions(**options))
     translator._owned.extend(owned)
     return translator
+
+
+# ------------------------------------------------------------------------------------------- quick check
+
+
+def quick_prompt(engine, text: str, source_lang: str, target_lang: str):
+    """The model card's bare translation prompt for ``text`` (no TM, terms or context), or the source itself for
+    seq2seq models (Marian, NLLB, M2M-100): what ``tower-cat translate-text`` sends to check a model folder."""
+    from tower_cat.convert import SEQ2SEQ
+    from tower_cat.engine import SourceText
+
+    if engine.family == SEQ2SEQ:
+        return SourceText(text, source_lang, target_lang)
+    return prompts.translate_messages(text, source_lang, target_lang, wording=engine.info.wording)
+
+
+def quick_translate(engine, text: str, source_lang: str, target_lang: str, options=None):
+    """One text through :func:`quick_prompt`; the raw ``Generation`` (clean it with ``prompts.clean_translation``)."""
+    return engine.generate([quick_prompt(engine, text, source_lang, target_lang)], options, sources=[text])[0]

@@ -922,22 +922,13 @@ class Engine:
         tokens = tuple(_ids_to_tokens(tok, ids))
         return RenderedPrompt(text=text, tokens=tokens, ids=tuple(ids))
 
-    def translation_prompt(self, text: str, source_lang: str, target_lang: str, **extras) -> Prompt:
-        """The family's translate prompt (extras: examples, terms, context_before/after), or a SourceText
-        for seq2seq models (which take no extras)."""
-        if self.family == SEQ2SEQ:
-            return SourceText(text, source_lang, target_lang)
-        from tower_cat import prompts
-
-        return prompts.translate_messages(text, source_lang, target_lang, wording=self.info.wording, **extras)
-
     def _render_source(self, prompt: Prompt) -> RenderedPrompt:
         """Seq2seq input: source tokens with the tokenizer's own specials, target language as prefix."""
         from tower_cat.languages import m2m_code, nllb_code
 
         if self.family != SEQ2SEQ:
             raise ModelError("a SourceText prompt needs a seq2seq model; this one takes chat messages",
-                             path=self.path, hint="build the prompt with tower_cat.prompts.translate_messages")
+                             path=self.path, hint="give it chat messages (tower_cat.core builds them)")
         if isinstance(prompt, str):
             prompt = SourceText(prompt)
         if not isinstance(prompt, SourceText):
@@ -1132,10 +1123,3 @@ class Engine:
                 out[i] = sum(logps[-n:]) / n
             start = end
         return out
-
-
-def translate_text(engine: Engine, text: str, source_lang: str, target_lang: str,
-                   options: GenerationOptions | None = None) -> Generation:
-    """One text, the family's translate prompt: the quick check behind `tower-cat translate-text`."""
-    return engine.generate([engine.translation_prompt(text, source_lang, target_lang)], options,
-                           sources=[text])[0]

@@ -55,14 +55,15 @@ def translate_text(text: str, model_dir: Path, source: str, target: str, backend
     import contextlib
 
     from tower_cat import prompts
-    from tower_cat.engine import Engine, GenerationOptions, translate_text as run
+    from tower_cat.core import quick_prompt, quick_translate as run
+    from tower_cat.engine import Engine, GenerationOptions
 
     engine = Engine.load(model_dir, device=device, compute_type=compute_type, threads=threads,
                          backend=backend, hf_model=hf_model, cache=None if no_cache else default_cache_path())
     options = GenerationOptions(max_new_tokens=max_new_tokens)
     try:
         if stream:
-            prompt = engine.translation_prompt(text, source, target)
+            prompt = quick_prompt(engine, text, source, target)
             with contextlib.closing(engine.generate_tokens(prompt, options, source=text)) as events:
                 for event in events:
                     click.echo(event.text, nl=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import click
@@ -43,16 +44,11 @@ def abstract_origin(unit) -> str:
 
 
 def mark_for_review(unit) -> str | None:
-    """Set the unit's status to needs-review, keeping its target and provenance. Returns why it could not."""
-    from tower_cat.codes import check
-
-    problems = [p for p in check(unit.source, unit.target) if not p.startswith("missing code")]
-    if problems:
-        return "; ".join(problems)
-    edit = unit.edit
-    unit.set_target(unit.target, status="needs-review", origin=abstract_origin(unit),
-                    match_score=edit.match_score if edit is not None else unit.match_score,
-                    system=edit.system if edit is not None else "tower-cat")
+    """Set the unit's status to needs-review, keeping its target and provenance (a status-only edit: origin,
+    origin system and TM match percentage stay as the file has them). Returns why it could not."""
+    if unit.target is None:
+        return "no target"
+    unit.set_status("needs-review")
     return None
 
 
@@ -106,6 +102,16 @@ def _output_paths(files: tuple[Path, ...], output: Path | None, in_place: bool) 
 @click.option("--fit-calibration", "fit_tsv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="logprob: fit the calibration on a held-out TSV (source, mt, human_score "
                                  "columns), save it to --calibration, then score FILEs with it.")
+@click.option("--min-spearman", type=click.FloatRange(-1, 1), default=None,
+              help="--fit-calibration: refuse a fit whose rank correlation (Spearman) with the held-out human scores "
+                   "is below this [default: 0.2].")
+@click.option("--force", is_flag=True, help="--fit-calibration: keep a fit that --min-spearman refuses (warned).")
+@click.option("--glossary", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="TBX or CSV/TSV glossary: term compliance of every scored unit, in the summary, report and files.")
+@click.option("--fail-under", type=click.FloatRange(0, 100), default=None,
+              help="Exit with status 1 when the statistic of --fail-on over all FILEs is below this (0-100).")
+@click.option("--fail-on", type=click.Choice(["weighted-mean", "mean", "median", "min"]), default="weighted-mean",
+              show_default=True, help="The statistic --fail-under tests (weighted-mean: by source words).")
 @click.option("--dry-run", is_flag=True, help="llm: set the scoring up without the model's weights and score nothing "
                                               "(counts; the judge's prompts with --show-prompts).")
 @click.option("--show-prompts", is_flag=True, help="With --dry-run: print the judge's prompt for every unit as JSON "
@@ -113,7 +119,8 @@ def _output_paths(files: tuple[Path, ...], output: Path | None, in_place: bool) 
 def qe(files: tuple[Path, ...], backend: str, model: Path, encoder: Path | None, threshold: float | None,
        output: Path | None, in_place: bool, report: Path | None, worst: int, as_json: bool,
        source_lang: str | None, target_lang: str | None, device: str, batch_size: int, endpoint: str | None,
-       api_key: str | None, served_model: str | None, no_spans: bool, calibration: Path | None,
+       api_key: str | None, served_model: str | None, min_spearman: float | None,
+       force: bool, glossary: Path | None, fail_under: float | None, fail_on: str, no_spans: bool, calibration: Path | None,
        fit_tsv: Path | None, dry_run: bool = False, show_prompts: bool = False) -> None:
     """Score every translated unit of bilingual FILEs (XLIFF 1.2/2, SDLXLIFF, MQXLIFF, PO) with a QE backend.
 
@@ -164,17 +171,31 @@ def qe(files: tuple[Path, ...], backend: str, model: Path, encoder: Path | None,
             items, human = qe_mod.read_heldout_tsv(
                 fit_tsv, source_lang=source_lang or (first.source_lang if first else None),
                 target_lang=target_lang or (first.target_lang if first else None))
-            cal = be.fit(items, human)
+            limit = qe_mod.MIN_SPEARMAN if min_spearman is None else min_spearman
+            cal = be.fit(items, human, min_spearman=limit, force=force)
+            why = qe_mod.check_calibration(cal, min_spearman=limit)
+            if why is not None:
+                click.echo(f"warning: calibration kept with --force although {why}", err=True)
             cal.save(calibration)
             click.echo(f"calibration: {len(items)} held-out items, Spearman "
                        f"{cal.spearman if cal.spearman is None else round(cal.spearman, 3)} -> {calibration}",
                        err=True)
 
+    from tower_cat.report import count_words, stats as score_stats
+
+    gloss = None
+    if glossary is not None:
+        from tower_cat.terminology import Glossary
+
+        gloss = Glossary.load(glossary)
     docs, summary = [], []
+    all_scores: list[float] = []
+    all_words: list[int] = []
     for path, out in zip(files, outs):
         doc = load_document(path)
-        pairs = qe_mod.score_units(doc.units, be, source_lang=source_lang or doc.source_lang,
-                                   target_lang=target_lang or doc.target_lang)
+        sl, tl = source_lang or doc.source_lang, target_lang or doc.target_lang
+        pairs = qe_mod.score_units(doc.units, be, source_lang=sl, target_lang=tl)
+        checks = qe_mod.check_units([u for u, _ in pairs], glossary=gloss, doc=doc, source_lang=sl, target_lang=tl)
         marked, unmarkable = [], []
         if threshold is not None:
             for unit, res in pairs:
@@ -186,13 +207,24 @@ def qe(files: tuple[Path, ...], backend: str, model: Path, encoder: Path | None,
                         unmarkable.append(unit.id)
                         click.echo(f"warning: {path}: unit {unit.id!r} scored below the threshold but keeps its "
                                    f"status: {why}", err=True)
+        for unit, res in pairs:  # QA, terms and a below-threshold score, where the CAT tool shows comments
+            unit.set_findings(qe_mod.findings(unit, res, threshold=threshold, backend=be.describe()))
         if out is not None and pairs:
             formats.save(doc, out)
         elif out is not None and out != path:
             formats.save(doc, out)  # nothing scored: still write the requested copy
         docs.append(doc)
         scores = [r.score for _, r in pairs if r.score is not None]
+        words = [count_words(u.source.text) for u, r in pairs if r.score is not None]
+        all_scores += scores
+        all_words += words
+        st = score_stats(scores, words)
         summary.append({
+            "weighted_mean": st["weighted_mean"], "median": st["median"], "min": st["min"], "words": st["words"],
+            "qa": {"checked": checks["checked"], "errors": checks["qa_errors"], "warnings": checks["qa_warnings"]},
+            "terms": {"checked": checks["terms_checked"], "ok": checks["terms_ok"],
+                      "compliance": round(100.0 * checks["terms_ok"] / checks["terms_checked"], 1)
+                      if checks["terms_checked"] else None},
             "file": str(path), "output": str(out) if out else None, "format": doc.format,
             "units": len(doc.units), "scored": len(scores), "unscored": len(pairs) - len(scores),
             "skipped_protected": sum(1 for u in doc.units if u.has_target and u.protected),
@@ -202,22 +234,40 @@ def qe(files: tuple[Path, ...], backend: str, model: Path, encoder: Path | None,
         })
     if report is not None and files:
         write_report(report, docs, threshold=threshold, backend=be.describe(), worst=worst)
+    total = score_stats(all_scores, all_words)
+    gate = None
+    if fail_under is not None:
+        value = total[{"weighted-mean": "weighted_mean"}.get(fail_on, fail_on)]
+        gate = {"statistic": fail_on, "value": value, "fail_under": fail_under,
+                "failed": value is None or value < fail_under}
     if as_json:
-        click.echo(json.dumps({"backend": be.describe(), "files": summary, "report": str(report) if report else None},
-                              ensure_ascii=False, indent=1))
+        click.echo(json.dumps({"backend": be.describe(), "total": total, "gate": gate, "files": summary,
+                               "report": str(report) if report else None}, ensure_ascii=False, indent=1))
+        if gate is not None and gate["failed"]:
+            sys.exit(1)
         return
     for s in summary:
         mean = "-" if s["mean"] is None else f"{s['mean']:.1f}"
-        line = f"{s['file']}: {s['scored']} scored, mean {mean}"
+        wmean = "-" if s["weighted_mean"] is None else f"{s['weighted_mean']:.1f}"
+        line = f"{s['file']}: {s['scored']} scored, word-weighted mean {wmean} (mean {mean})"
         if threshold is not None:
             line += f", {len(s['below_threshold'])} below {threshold:g}"
         if s["unscored"]:
             line += f", {s['unscored']} not scored"
+        line += f", QA {s['qa']['errors']} errors / {s['qa']['warnings']} warnings"
+        if s["terms"]["checked"]:
+            line += f", terms {s['terms']['compliance']:.1f}% ({s['terms']['ok']}/{s['terms']['checked']})"
         if s["output"]:
             line += f" -> {s['output']}"
         click.echo(line)
     if report is not None and files:
         click.echo(f"report: {report}")
+    if gate is not None:
+        shown = "-" if gate["value"] is None else f"{gate['value']:.1f}"
+        click.echo(f"{fail_on} {shown} {'<' if gate['failed'] else '>='} {fail_under:g}: "
+                   f"{'FAIL' if gate['failed'] else 'pass'}", err=gate["failed"])
+        if gate["failed"]:
+            sys.exit(1)
 
 
 def _dry_run_judge(files, model, device, endpoint, api_key, served_model, spans: bool, source_lang, target_lang,
