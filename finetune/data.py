@@ -320,7 +320,7 @@ def render_pair(source: Segment, target: Segment) -> tuple[str, str]:
             continue
         num, role = number.get(part.key, (None, None))
         if num is None:
-            raise ValueError(f"target code {part.key} is not in the source")
+            raise errors.InvalidArgument(f"target code {part.key} is not in the source")
         out.append(f"<{num}>" if role == "open" else f"</{num}>" if role == "close" else f"<{num}/>")
     return rendered.text, "".join(out)
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from tower_cat.errors import TowerCatError
+from tower_cat.errors import InvalidArgument, TowerCatError
 from tower_cat.finetune.data import DataConfig, Datasets, build_datasets, open_datasets, stats_table
 from tower_cat.finetune.export import EvalResult, compare, evaluate_model, export_model, is_adapter, merge_lora
 from tower_cat.finetune.train import TrainConfig, TrainResult, train
@@ -201,7 +201,7 @@ def run_finetune(tm_paths: Sequence[str | Path], base: str | Path, out_dir: str 
 
     config = config or FinetuneConfig()
     if config.stage not in STAGE_CHOICES:
-        raise ValueError(f"unknown stage {config.stage!r}; choose one of {', '.join(STAGE_CHOICES)}")
+        raise InvalidArgument(f"unknown stage {config.stage!r}; choose one of {', '.join(STAGE_CHOICES)}")
     started = time.time()
     base, out = Path(base), Path(out_dir)
     device = config.cpt.device if config.stage == "cpt" else config.sft.device

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, Un
 from tower_cat.convert import BASE, SEQ2SEQ, ModelInfo, inspect_model
 from tower_cat.devices import (BatchBudget, DeviceFacts, ModelFacts, choose_batch_budget,
                                choose_compute_type, cpu_cores, hf_model_facts, probe_device, read_ct2_model_facts)
-from tower_cat.errors import ModelError, TowerCatError
+from tower_cat.errors import InvalidArgument, ModelError, TowerCatError
 
 if TYPE_CHECKING:  # the remote backend is imported only when used
     from tower_cat.engine_remote import RemoteOptions
@@ -979,7 +979,7 @@ class Engine:
         """
         opts = options or GenerationOptions()
         if sources is not None and len(sources) != len(prompts):
-            raise ValueError("sources must have one entry per prompt")
+            raise InvalidArgument("sources must have one entry per prompt")
         ends = list(opts.end_tokens) if opts.end_tokens is not None else self.end_tokens
         self.stats.prompts_requested += len(prompts)
         full = [self.render(p) for p in prompts]
@@ -1096,7 +1096,7 @@ class Engine:
         `Generation.tokens`; the family's first end token is appended unless add_end_token=False.
         """
         if len(prompts) != len(continuations):
-            raise ValueError("one continuation per prompt")
+            raise InvalidArgument("one continuation per prompt")
         max_batch_tokens = max_batch_tokens or self.batch_budget.max_score_tokens
         seqs: list[tuple[list[str], int]] = []
         for prompt, cont in zip(prompts, continuations):
@@ -1108,7 +1108,7 @@ class Engine:
             if add_end_token:
                 cont_tokens.append(self.end_tokens[0])
             if not cont_tokens:
-                raise ValueError("empty continuation with add_end_token=False: nothing to score")
+                raise InvalidArgument("empty continuation with add_end_token=False: nothing to score")
             seqs.append((list(self.render(prompt).tokens) + cont_tokens, len(cont_tokens)))
         order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i][0]))
         out: list[float] = [0.0] * len(seqs)

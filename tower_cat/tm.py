@@ -62,7 +62,7 @@ from rapidfuzz.distance import Levenshtein
 from tower_cat.document import Segment, Unit, UnitContext, segment_from_json, segment_to_json
 from tower_cat.languages import check_lang, lang_base, lang_matches, normalize_lang
 from tower_cat import errors
-from tower_cat.errors import TowerCatError
+from tower_cat.errors import InvalidArgument
 
 SCHEMA_VERSION = 1
 
@@ -747,7 +747,7 @@ class TranslationMemory(BaseTranslationMemory):
             raise TMError(f"SQLite {sqlite3.sqlite_version} has no FTS5 trigram tokenizer (needs 3.34+)",
                           path=self.path, hint="use index='ngram'")
         if index not in ("fts5", "ngram"):
-            raise ValueError(f"unknown index {index!r}; expected 'auto', 'fts5' or 'ngram'")
+            raise InvalidArgument(f"unknown index {index!r}; expected 'auto', 'fts5' or 'ngram'")
         if index == "fts5":
             index_sql = ("CREATE VIRTUAL TABLE IF NOT EXISTS sources_fts USING "
                          "fts5(norm, tokenize='trigram', content='', detail='none');"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from tower_cat.errors import FormatError, UnsafeXMLError
+from tower_cat.errors import FormatError, InvalidArgument, UnsafeXMLError
 
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 
@@ -415,7 +415,7 @@ def qname(el: etree._Element, ns: str, local: str, declare: dict[str, str] | Non
     if declare is not None and preferred:
         declare[preferred] = ns
         return f"{preferred}:{local}"
-    raise ValueError(f"namespace {ns} not declared")
+    raise InvalidArgument(f"namespace {ns} not declared")
 
 
 def localname(el: etree._Element) -> str:
