@@ -277,7 +277,7 @@ def _doc_pairs(path: Path, source: str | None, targets: Sequence[str]) -> Iterat
     tgt = doc.target_lang or (targets[0] if len(targets) == 1 else None)
     if not src or not tgt:
         raise DataError(f"the {doc.format} file does not say its languages", path=path,
-                        hint="pass --source and --target")
+                        hint="pass the source and target languages", param="tm_languages")
     if targets:
         wanted = [t for t in targets if _matches(t, tgt)]
         if not wanted:
@@ -1018,7 +1018,7 @@ def build_datasets(tm_paths: Sequence[str | Path], mono_paths: Sequence[str | Pa
         shutil.rmtree(work, ignore_errors=True)
         raise DataError("no usable translation pairs in the memories "
                         f"(read {sum(stats.read.values())}, dropped {dict(stats.dropped)})",
-                        hint="check --source/--target match the languages in the files")
+                        hint="check the source/target languages match the files", param="data_languages")
     held = chooser.chosen()
 
     # pass 2: split; the few-shot memory, the draft vocabulary and the CPT candidates from the training side

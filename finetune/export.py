@@ -138,7 +138,7 @@ def evaluate_model(model_dir: str | Path, pairs: Sequence, *, comet: str | Path 
     from tower_cat.engine import Engine
 
     if not pairs:
-        raise TowerCatError("no held-out pairs to evaluate", hint="raise --heldout")
+        raise TowerCatError("no held-out pairs to evaluate", hint="raise the held-out size", param="heldout")
     started = time.time()
     own = engine is None
     if own:

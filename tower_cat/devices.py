@@ -164,7 +164,7 @@ def choose_compute_type(device: DeviceFacts, model: ModelFacts | None, replicas:
     candidates = [t for t in GPU_COMPUTE_PREFERENCE if not supported or t in supported]
     if not candidates:
         raise ModelError(f"the GPU supports none of {', '.join(GPU_COMPUTE_PREFERENCE)} "
-                         f"(it reports {', '.join(sorted(supported))})", hint="use --device cpu")
+                         f"(it reports {', '.join(sorted(supported))})", hint="use device='cpu'", param="device")
     if model is None:
         return Choice(candidates[0], f"{candidates[0]}: the fastest supported type (model size unknown)")
     for ct in candidates:

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, replace as _replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, Union
 
-from tower_cat.convert import BASE, SEQ2SEQ, ModelInfo, inspect_model
+from tower_cat.convert import BASE, BAYLING, SEQ2SEQ, ModelInfo, inspect_model
 from tower_cat.devices import (BatchBudget, DeviceFacts, ModelFacts, choose_batch_budget,
                                choose_compute_type, cpu_cores, hf_model_facts, probe_device, read_ct2_model_facts)
 from tower_cat.errors import InvalidArgument, ModelError, TowerCatError
@@ -162,14 +162,14 @@ def resolve_device(device: str | int | Sequence[int] = "auto", backend: str = "c
     if not isinstance(device, str):
         indices = [int(i) for i in device]
         if not indices:
-            raise ModelError("an empty list of GPUs was given", hint="pass e.g. --device cuda or 0,1")
+            raise ModelError("an empty list of GPUs was given", hint="pass e.g. device='cuda' or [0, 1]", param="device_list")
         return "cuda", indices
     device = device.strip().lower()
     if device == "auto":
         return ("cuda", [0]) if _cuda_count(backend) > 0 else ("cpu", [0])
     if device.startswith("cuda"):
         if _cuda_count(backend) == 0:
-            raise ModelError("CUDA was requested but no GPU is visible", hint="use --device cpu")
+            raise ModelError("CUDA was requested but no GPU is visible", hint="use device='cpu'", param="device")
         _, _, rest = device.partition(":")
         return "cuda", [int(i) for i in rest.split(",")] if rest else [0]
     if device == "cpu":
@@ -715,7 +715,8 @@ class Engine:
         elif (path / "config.json").is_file():
             if backend == "ct2":
                 raise ModelError("this is a Hugging Face model folder, not a converted one", path=path,
-                                 hint="run `tower-cat convert` on it, or use --backend transformers")
+                                 hint="convert it first (tower_cat.convert), or use backend='transformers'",
+                                 param="backend_hf")
             info = inspect_model(path)
             info.hf_model = str(path)
         else:
@@ -723,7 +724,8 @@ class Engine:
                              path=path, hint="convert a model with `tower-cat convert SRC OUT`")
         if info.family == SEQ2SEQ and backend != "ct2":
             raise ModelError(f"the transformers backend serves decoder-only models; this is a "
-                             f"{info.seq2seq_kind or 'seq2seq'} model", path=path, hint="use --backend ct2")
+                             f"{info.seq2seq_kind or 'seq2seq'} model", path=path, hint="use backend='ct2'",
+                             param="backend_ct2")
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
         except (OSError, ValueError) as exc:
@@ -736,7 +738,7 @@ class Engine:
         hf = str(hf_model) if hf_model else info.hf_model
         if backend == "transformers" and (not hf or (Path(hf).is_absolute() and not Path(hf).is_dir())):
             raise ModelError("the transformers backend needs the original Hugging Face model folder",
-                             path=hf or path, hint="pass --hf-model DIR")
+                             path=hf or path, hint="pass hf_model=DIR", param="hf_model")
         dev, indices = resolve_device(device, backend)
         # GPU facts are read now, before the weights take their share of the free memory
         facts = probe_device(dev, indices, backend) if dev == "cuda" else None
@@ -906,7 +908,11 @@ class Engine:
             text = prompt
         else:
             messages = [dict(m) for m in prompt]
-            if self.family == BASE or not tok.chat_template:
+            if self.family == BAYLING:  # BayLing ships no chat template: its repository's conversation format
+                from tower_cat.prompts import bayling_conversation
+
+                text = bayling_conversation(messages)
+            elif self.family == BASE or not tok.chat_template:
                 text = "\n".join(m["content"] for m in messages)
             else:
                 text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

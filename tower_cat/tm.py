@@ -541,7 +541,7 @@ class BaseTranslationMemory:
         tgt = tgt or normalize_lang(doc.target_lang)
         if not src or not tgt:
             raise TMError(f"the {doc.format} file does not say its languages", path=doc.path,
-                          hint="pass --source and --target")
+                          hint="pass src_lang and tgt_lang", param="tm_languages")
         now = time.time()
         for n, unit in enumerate(doc.units):
             recs = []
