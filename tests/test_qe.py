@@ -232,7 +232,7 @@ def test_logprob_backend_uses_engine_score(tiny_engine, tmp_path):
     assert [r.raw["mean_logprob"] for r in results] == direct
     assert [r.score for r in results] == [100 * math.exp(lp) for lp in direct]
     # calibration on held-out scores: a monotone map of the same log-probs
-    cal = backend.fit(items, [5, 4, 3, 2, 1])
+    cal = backend.fit(items, [5, 4, 3, 2, 1], force=True)  # the mechanics; refusing bad fits: test_qe_gate.py
     cal.save(tmp_path / "cal.json")
     calibrated = LogprobBackend(tiny_engine, calibration=tmp_path / "cal.json").score(items)
     order = sorted(range(len(items)), key=lambda i: direct[i])
@@ -389,7 +389,7 @@ def test_qe_cli_logprob_with_fitted_calibration(tiny_engine, tmp_path):
     cal = tmp_path / "cal.json"
     data = json.loads(_run_cli(["qe", str(src), "--backend", "logprob", "--model", str(tiny_engine.path),
                                 "--device", "cpu", "--fit-calibration", str(tsv), "--calibration", str(cal),
-                                "--source-lang", "en", "--json"]))
+                                "--source-lang", "en", "--force", "--json"]))
     assert json.loads(cal.read_text())["n"] == len(ITEMS)
     segs = data["files"][0]["segments"]
     assert len(segs) == 4 and all(0 <= s["score"] <= 100 and "mean_logprob" in s["raw"] for s in segs)

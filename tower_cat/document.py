@@ -123,6 +123,9 @@ class TargetEdit:
     # The target this edit replaces (post-editing vendor MT, re-translating with --overwrite): written back as a
     # translation candidate (XLIFF 1.2 alt-trans, XLIFF 2 mtc:match, PO comment) so the translator can compare.
     previous: Segment | None = None
+    # A status change only (QE marking a unit for review): the target and the file's provenance (origin, origin
+    # system, TM match percentage, state-qualifier) stay as they are; only the status is written.
+    status_only: bool = False
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -240,6 +243,13 @@ class Unit:
         """
         self.edit = TargetEdit(segment, status, origin, match_score, system, previous)
         self.target = segment
+
+    def set_status(self, status: str) -> None:
+        """Change only the unit's status (e.g. to needs-review after QE); its target and provenance are kept."""
+        if self.target is None:
+            raise InvalidArgument(f"unit {self.id!r} has no target whose status could change")
+        origin = self.origin if self.origin in ORIGINS else "human"
+        self.edit = TargetEdit(self.target, status, origin, self.match_score, status_only=True)
 
     def set_qe(self, score: float) -> None:
         """Record a 0-100 quality estimate to be written into the file."""

@@ -569,11 +569,35 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
     return cov / (va * vb) if va and vb else None
 
 
+#: A calibration whose log-probs rank the held-out set's human scores worse than this (Spearman) is refused: the
+#: map would be noise (issue 17: a fit with 0.055 was accepted and then scored every unit 100). Segment-level QE
+#: systems reach about 0.3-0.6 on WMT data; 0.2 refuses only fits that carry (almost) no ranking information.
+MIN_SPEARMAN = 0.2
+
+
+class CalibrationRefused(TowerCatError):
+    """A fitted calibration that would not carry ranking information (too little rank correlation, or a flat map)."""
+
+
+def check_calibration(cal: Calibration, *, min_spearman: float = MIN_SPEARMAN) -> str | None:
+    """Why a fitted calibration should not be used (None: it may be): rank correlation on its own held-out data
+    below ``min_spearman`` or unknown, or a map that gives every input the same score."""
+    if cal.spearman is None or cal.spearman != cal.spearman:
+        return "the rank correlation (Spearman) with the human scores cannot be computed (constant log-probs?)"
+    if cal.spearman < min_spearman:
+        return (f"Spearman {cal.spearman:.3f} between log-probs and human scores on {cal.n} held-out items is below "
+                f"{min_spearman:g}: the map would rank translations by noise")
+    if cal.y and max(cal.y) - min(cal.y) < 1e-9:
+        return f"the fitted map gives every translation the same score ({cal.y[0]:.1f})"
+    return None
+
+
 def fit_calibration(logprobs: Sequence[float], human: Sequence[float], *,
                     human_range: tuple[float, float] | None = None, model: str | None = None) -> Calibration:
     """Fit the monotone log-prob -> 0-100 map on a held-out set with human scores (DA, MQM, ...).
 
-    Human scores are first rescaled to 0-100 with ``human_range`` (default: their min and max in the set)."""
+    Human scores are first rescaled to 0-100 with ``human_range`` (default: their min and max in the set). The fit
+    is returned whatever its quality; :func:`check_calibration` says whether to use it."""
     if len(logprobs) != len(human) or len(human) < 2:
         raise InvalidArgument("need at least two (log-prob, human score) pairs, one per item")
     lo, hi = human_range or (min(human), max(human))
@@ -627,9 +651,16 @@ class LogprobBackend(QEBackend):
         return [QEResult(self.map(lp), [], {"mean_logprob": lp}) for lp in self.logprobs(items)]
 
     def fit(self, items: Sequence[QEItem], human: Sequence[float], *,
-            human_range: tuple[float, float] | None = None) -> Calibration:
-        """Fit and install a calibration from held-out items and their human scores."""
+            human_range: tuple[float, float] | None = None, min_spearman: float = MIN_SPEARMAN,
+            force: bool = False) -> Calibration:
+        """Fit and install a calibration from held-out items and their human scores. A fit whose rank correlation
+        on these items is below ``min_spearman`` (or whose map is flat) raises :class:`CalibrationRefused` and is
+        not installed, unless ``force``."""
         cal = fit_calibration(self.logprobs(items), human, human_range=human_range, model=str(self.engine.path))
+        why = check_calibration(cal, min_spearman=min_spearman)
+        if why is not None and not force:
+            raise CalibrationRefused(f"calibration refused: {why}", param="force",
+                                     hint="use a larger or more varied held-out set, or accept it with force")
         self.calibration = cal
         return cal
 
@@ -723,6 +754,43 @@ def score_units(units: Iterable, backend: QEBackend, *, source_lang: str | None 
             unit.meta["qe"] = {"backend": name, "score": res.score,
                                "error_spans": [list(s) for s in res.error_spans]}
     return list(zip(todo, results))
+
+
+def check_units(units: Iterable, *, glossary: Any = None, doc: Any = None, source_lang: str | None = None,
+                target_lang: str | None = None) -> dict[str, int]:
+    """QA (``qa.check``) and, with a glossary, term compliance of each unit's target, as the translate job checks
+    its own output: issues go to ``unit.qa_issues``, term counts to ``unit.meta["terms"]``. Returns totals."""
+    from tower_cat import qa
+
+    totals = {"checked": 0, "qa_errors": 0, "qa_warnings": 0, "terms_checked": 0, "terms_ok": 0}
+    for unit in units:
+        if not unit.has_target:
+            continue
+        terms = glossary.check(unit.source, unit.target, source_lang, target_lang) if glossary is not None else None
+        issues = qa.check(unit, glossary=None, src_lang=source_lang, tgt_lang=target_lang, doc=doc, terms=terms)
+        unit.qa_issues = issues
+        totals["checked"] += 1
+        totals["qa_errors"] += sum(1 for i in issues if i.severity == qa.ERROR)
+        totals["qa_warnings"] += sum(1 for i in issues if i.severity != qa.ERROR)
+        if terms is not None and terms.hits:
+            unit.meta["terms"] = {"checked": len(terms.hits), "ok": terms.ok_hits}
+            totals["terms_checked"] += len(terms.hits)
+            totals["terms_ok"] += terms.ok_hits
+    return totals
+
+
+def findings(unit, result: "QEResult | None", *, threshold: float | None = None, backend: str = "qe") -> list:
+    """What ``tower-cat qe`` writes into the file for a unit: its QA/terminology issues and, when it scored below
+    the threshold (or could not be scored), the QE score itself, so a segment marked for review says why."""
+    from tower_cat.document import Finding
+
+    out = [Finding.of(i) for i in unit.qa_issues]
+    if result is not None and threshold is not None:
+        if result.score is None:
+            out.append(Finding("qe", "warning", f"{backend} could not score this translation"))
+        elif result.score < threshold:
+            out.append(Finding("qe", "warning", f"QE {result.score:.1f} below {threshold:g} ({backend})"))
+    return out
 
 
 def gate(units: Iterable, backend: QEBackend, threshold: float, *, source_lang: str | None = None,

@@ -2,7 +2,9 @@
 
 The page shows, per file and in total, the score distribution (an inline SVG histogram drawn here), the worst
 segments with source, target and error spans highlighted, QA/terminology issues found on units
-(``unit.qa_issues``), and download links for the data as CSV and JSON (embedded ``data:`` URIs, so the page
+(``unit.qa_issues``; ``tower-cat qe`` runs QA and, with ``--glossary``, term checks on every scored unit),
+the word-weighted mean (each segment weighs its source words, counted as ``tower_cat.analysis`` counts them:
+a long segment matters more than "OK"), terminology compliance, and download links for the data as CSV and JSON (embedded ``data:`` URIs, so the page
 works from a mail attachment). ``write_report(path, docs)`` writes HTML, or JSON when the path ends in .json.
 """
 
@@ -36,6 +38,9 @@ class Row:
     scored: bool = False  # QE looked at it (False: protected, or scored by nobody)
     source_codes: list[tuple[int, str]] = field(default_factory=list)  # markup codes: (offset in text, label)
     target_codes: list[tuple[int, str]] = field(default_factory=list)
+    words: int = 0  # source words (the weight of the segment in the word-weighted mean)
+    terms_checked: int = 0  # glossary term occurrences checked in this unit / of them translated as required
+    terms_ok: int = 0
 
 
 def _issue_text(issue: Any) -> str:
@@ -94,8 +99,10 @@ def rows_from_document(doc, threshold: float | None = None, name: str | None = N
         below = threshold is not None and (score is None and qe is not None or score is not None and score < threshold)
         src, src_codes = segment_view(unit.source)
         tgt, tgt_codes = segment_view(unit.target)
+        terms = unit.meta.get("terms") if isinstance(unit.meta, dict) else None
         rows.append(Row(name, str(unit.id), src, tgt, None if score is None else float(score), spans, issues,
-                        status, bool(below), qe is not None, src_codes, tgt_codes))
+                        status, bool(below), qe is not None, src_codes, tgt_codes, count_words(unit.source.text),
+                        int(terms["checked"]) if terms else 0, int(terms["ok"]) if terms else 0))
     return rows
 
 
@@ -110,13 +117,37 @@ def histogram(scores: Sequence[float], bins: int = BINS) -> list[int]:
     return counts
 
 
-def stats(scores: Sequence[float]) -> dict[str, Any]:
+def stats(scores: Sequence[float], words: Sequence[int] | None = None) -> dict[str, Any]:
+    """n, mean, median, min, max and, with ``words`` (one per score), the word-weighted mean and the words."""
     if not scores:
-        return {"n": 0, "mean": None, "median": None, "min": None, "max": None}
+        return {"n": 0, "mean": None, "median": None, "min": None, "max": None, "weighted_mean": None, "words": 0}
     ordered = sorted(scores)
     n = len(ordered)
     median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
-    return {"n": n, "mean": sum(ordered) / n, "median": median, "min": ordered[0], "max": ordered[-1]}
+    out = {"n": n, "mean": sum(ordered) / n, "median": median, "min": ordered[0], "max": ordered[-1],
+           "weighted_mean": None, "words": 0}
+    if words is not None:
+        out.update(weighted_mean=weighted_mean(scores, words), words=int(sum(words)))
+    return out
+
+
+def weighted_mean(scores: Sequence[float], words: Sequence[int]) -> float | None:
+    """Mean of the scores, each weighted by its segment's source words (a segment without words weighs 1, so a
+    file of numbers-only segments still has a mean)."""
+    weights = [max(1, int(w)) for w in words]
+    total = sum(weights)
+    return sum(s * w for s, w in zip(scores, weights)) / total if scores else None
+
+
+def count_words(text: str) -> int:
+    from tower_cat.analysis import count_words as _count
+
+    return _count(text)
+
+
+def _terms(rows: Sequence[Row]) -> dict[str, Any]:
+    checked, ok = sum(r.terms_checked for r in rows), sum(r.terms_ok for r in rows)
+    return {"checked": checked, "ok": ok, "compliance": round(100.0 * ok / checked, 1) if checked else None}
 
 
 def histogram_svg(scores: Sequence[float], *, threshold: float | None = None, title: str = "",
@@ -197,7 +228,8 @@ def highlight(text: str, spans: Iterable[Sequence[Any]],
 # Data exports
 
 
-CSV_FIELDS = ("file", "unit", "score", "below_threshold", "status", "source", "target", "error_spans", "issues")
+CSV_FIELDS = ("file", "unit", "score", "below_threshold", "status", "source", "target", "error_spans", "issues",
+              "words")
 
 
 def to_csv(rows: Sequence[Row]) -> str:
@@ -207,7 +239,8 @@ def to_csv(rows: Sequence[Row]) -> str:
     for r in rows:
         w.writerow([r.file, r.unit, "" if r.score is None else f"{r.score:.2f}", "yes" if r.below else "no",
                     r.status or "", r.source, r.target,
-                    "; ".join(f"{s[3]!r} {s[2]} [{s[0]}:{s[1]}]" for s in r.error_spans), " | ".join(r.issues)])
+                    "; ".join(f"{s[3]!r} {s[2]} [{s[0]}:{s[1]}]" for s in r.error_spans), " | ".join(r.issues),
+                    r.words])
     return buf.getvalue()
 
 
@@ -234,20 +267,24 @@ def report_data(docs: Sequence[Any], *, threshold: float | None = None, backend:
             names_seen[name] = 1
         rows = rows_from_document(doc, threshold, name)
         scores = [r.score for r in rows if r.score is not None]
+        words = [r.words for r in rows if r.score is not None]
         files.append({"name": name, "path": str(doc.path), "format": doc.format, "source_lang": doc.source_lang,
-                      "target_lang": doc.target_lang, "units": len(doc.units), "stats": stats(scores),
+                      "target_lang": doc.target_lang, "units": len(doc.units), "stats": stats(scores, words),
+                      "terms": _terms(rows),
                       "histogram": histogram(scores), "below": sum(r.below for r in rows),
                       "unscored": sum(1 for r in rows if r.scored and r.score is None),
                       "issues": sum(len(r.issues) for r in rows)})
         all_rows.extend(rows)
     scores = [r.score for r in all_rows if r.score is not None]
+    words = [r.words for r in all_rows if r.score is not None]
     ranked = sorted((r for r in all_rows if r.score is not None), key=lambda r: (r.score, r.file, r.unit))
     return {
         "title": title,
         "generated": _dt.datetime.now().replace(microsecond=0).isoformat(),
         "backend": backend,
         "threshold": threshold,
-        "total": {"files": len(files), "stats": stats(scores), "histogram": histogram(scores),
+        "total": {"files": len(files), "stats": stats(scores, words), "histogram": histogram(scores),
+                  "terms": _terms(all_rows),
                   "below": sum(r.below for r in all_rows), "issues": sum(len(r.issues) for r in all_rows),
                   "unscored": sum(1 for r in all_rows if r.scored and r.score is None)},
         "files": files,

@@ -120,7 +120,10 @@ class MqDialect(xliff12.Dialect):
         if edits:
             status = min((e.status for e in edits), key=STATUSES.index)
             changes[_xml.qname(tu.el, MQ_NS, "status", w.declare, "mq")] = STATUS_TO_MQ[status]
-        scores = [xliff12.score_for(u.edit, u.qe_edit) for u in units]
+        # a unit whose file has a match rate (> 0: memoQ writes 0 for "no match") keeps it when only QE (or a QE
+        # review marking) changes: the QE score then shows in the comments and the report, provenance stays memoQ's
+        scores = [xliff12.score_for(None if u.edit is not None and u.edit.status_only else u.edit, u.qe_edit)
+                  for u in units if not ((u.edit is None or u.edit.status_only) and (u.match_score or 0) > 0)]
         scores = [s for s in scores if s is not None]
         pname = _xml.qname(tu.el, MQ_NS, "percent", w.declare, "mq")
         if scores:

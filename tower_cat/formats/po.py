@@ -740,7 +740,8 @@ def load(path: Path, strict: bool = True, lenient: bool = False) -> Document:
                 issues.insert(0, Issue("warning", message + " (read as declared: --lenient)", line=charset_line))
             elif strict:
                 raise FormatError(message, path=path, line=charset_line,
-                                  hint="fix the header's charset, or pass --lenient to read the file as declared")
+                                  hint="fix the header's charset, or load it with lenient=True to read it as declared",
+                                  param="lenient")
             else:
                 issues.insert(0, Issue("error", message, line=charset_line))
     offsets = [0]
@@ -937,10 +938,10 @@ def _splice_entry(e: Entry, units: list[Unit], h: PoHandle, sp: Splicer, path: P
     nl = _line_nl(h, e.msgid.first)
     prefix = "#~ " if e.obsolete else ""
     edits = [u for u in units if u.edit is not None]
-    # 1. msgstr lines
-    if edits:
+    # 1. msgstr lines (a status-only edit keeps the msgstr as written)
+    if any(not u.edit.status_only for u in edits):
         new_values: dict[int | None, str] = {}
-        for u in edits:
+        for u in (u for u in edits if not u.edit.status_only):
             _, n = h.units[u.id]
             new_values[n] = from_segment(u.edit.segment)
             if "\x00" in new_values[n]:
@@ -993,7 +994,7 @@ def _splice_entry(e: Entry, units: list[Unit], h: PoHandle, sp: Splicer, path: P
                 sp.insert(h.offsets[tc[-1] + 1] if tc else h.offsets[e.first], qa_lines)
         return
     # 3. our translator comment
-    last_edit = edits[-1].edit if edits else None
+    last_edit = next((u.edit for u in reversed(edits) if not u.edit.status_only), None)
     qe = next((u.qe_edit for u in reversed(units) if u.qe_edit is not None), None)
     if qe is None:
         qe = next((u.qe_score for u in units if u.qe_score is not None), None) if edits else None

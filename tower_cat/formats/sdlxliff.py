@@ -271,17 +271,21 @@ class SdlDialect(xliff12.Dialect):
                 continue
             edit = u.edit
             changes: dict[str, str | None] = {}
-            if edit is not None:
+            if edit is not None and edit.status_only:  # QE review marking: origin, system, TM percent stay
+                changes["conf"] = STATUS_TO_CONF[edit.status]
+            elif edit is not None:
                 changes["conf"] = STATUS_TO_CONF[edit.status]
                 origin = ORIGIN_TO_SDL.get(edit.origin, "mt")
                 changes["origin"] = origin
                 changes["origin-system"] = edit.system if origin != "interactive" else None
                 if edit.origin == "tm-context":
                     changes["text-match"] = "SourceAndTarget"
-            score = xliff12.score_for(edit, u.qe_edit)
+            score = xliff12.score_for(None if edit is not None and edit.status_only else edit, u.qe_edit)
+            if (edit is None or edit.status_only) and _tm_origin(u):
+                score = None  # a TM segment keeps its match percentage; the QE score is in the comments/report
             if score is not None:
                 changes["percent"] = str(int(round(score)))
-            elif edit is not None:
+            elif edit is not None and not edit.status_only:
                 changes["percent"] = None
             el = self.seg_element(tu, s.mid)
             if el is not None:
@@ -304,6 +308,11 @@ class SdlDialect(xliff12.Dialect):
             name = _prefixed(w, tu.el, "seg-defs")
             anchor = tu.target if tu.target is not None else tu.segsource
             w.insert_after(anchor, f"<{name}>{markup}</{name}>")
+
+
+def _tm_origin(unit: Unit) -> bool:
+    """The segment came from a translation memory (sdl origin tm, document-match, auto-propagated, ...)."""
+    return (unit.origin or "") in ("tm", "document-match", "auto-propagated", "auto-aligned", "Retrofit")
 
 
 def _prefixed(w: xliff12.Writer, el: etree._Element, local: str) -> str:

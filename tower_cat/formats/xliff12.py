@@ -830,16 +830,21 @@ class Writer:
             return {}
         if len(edits) == 1 and not others:
             e = edits[0]
+            if e.status_only:  # provenance (state-qualifier) stays as the file has it
+                return {"state": STATUS_TO_STATE[e.status]}
             return {"state": STATUS_TO_STATE[e.status], "state-qualifier": ORIGIN_TO_QUALIFIER.get(e.origin)}
         statuses = [e.status for e in edits] + [s for s in others if s]
         status = min(statuses, key=lambda s: STATUS_RANK[s])
-        quals = {ORIGIN_TO_QUALIFIER.get(e.origin) for e in edits}
+        if all(e.status_only for e in edits):
+            return {"state": STATUS_TO_STATE[status]}
+        quals = {ORIGIN_TO_QUALIFIER.get(e.origin) for e in edits if not e.status_only}
         qual = quals.pop() if len(quals) == 1 else None
         return {"state": STATUS_TO_STATE[status], "state-qualifier": qual}
 
     def plain(self, tu: TuRec) -> None:
         unit = tu.unit
-        content = render(unit.edit.segment, unit.source, unit, self.doc.path, self.nl) if unit.edit else None
+        content = render(unit.edit.segment, unit.source, unit, self.doc.path, self.nl) \
+            if unit.edit is not None and not unit.edit.status_only else None
         attrs = self.state_attrs([unit.edit]) if unit.edit else {}
         holder = tu.target if tu.target is not None else tu.el
         if unit.qe_edit is not None and self.h.dialect.writes_its:
@@ -861,7 +866,7 @@ class Writer:
         mrk_attrs: dict[str, dict[str, str | None]] = {}
         for s in tu.segs:
             u = s.unit
-            if u.edit is not None:
+            if u.edit is not None and not u.edit.status_only:
                 contents[s.mid] = render(u.edit.segment, u.source, u, self.doc.path, self.nl)
             if u.qe_edit is not None and self.h.dialect.writes_its and (s.tgt is not None or u.edit is not None):
                 holder = s.tgt if s.tgt is not None else (tu.target if tu.target is not None else tu.el)
@@ -974,7 +979,8 @@ class Writer:
             items = [(tu.unit, None)]
         else:
             items = [(s.unit, s) for s in tu.segs]
-        items = [(u, s, u.edit.replaced) for u, s in items if u.edit is not None and u.edit.replaced is not None]
+        items = [(u, s, u.edit.replaced) for u, s in items
+                 if u.edit is not None and not u.edit.status_only and u.edit.replaced is not None]
         if not items:
             return
         xf = self.xf

@@ -782,7 +782,8 @@ class _Writer:
         prefix = _prefix_of(self.xf.start_tag(src_el))
         seg_changes: dict[str, str | None] = {}
         if unit.edit is not None:
-            self.target(unit, seg, src_el, tgt_el, prefix)
+            if not unit.edit.status_only:
+                self.target(unit, seg, src_el, tgt_el, prefix)
             state, sub = STATE_FOR_STATUS[unit.edit.status]
             seg_changes["state"] = state
             if sub is not None or seg.get("subState") is not None:
