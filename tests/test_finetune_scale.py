@@ -83,6 +83,10 @@ def test_prompt_mix_follows_the_runtime(data_dir):
                            glossary=SAMPLES / "glossary.tbx")
     assert none.stats.tasks["runtime"] == 0 and every.stats.tasks["translate"] == 0
     assert every.stats.tasks["runtime"] == len(every.train)
+    no_tm = build_datasets([TMX], config=DataConfig(source="en", targets=("de",), heldout=20, fewshot_max=0),
+                           glossary=SAMPLES / "glossary.tbx")     # `--few-shot 0`: no TM search at all
+    assert no_tm.stats.tasks["fewshot"] == 0 and no_tm.stats.tasks["runtime"] > 0
+    assert not any("few-shot" in combo for combo in no_tm.stats.mix)
 
 
 def test_bad_monolingual_file_names_file_and_line(tmp_path):
