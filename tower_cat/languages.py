@@ -180,3 +180,36 @@ def check_lang(code: str | None, what: str = "language") -> str:
     if len(primary) == 2 and primary not in ISO_639_1:
         raise InvalidArgument(f"{what} {code!r}: {primary!r} is not an ISO 639 language")
     return norm
+
+
+# --------------------------------------------------------------------------------------------------------
+# the model's languages
+
+
+_SAME_LANGUAGE = {"nb": "no", "nn": "no", "no": "no"}
+
+
+def _primary(code: str) -> str:
+    primary = split_code(code)[0]
+    return _SAME_LANGUAGE.get(primary, primary)
+
+
+def outside_model(known, code: str | None) -> bool:
+    """Whether ``code`` is outside a model's known languages (``ModelInfo.languages``; None: unknown, never
+    outside). Languages are compared by their primary subtag (pt-BR is known to a model that lists pt-PT; nb, nn
+    and no are one language): a card's list says which languages the model was trained on, not which regions."""
+    if not known or not code:
+        return False
+    return _primary(code) not in {_primary(k) for k in known}
+
+
+def model_language_warning(info, code: str | None, role: str) -> str | None:
+    """A warning for a job whose ``role`` (source/target) language the model does not know (None: it does, or the
+    model's languages are unknown)."""
+    known = getattr(info, "languages", None)
+    if not outside_model(known, code):
+        return None
+    where = getattr(info, "languages_source", None)
+    return (f"the {role} language {code} is not among the model's languages ({', '.join(known)}"
+            + (f"; {where}" if where else "") + "): expect unusable output, or convert the model with --languages "
+            "if it does know it")

@@ -280,8 +280,21 @@ class _Job:
         fs = self.files[di]
         src, tgt = resolve_languages(doc, self.opts)
         self.langs.append((src, tgt))
+        self._warn_languages(doc, src, tgt)
         fs.format, fs.source_lang, fs.target_lang, fs.units = doc.format, src, tgt, len(doc.units)
         return fs
+
+    def _warn_languages(self, doc: Document, src: str, tgt: str) -> None:
+        """A language outside the model's known ones (``ModelInfo.languages``) is a warning in the summary."""
+        from tower_cat.languages import model_language_warning
+
+        info = getattr(self.engine, "info", None)
+        for role, code in (("source", src), ("target", tgt)):
+            warning = model_language_warning(info, code, role)
+            if warning is not None:
+                warning = f"{doc.path}: {warning}"
+                if warning not in self.summary.warnings:
+                    self.summary.warnings.append(warning)
 
     def _skip_reason(self, unit: Unit) -> str | None:
         if unit.locked:

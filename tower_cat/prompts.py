@@ -7,6 +7,11 @@ TowerEval's layout, one "{Src}: {src}\\n{Tgt}: {tgt}\\n" block per example befor
 post-edit / QE wordings are not public, so those are clear instructions in the same style; `finetune/`
 trains on exactly these functions, so a tuned model and the runtime always agree.
 
+BayLing (wording ``bayling``) asks as its repository's scripts do (ictnlp/BayLing ``scripts/translate.py`` and
+``scripts/constrained_translate.py``): "Provide the {Tgt} translation for this sentence: {text}", glossary terms as
+"\nMake sure to include these words: {t1}, {t2}". Its conversation format (``bayling_conversation``, which the
+engine renders BayLing models with) is the repository's ``bayling/conversation.py`` "BayLing" template.
+
 The engine renders the messages with the model's own chat template; nothing here knows about tokens.
 """
 
@@ -21,7 +26,7 @@ from tower_cat.languages import language_name
 
 Message = dict[str, str]
 
-WORDINGS = ("instruct", "plus", "base")
+WORDINGS = ("instruct", "plus", "base", "bayling")
 
 
 @dataclass(frozen=True)
@@ -51,8 +56,9 @@ class ErrorSpan:
 
 
 def _names(source_lang: str, target_lang: str, wording: str) -> tuple[str, str]:
-    # TowerInstruct and TowerBase were trained on plain names; Tower+ knows regional variants.
-    variant = wording == "plus"
+    # TowerInstruct and TowerBase were trained on plain names; Tower+ knows regional variants (BayLing's scripts
+    # take any English name: the variant keeps pt-BR and pt-PT apart)
+    variant = wording in ("plus", "bayling")
     return language_name(source_lang, variant=variant), language_name(target_lang, variant=variant)
 
 
@@ -122,6 +128,11 @@ def translate_prompt(text: str, source_lang: str, target_lang: str, *, wording: 
                 + f"{src}: {text}\n{tgt}: ")
     if wording == "base":  # TowerBase: plain completion, few-shot pairs only
         return extras + shots + f"{src}: {text}\n{tgt}:"
+    if wording == "bayling":  # the published request; context and examples (our additions) before it
+        words = ", ".join(t.target if isinstance(t, Term) else t[1] for t in terms)
+        return (_context_lines(src, context_before, context_after, notes) + shots
+                + f"Provide the {tgt} translation for this sentence: {text}"
+                + (f"\nMake sure to include these words: {words}" if words else ""))
     return f"Translate the following text from {src} into {tgt}.\n" + extras + shots + f"{src}: {text}\n{tgt}:"
 
 
@@ -175,6 +186,39 @@ def qe_messages(source: str, translation: str, source_lang: str, target_lang: st
     """Ask for a quality score (kind='score', parse with parse_score) or error spans (parse_error_spans)."""
     return [{"role": "user", "content": qe_prompt(source, translation, source_lang, target_lang, kind=kind,
                                                   wording=wording)}]
+
+
+# BayLing's conversation template, verbatim from ictnlp/BayLing bayling/conversation.py (commit 8f6ecb91, "BayLing"
+# template, SeparatorStyle.BAYLING): system + sep, then per turn role + message + (sep | sep2 + "\n"), and the
+# assistant role alone to ask for the answer.
+BAYLING_SYSTEM = ("I am an intelligent language assistant developed by the NLP Group of ICT/CAS.\nBelow is a dialog "
+                  "consisting of instructions and responses. Write a response that completes the request.\n")
+BAYLING_ROLES = {"user": "### Instruction:\n", "assistant": "### Response:\n"}
+BAYLING_SEP, BAYLING_SEP2 = "\n", "</s>"
+
+
+def bayling_conversation(messages: Sequence[Message]) -> str:
+    """Messages -> the text BayLing models were trained on (``Conversation.get_prompt`` of BayLing's repository).
+
+    Turns must alternate user/assistant starting with the user; a conversation ending with a user turn ends with
+    "### Response:\n" (the model answers), one ending with an assistant turn is complete (training data). A
+    leading system message replaces the template's system text, as FastChat's API server (which BayLing's code
+    derives from) does; BayLing's own code never sets one."""
+    msgs = [dict(m) for m in messages]
+    system = BAYLING_SYSTEM
+    if msgs and msgs[0].get("role") == "system":
+        system = msgs.pop(0)["content"]
+    out = system + BAYLING_SEP
+    for i, m in enumerate(msgs):
+        role = m.get("role")
+        expected = "user" if i % 2 == 0 else "assistant"
+        if role != expected:
+            raise InvalidArgument(f"BayLing conversations alternate user and assistant turns; message {i + 1} is "
+                                  f"{role!r} where {expected!r} belongs")
+        out += BAYLING_ROLES[role] + m["content"] + (BAYLING_SEP if role == "user" else BAYLING_SEP2 + "\n")
+    if not msgs or msgs[-1]["role"] == "user":
+        out += BAYLING_ROLES["assistant"]
+    return out
 
 
 def revision_messages(messages: Sequence[Message], previous_output: str, instruction: str) -> list[Message]:
@@ -298,7 +342,9 @@ def add_instructions(messages: Sequence[Message], instructions: Sequence[str], *
     for m in reversed(out):
         if m.get("role") == "user":
             content = m["content"]
-            if _check_wording(wording) == "base" or "\n" not in content:
+            if _check_wording(wording) == "bayling":  # after the request, as its constrained-translation prompt
+                m["content"] = content + "\n" + block.rstrip("\n")
+            elif wording == "base" or "\n" not in content:
                 m["content"] = block + content
             else:
                 head, rest = content.split("\n", 1)

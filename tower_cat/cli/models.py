@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tower_cat.convert import QUANTIZATIONS
+from tower_cat.convert import FAMILIES, QUANTIZATIONS
 from tower_cat.core import default_cache_path  # noqa: F401  (the library's default; importable from here as before)
 
 
@@ -16,7 +16,14 @@ from tower_cat.core import default_cache_path  # noqa: F401  (the library's defa
 @click.option("--quantization", type=click.Choice(QUANTIZATIONS), default=None,
               help="Weight type to store (default: keep the checkpoint's). int8 for CPU use.")
 @click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
-def convert(src: str, out: Path, quantization: str | None, force: bool) -> None:
+@click.option("--family", type=click.Choice(FAMILIES), default=None,
+              help="The model family (prompt format, wording, end tokens) instead of the guess from the "
+                   "architecture and chat template; bayling: BayLing's own conversation format.")
+@click.option("--languages", default=None, metavar="en,de,...",
+              help="The languages the model knows (jobs warn about others). Default: the model card's list for "
+                   "Tower models, else unknown.")
+def convert(src: str, out: Path, quantization: str | None, force: bool, family: str | None,
+            languages: str | None) -> None:
     """Convert a Hugging Face model (folder, or hub id when online) into a tower-cat model folder."""
     from tower_cat.convert import convert_model
     from tower_cat.errors import OutputError
@@ -27,9 +34,13 @@ def convert(src: str, out: Path, quantization: str | None, force: bool) -> None:
         if Path(out).resolve() in Path(src).resolve().parents:
             raise OutputError(f"refusing to write OUT {out}: SRC {src} is inside it", path=out,
                               hint="give OUT another folder")
-    info = convert_model(src, out, quantization=quantization, force=force)
-    click.echo(f"{out}: {info.family} ({info.architecture}), stops on {', '.join(info.end_tokens)}"
-               + (f", {quantization}" if quantization else ""))
+    info = convert_model(src, out, quantization=quantization, force=force, family=family, languages=languages)
+    click.echo(f"{out}: {info.family} ({info.architecture}{', given' if info.family_source == 'given' else ''}), "
+               f"stops on {', '.join(info.end_tokens)}" + (f", {quantization}" if quantization else ""))
+    if info.languages:
+        click.echo(f"languages: {', '.join(info.languages)} ({info.languages_source})")
+    else:
+        click.echo("languages: unknown (give --languages to have jobs warn about others)")
     for note in info.notes:
         click.echo(f"note: {note}", err=True)
 

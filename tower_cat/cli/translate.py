@@ -349,7 +349,7 @@ def _dry_run(task: str, files, model_dir, glossary_path, tm_path, opts, engine_k
                          " (every in-scope unit's prompt is shown, marked qe_gated)")
                       + ", terminology repair and instruction retries.")
     for warning in summary.warnings:
-        console.print(f"[yellow]warning: {warning}[/yellow]")
+        console.print(f"[yellow]warning: {warning}[/yellow]", soft_wrap=True)
     for f in summary.files:
         if f.error:
             console.print(f"[red]{f.path}: {f.error}[/red]")
@@ -443,7 +443,7 @@ def print_summary(summary, console) -> None:
             line += f"\nscope: {summary.scope} ({out_of_scope} units out of scope)"
     console.print(line)
     for warning in summary.warnings:
-        console.print(f"[yellow]warning: {warning}[/yellow]")
+        console.print(f"[yellow]warning: {warning}[/yellow]", soft_wrap=True)
     if summary.qe_backend is not None:
         qe_line = f"QE ({summary.qe_backend}): {t['qe_scored']} machine translations scored, mean {t['qe_mean']}"
         if summary.ape_below is not None:
