@@ -160,7 +160,12 @@ class SdlDialect(xliff12.Dialect):
         drop = {cid for cid in state["drop"] if cid in defs}
         if self._cmtdefs is not None and not add and defs and drop == set(defs) \
                 and sum(1 for c in self._cmtdefs if isinstance(c.tag, str)) == len(defs):
-            w.remove_element(self._cmtdefs)  # every definition in it was ours and goes
+            info = self._docinfo  # a <doc-info> holding only these comments, as we create it, goes too
+            if info is not None and sum(1 for c in info if isinstance(c.tag, str)) == 1 \
+                    and xf.start_tag(info) == f'<doc-info xmlns="{SDL_NS}">' and not (info.text or "").strip():
+                w.remove_element(info)
+            else:
+                w.remove_element(self._cmtdefs)  # every definition in it was ours and goes
             return
         replaced = set()
         for cid in drop:
