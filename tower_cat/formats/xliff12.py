@@ -746,6 +746,7 @@ class Writer:
         self.declare: dict[str, str] = {}
         self._tnames: dict[str, str] = {}  # source start tag -> target element name
         self._tags: dict[tuple, str] = {}  # (target name, attribute items) -> new target start tag
+        self._previous: dict = {}  # trans-unit element -> {mid: [previous-version targets as parts]}
 
     # helpers
     def start_tag(self, el) -> str:
@@ -956,17 +957,19 @@ class Writer:
     def _has_previous(self, tu: TuRec, mid: str | None, previous: Segment) -> bool:
         """An ``alt-trans alttranstype="previous-version"`` with this mid and this target is already there."""
         want = [p if isinstance(p, str) else ("code", p.xml) for p in previous.parts]
-        reader = _ContentReader(self.xf, self.h.ns)
-        prefix = f"{{{self.h.ns}}}" if self.h.ns else ""
-        for alt in tu.el:
-            if alt.tag != prefix + "alt-trans" or alt.get("alttranstype") != "previous-version" \
-                    or alt.get("mid") != mid:
-                continue
-            t = alt.find(prefix + "target")
-            if t is not None and [p if isinstance(p, str) else ("code", p.xml)
-                                  for p in reader.segment(t).parts] == want:
-                return True
-        return False
+        found = self._previous.get(tu.el)
+        if found is None:  # read once per trans-unit, not once per segment (segments x alt-trans)
+            found = self._previous[tu.el] = {}
+            reader = _ContentReader(self.xf, self.h.ns)
+            prefix = f"{{{self.h.ns}}}" if self.h.ns else ""
+            for alt in tu.el:
+                if alt.tag != prefix + "alt-trans" or alt.get("alttranstype") != "previous-version":
+                    continue
+                t = alt.find(prefix + "target")
+                if t is not None:
+                    found.setdefault(alt.get("mid"), []).append(
+                        [p if isinstance(p, str) else ("code", p.xml) for p in reader.segment(t).parts])
+        return want in found.get(mid, ())
 
     def previous_versions(self, tu: TuRec) -> None:
         """``<alt-trans alttranstype="previous-version">`` for every edit that replaces a target: a copy of the
