@@ -17,6 +17,7 @@ else's; read back into ``meta["findings"]``, not into ``notes``); every other by
 from __future__ import annotations
 
 import re
+import typing
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -448,7 +449,7 @@ class _Loader:
             if segsource is not None:
                 seg_mrks = [m for m in segsource.iter(t_mrk) if m.get("mtype") == "seg"]
             base = self._base(tu, tu_id, target, notes, groups, frec, translatable, line)
-            base["findings"] = ours
+            base["findings"] = _by_segment(ours)
             if alts:
                 alts = _AltTrans(alts, self.T["target"])
             if seg_mrks:
@@ -589,7 +590,7 @@ class _Loader:
             notes = base["notes"]
         if mid is not None:
             meta["mid"] = mid
-        findings = [f for f, seg in base["findings"] if seg is None or seg == mid]
+        findings = base["findings"](mid)
         if findings:
             meta["findings"] = findings
         if alts:
@@ -613,6 +614,25 @@ class _Loader:
                     final=base["final"], translatable=base["translatable"], max_length=base["max_length"],
                     size_unit=base["size_unit"], origin=base["origin"], qe_score=qe,
                     line=src_el.sourceline if mid is not None else base["line"], meta=meta)
+
+
+def _by_segment(items: list[tuple]) -> "typing.Callable[[str | None], list]":
+    """(thing, segment mid or None) pairs of a trans-unit -> a function giving a segment its things (those for
+    every segment and its own, in file order), grouped once: a scan per segment was segments x notes."""
+    common = [(i, f) for i, (f, seg) in enumerate(items) if seg is None]
+    own: dict[str, list] = {}
+    for i, (f, seg) in enumerate(items):
+        if seg is not None:
+            own.setdefault(seg, []).append((i, f))
+    common_only = [f for _, f in common]
+
+    def for_mid(mid: str | None) -> list:
+        mine = own.get(mid) if mid is not None else None
+        if not mine:
+            return list(common_only)
+        return [f for _, f in sorted(common + mine, key=lambda x: x[0])]
+
+    return for_mid
 
 
 MAX_ALT_TRANS = 100  # <alt-trans> records kept in unit.meta["alt_trans"] per unit (informational; real files: < 10)
