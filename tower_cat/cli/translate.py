@@ -445,7 +445,8 @@ def print_summary(summary, console) -> None:
     for warning in summary.warnings:
         console.print(f"[yellow]warning: {warning}[/yellow]", soft_wrap=True)
     if summary.qe_backend is not None:
-        qe_line = f"QE ({summary.qe_backend}): {t['qe_scored']} machine translations scored, mean {t['qe_mean']}"
+        scored = "targets" if summary.task == "post-edit" else "machine translations"
+        qe_line = f"QE ({summary.qe_backend}): {t['qe_scored']} {scored} scored, mean {t['qe_mean']}"
         if summary.ape_below is not None:
             qe_line += (f"; QE-gated APE: {t['ape_candidates']} below {summary.ape_below:g}, {t['ape_improved']} "
                         f"improved, {t['ape_kept_original']} kept the original, {t['ape_failed']} failed")
