@@ -198,3 +198,15 @@ def test_cli_post_edit_scope_flags(corpus, tiny_llama, tmp_path):
     assert sum(1 for r in results if r["qe_before"] is not None) == 12
     assert all(r["reason"].startswith("out of scope: origin human") for r in results
                if r["action"] == "skipped" and r["reason"].startswith("out of scope"))
+
+
+def test_python_api_post_edit_file_takes_the_scope_and_a_qe_backend(corpus, tiny_llama, tmp_path):
+    import tower_cat
+
+    scope = PostEditScope.parse("origin=human", "Translated")
+    with tower_cat.load(tiny_llama.ct2_path, cache=None, device="cpu", threads=1, max_new_tokens=8,
+                        post_edit_scope=scope) as translator:
+        summary = translator.post_edit_file(corpus / TRADOS, tmp_path / "out.sdlxliff", qe="logprob")
+    human = {u.id for u in formats.load(corpus / TRADOS).units if u.origin == "interactive"}
+    assert _prompted(summary) == human and summary.totals()["qe_scored"] == len(human)
+    assert summary.scope == scope.describe()

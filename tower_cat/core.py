@@ -814,9 +814,11 @@ class Translator:
         return self._run_file("translate", path, output, source_lang, target_lang, qe, progress)
 
     def post_edit_file(self, path, output=None, *, source_lang: str | None = None, target_lang: str | None = None,
-                       progress=None):
-        """Post-edit the existing targets of a bilingual file into ``output`` (default: the file itself)."""
-        return self._run_file("post-edit", path, output, source_lang, target_lang, None, progress)
+                       qe: Any = None, progress=None):
+        """Post-edit the existing targets of a bilingual file into ``output`` (default: the file itself): the units
+        in ``options.post_edit_scope`` (``scope.PostEditScope``; default: not confirmed, not 100 % TM). ``qe``: a QE
+        backend or its name to gate with (the scope's ``below``, ``options.ape_below``)."""
+        return self._run_file("post-edit", path, output, source_lang, target_lang, qe, progress)
 
     def _run_file(self, task: str, path, output, source_lang, target_lang, qe, progress):
         from pathlib import Path
