@@ -286,8 +286,8 @@ class SdlDialect(xliff12.Dialect):
                 if edit.origin == "tm-context":
                     changes["text-match"] = "SourceAndTarget"
             score = xliff12.score_for(None if edit is not None and edit.status_only else edit, u.qe_edit)
-            if (edit is None or edit.status_only) and _tm_origin(u):
-                score = None  # a TM segment keeps its match percentage; the QE score is in the comments/report
+            if (edit is None or edit.status_only) and _keeps_percent(u):
+                score = None  # a TM/human segment keeps its match percentage; QE is in the comments and report
             if score is not None:
                 changes["percent"] = str(int(round(score)))
             elif edit is not None and not edit.status_only:
@@ -315,9 +315,14 @@ class SdlDialect(xliff12.Dialect):
             w.insert_after(anchor, f"<{name}>{markup}</{name}>")
 
 
-def _tm_origin(unit: Unit) -> bool:
-    """The segment came from a translation memory (sdl origin tm, document-match, auto-propagated, ...)."""
-    return (unit.origin or "") in ("tm", "document-match", "auto-propagated", "auto-aligned", "Retrofit")
+MACHINE_ORIGINS = ("mt", "nmt", "amt", "automatic-translation")
+
+
+def _keeps_percent(unit: Unit) -> bool:
+    """QE alone must not write this segment's ``percent``: Trados reads it as the TM match of a segment from a TM or
+    a person (origin tm, document-match, interactive, ...); only machine translations carry a confidence there."""
+    origin = unit.origin or ""
+    return origin not in MACHINE_ORIGINS and (bool(origin) or unit.match_score is not None)
 
 
 def _prefixed(w: xliff12.Writer, el: etree._Element, local: str) -> str:
