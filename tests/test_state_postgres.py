@@ -34,7 +34,8 @@ def _serve(model: Path, url: str, port: int, log: Path) -> subprocess.Popen:
     command = [sys.executable, "-c", "from tower_cat.cli import main; main()", "serve", "--model", str(model),
                "--tm", url, "--state", url, "--port", str(port), "--api-key", KEY, "--device", "cpu",
                "--threads", "1", "--max-new-tokens", "8", "--log-level", "warning"]
-    return subprocess.Popen(command, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    with open(log, "w") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def _wait_ready(proc: subprocess.Popen, base: str, log: Path, timeout: float = 120) -> None:
