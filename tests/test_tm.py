@@ -8,7 +8,6 @@ SQLite index choice (FTS5 / n-gram) is SQLite's own."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess

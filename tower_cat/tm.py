@@ -1,6 +1,11 @@
 """Translation memory on SQLite: import (TMX streaming, bilingual XLIFF/SDLXLIFF/MQXLIFF/PO), exact / context /
 fuzzy lookup with CAT-style penalties, write-back of approved translations, export to TMX.
 
+``BaseTranslationMemory`` holds what does not depend on storage — import readers, the choice of candidate keys,
+scoring and ranking — so the PostgreSQL team TM (``tower_cat.tm_postgres``) gives the same answers.
+``open_translation_memory`` opens whatever a user named: a database (by its header), a TMX (read into memory),
+a ``postgresql://`` URL, or ``$TOWER_CAT_TM_URL``.
+
 One database file holds any number of language pairs. It runs in WAL mode; every import batch is one
 transaction, so a killed import leaves the database consistent (``PRAGMA integrity_check`` ok) and shows either
 the whole of a batch or nothing of it. The ``imports`` table records how many units of a file were committed;
