@@ -111,6 +111,8 @@ def test_only_and_states_choose_the_units(corpus, engine, tmp_path):
     assert _prompted(_run(engine, path, out, PostEditScope.parse("origin=human", "Translated"))) == human
     assert _prompted(_run(engine, path, out, PostEditScope.parse("origin=any", "Translated"))) == tm | human
     assert _prompted(_run(engine, path, out, PostEditScope.parse("origin=mt", "Translated"))) == set()
+    typo = _run(engine, path, out, PostEditScope.parse(None, "Translated,Draf"))
+    assert _prompted(typo) == human and len(typo.warnings) == 1 and typo.warnings[0].startswith("--states Draf:")
     # Phrase MT without a state: in the default scope; memoQ: the Proofread unit is locked and final, never in scope
     phrase = corpus / PHRASE
     assert _prompted(_run(engine, phrase, tmp_path / "p.mxliff", PostEditScope())) == \

@@ -721,6 +721,7 @@ class _PostEditJob(_Job):
         """Every unit with a target that is not protected and that the scope takes (scope.PostEditScope: origin,
         status, QE score) gets a post-edit prompt; with a QE backend the tasks wait for the gate (``qe_gate``)."""
         self.summary.scope = self.scope.describe()
+        candidates = []  # units with a target that are not protected: what --states words should match
         for di, doc in enumerate(self.docs):
             fs = self._start_file(di, doc)
             for unit in doc.units:
@@ -730,6 +731,7 @@ class _PostEditJob(_Job):
                 if reason is None and not unit.has_target:
                     reason = NO_TARGET
                 if reason is None:
+                    candidates.append((unit, doc.format))
                     reason = self.scope.excludes(unit, doc.format)
                 if reason is None and self.qe is None:  # --below without a backend: the file's own QE score
                     reason = self.scope.qe_excludes(unit.qe_score, scored_here=False)
@@ -746,6 +748,10 @@ class _PostEditJob(_Job):
                 if not queued:
                     result.action, result.reason = "not-written", TOO_LONG
                     self._tick()
+        for word in self.scope.unmatched_states(candidates):
+            self.summary.warnings.append(f"--states {word}: no unit that may be post-edited is in that state "
+                                         "(statuses: new, needs-review, translated, reviewed; or the file's own "
+                                         "values)")
 
     def qe_gate(self) -> None:
         _PostEditGate(self, self.qe).run(self.gated)

@@ -197,6 +197,18 @@ class PostEditScope:
         wanted = {s.lower() for s in self.states}
         return (status is not None and status in wanted) or (bool(raw) and raw in wanted)
 
+    def unmatched_states(self, units: Sequence[tuple[Unit, str | None]]) -> list[str]:
+        """The ``states`` words that name neither a status nor a state value of any of ``units`` ((unit, format)
+        pairs): most likely a typo (``Draf``) or another tool's word, worth a warning."""
+        seen: set[str] = set()
+        for unit, fmt in units:
+            status = unit_status(unit, fmt)
+            if status:
+                seen.add(status)
+            if unit.state:
+                seen.add(unit.state.strip().lower())
+        return [w for w in self.states if w.lower() not in seen]
+
     def excludes(self, unit: Unit, fmt: str | None = None) -> str | None:
         """Why this unit (with a target, not protected) is out of scope; None when it is in. The QE rule is
         checked separately (:meth:`qe_excludes`): the score may come from a backend run later."""
