@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test bench clean browser upgrade remote-deps
+.PHONY: venv demo test bench clean browser upgrade remote-deps postgres
 
 venv: $(STAMP)
 
@@ -32,6 +32,8 @@ test: $(STAMP)
 	-@$(MAKE) --no-print-directory browser >/dev/null 2>&1
 	@# llama.cpp's server for the remote-backend tests; their tests skip when this could not be installed
 	-@$(MAKE) --no-print-directory remote-deps
+	@# PostgreSQL server binaries for the team-TM tests (a cluster in a temp dir); they skip without them
+	-@$(MAKE) --no-print-directory postgres >/dev/null 2>&1
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
@@ -46,6 +48,11 @@ remote-deps: $(STAMP)
 	mkdir -p .cache/sdist
 	test -f .cache/sdist/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz || \
 		$(BIN)/pip download -q --no-deps --no-binary :all: "llama-cpp-python==$(LLAMA_CPP_VERSION)" -d .cache/sdist
+
+# PostgreSQL 15 server binaries (initdb, pg_ctl) for tests/conftest_pg.py, from Debian when they are missing.
+postgres:
+	command -v initdb || ls /usr/lib/postgresql/*/bin/initdb || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
 
 # Headless chromium for the HTML report test (tests/test_report.py skips without it).
 browser:
