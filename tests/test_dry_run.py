@@ -11,8 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tower_cat import formats, pipeline, qe
 from tower_cat.core import TranslationOptions
 from tower_cat.dryrun import dry_run_files, qe_prompt_records

@@ -76,7 +76,8 @@ def test_convert_family_bayling_renders_exactly_the_published_format(bayling):
         prepared = core.prepare_translation(SegmentRequest.coerce("Hello world"), "en", "de")
         rendered = engine.render(prepared.messages)
         assert rendered.text == ONE_TURN
-        assert rendered.ids[0] == engine.tokenizer.bos_token_id and rendered.ids.count(engine.tokenizer.bos_token_id) == 1
+        bos = engine.tokenizer.bos_token_id
+        assert rendered.ids[0] == bos and rendered.ids.count(bos) == 1
         assert list(rendered.ids[1:]) == engine.tokenizer(ONE_TURN, add_special_tokens=False)["input_ids"]
         # an interactive session: every turn in the same format, the earlier answer closed with </s>
         from tower_cat.sessions import SessionManager

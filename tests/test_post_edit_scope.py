@@ -184,7 +184,8 @@ def test_below_without_a_backend_reads_the_score_the_file_carries(corpus, engine
 
 def test_cli_post_edit_scope_flags(corpus, tiny_llama, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    base = [sys.executable, "-m", "tower_cat.cli", "post-edit", str(corpus / TRADOS), "-o", str(tmp_path / "o.sdlxliff"),
+    base = [sys.executable, "-m", "tower_cat.cli", "post-edit", str(corpus / TRADOS),
+            "-o", str(tmp_path / "o.sdlxliff"),
             "--model", str(tiny_llama.ct2_path), "--no-cache", "--device", "cpu", "--threads", "1",
             "--max-new-tokens", "8"]
     bad = subprocess.run(base + ["--only", "origin=robot"], env=env, capture_output=True, text=True, timeout=120)
