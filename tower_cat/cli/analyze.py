@@ -41,9 +41,6 @@ def analyze(files, tm_spec, source_lang, target_lang, bands, weights, as_json, c
     band_set = Bands.parse(bands, weights)
     refuse_overlaps({"--csv": None if str(csv_path) == "-" else csv_path, "--html": html_path},
                     {"FILE": files, "--tm": tm_spec})
-    for out in (csv_path, html_path):
-        if out is not None and str(out) != "-" and any(_same(out, f) for f in files):
-            raise click.UsageError(f"{out} is one of the input files")
     memory = open_translation_memory(tm_spec, readonly=True) if tm_spec else None
     try:
         result = analyze_files(files, tm=memory, bands=band_set, source_lang=source_lang, target_lang=target_lang,
@@ -62,13 +59,6 @@ def analyze(files, tm_spec, source_lang, target_lang, bands, weights, as_json, c
         click.echo(result.to_json())
     elif csv_path is None or str(csv_path) != "-":
         _print(result)
-
-
-def _same(a: Path, b: Path) -> bool:
-    try:
-        return a.exists() and a.samefile(b)
-    except OSError:
-        return False
 
 
 def _print(result) -> None:
