@@ -107,8 +107,8 @@ class SdlDialect(xliff12.Dialect):
         unit = seg.unit
         findings = unit.findings_edit
         old = self._our_markers(w.h, seg.tgt) if seg.tgt is not None else []
-        if findings is None and (content is None or not old):
-            return None  # nothing of ours to replace
+        if (not findings and not old) or (findings is None and content is None):
+            return None  # nothing of ours to replace, nothing to add: the target stays as it is
         state = w.__dict__.setdefault("_sdl_comments", {"drop": set(), "add": {}})
         state["drop"].update(m.get(f"{{{SDL_NS}}}cid") for m in old)
         if content is None:
