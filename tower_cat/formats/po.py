@@ -737,7 +737,7 @@ def load(path: Path, strict: bool = True, lenient: bool = False) -> Document:
         for problem in charset_problems(raw, text, encoding, bom, words):
             message = f"the charset in the Content-Type header is wrong: {problem}"
             if lenient:
-                issues.insert(0, Issue("warning", message + " (read as declared: --lenient)", line=charset_line))
+                issues.insert(0, Issue("warning", message + " (read as declared: lenient)", line=charset_line))
             elif strict:
                 raise FormatError(message, path=path, line=charset_line,
                                   hint="fix the header's charset, or load it with lenient=True to read it as declared",
