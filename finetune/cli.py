@@ -305,7 +305,7 @@ def evaluate_cmd(model_dir, heldout, baseline, comet, limit, backend, device, th
 @click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A finetune output folder (OUT, with hf/ and ct2/): samples with ct2, trains hf.")
 @click.option("--pairs", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Source/reference pairs (.jsonl; default: OUT/data/train.jsonl).")
+              help="Source/reference pairs (.jsonl or a split folder; default: OUT/data/train).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--qe", default="chrf", show_default=True,
               help="Ranking: chrf (against the reference), comet:DIR (COMET/CometKiwi folder), llm:MODEL_DIR.")
@@ -336,7 +336,7 @@ def dpo_cmd(model_dir, pairs, out_dir, qe, candidates, max_pairs, min_gap, lora,
     from tower_cat.finetune.train import TrainConfig
 
     console = Console(stderr=True)
-    rows = load_pairs(pairs or model_dir / "data" / "train.jsonl")
+    rows = load_pairs(pairs or model_dir / "data" / "train")
     _random.Random(seed).shuffle(rows)
     rows = rows[:max_pairs]
     if qe == "chrf":
