@@ -56,7 +56,8 @@ class TranslationOptions:
     notes: bool = True                 # resource key / notes / msgctxt as context for short strings
     short_words: int = 8               # "short string": at most this many words
     term_repair: int = 4               # n-best width for terminology repair (0: off)
-    chunk_size: int = 128              # files: prompts per engine call (progress and resume granularity)
+    chunk_size: int | None = None      # files: prompts per engine call (progress and resume granularity);
+                                       # None: Engine.preferred_chunk (128 on the CPU, 512 on a GPU)
     max_new_tokens: int = 256
     generation: Any = None             # engine.GenerationOptions; None: greedy with max_new_tokens
     translated_above: float | None = None  # confidence (0-100) at which clean MT is written "translated"

@@ -335,7 +335,7 @@ class _Job:
         todo = sorted(self.prompts.values(), key=lambda p: -len(p.source))
         if not todo:
             return
-        size = max(1, self.opts.chunk_size)
+        size = max(1, self.opts.chunk_size or getattr(self.engine, "preferred_chunk", 128))
         cond = threading.Condition()
         built: list[_Prompt] = []
         rejected: list[_Prompt] = []

@@ -38,8 +38,9 @@ def _common(func: Callable) -> Callable:
                      help="Generation cache (SQLite). Default: $TOWER_CAT_CACHE or ~/.cache/tower-cat/."),
         click.option("--no-cache", is_flag=True, help="Neither read nor write the generation cache."),
         click.option("--max-new-tokens", type=int, default=256, show_default=True),
-        click.option("--chunk-size", type=int, default=128, show_default=True,
-                     help="Prompts per engine call (progress and resume granularity)."),
+        click.option("--chunk-size", type=click.IntRange(1), default=None,
+                     help="Prompts per engine call (progress and resume granularity). Default: the engine's "
+                          "(128 on the CPU, 512 on a GPU: larger, fuller batches)."),
         click.option("--translated-above", type=float, default=None,
                      help="Write clean MT with model confidence (0-100) at or above this as 'translated' "
                           "instead of 'needs-review'."),
