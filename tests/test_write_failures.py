@@ -170,3 +170,111 @@ def test_a_name_too_long_for_the_temporary_suffix_is_still_written(tmp_path, cli
     code, text = cli("pseudo", xlf, "-o", out)
     assert code == 0, text
     assert out.is_file() and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+# ----------------------------------------------------------------------------------------------------- per-file writes
+
+
+def _two_inputs(tmp_path: Path) -> tuple[Path, Path]:
+    a, b = tmp_path / "src" / "a.xlf", tmp_path / "src" / "b.xlf"
+    a.parent.mkdir()
+    shutil.copy(SAMPLES / "tower-notes.en-de.xlf", a)
+    shutil.copy(SAMPLES / "tower-notes.en-de.xlf", b)
+    return a, b
+
+
+def test_a_folder_in_the_way_fails_that_file_only(tiny_llama, tmp_path, cli):
+    a, b = _two_inputs(tmp_path)
+    out = tmp_path / "out"
+    (out / "a.xlf").mkdir(parents=True)          # a directory where a.xlf should be written
+    code, text = cli("translate", a, b, "-o", out, "--model", tiny_llama.ct2_path, "--no-cache",
+                     "--max-new-tokens", "4", "--no-progress", "--json")
+    assert code == 1 and "Traceback" not in text, text
+    import json
+
+    summary = json.loads(text[text.index("{"):])
+    by_name = {Path(f["path"]).name: f for f in summary["files"]}
+    assert by_name["b.xlf"]["error"] is None and (out / "b.xlf").is_file()
+    reason = by_name["a.xlf"]["error"]
+    assert "a.xlf" in reason and "directory" in reason.lower() and "\n" not in reason, reason
+    assert (out / "a.xlf").is_dir() and not list(out.rglob("*.tmp"))
+
+
+def test_an_output_name_too_long_is_a_one_line_reason(tiny_llama, tmp_path, cli):
+    a, _ = _two_inputs(tmp_path)
+    out = tmp_path / ("x" * 300 + ".xlf")
+    code, text = cli("translate", a, "-o", out, "--model", tiny_llama.ct2_path, "--no-cache", "--max-new-tokens",
+                     "4", "--no-progress")
+    assert code != 0 and "Traceback" not in text, text
+    assert "too long" in text.lower(), text
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_an_output_folder_that_is_a_file_is_a_one_line_reason(tiny_llama, tmp_path, cli):
+    a, _ = _two_inputs(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    code, text = cli("translate", a, "-o", tmp_path / "afile" / "out.xlf", "--model", tiny_llama.ct2_path,
+                     "--no-cache", "--max-new-tokens", "4", "--no-progress")
+    assert code != 0 and "Traceback" not in text, text
+    assert "afile" in text, text
+
+
+def test_run_files_reports_a_disk_full_save_per_file(tiny_llama, tmp_path, monkeypatch):
+    """ENOSPC in the middle of one file's write: that file fails with a reason, its temporary file is gone,
+    the next file is written."""
+    import errno
+
+    from tower_cat.engine import Engine
+    from tower_cat.formats import _xml
+    from tower_cat.pipeline import PipelineOptions, run_files
+
+    a, b = _two_inputs(tmp_path)
+    outs = [tmp_path / "out" / "a.xlf", tmp_path / "out" / "b.xlf"]
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+            return False
+
+        def write(self, data):
+            self.fh.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+    calls = {"n": 0}
+
+    def fdopen(fd, *args, **kwargs):
+        calls["n"] += 1
+        fh = real_fdopen(fd, *args, **kwargs)
+        return Full(fh) if calls["n"] == 1 else fh
+
+    monkeypatch.setattr(_xml.os, "fdopen", fdopen)
+    engine = Engine.load(tiny_llama.ct2_path, device="cpu", compute_type="float32", threads=1)
+    try:
+        summary = run_files("translate", [a, b], outs, engine, options=PipelineOptions(max_new_tokens=4))
+    finally:
+        engine.close()
+    first, second = summary.files
+    assert first.error and "No space left" in first.error and "\n" not in first.error, first.error
+    assert second.error is None and outs[1].is_file() and not outs[0].exists()
+    assert not list((tmp_path / "out").glob("*.tmp"))
+
+
+def test_any_command_that_cannot_write_says_so_in_one_line(tmp_path, cli):
+    xlf = tmp_path / "in.xlf"
+    shutil.copy(SAMPLES / "tower-notes.en-de.xlf", xlf)
+    (tmp_path / "afile").write_text("x")
+    code, out = cli("pseudo", xlf, "-o", tmp_path / "afile" / "out.xlf")
+    _one_line_error(code, out, "afile")
+    code, out = cli("tm", "import", SAMPLES / "tower-notes.tmx", "--db", tmp_path / "afile" / "t.sqlite",
+                    "--no-progress")
+    assert code != 0 and "Traceback" not in out and "afile" in out, out

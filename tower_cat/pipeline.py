@@ -993,7 +993,7 @@ def run_files(task: str, inputs: Sequence[Path], outputs: Sequence[Path], engine
 def _save(doc: Document, fs: FileSummary) -> None:
     """Write a document. A replaced target that the format cannot keep as a candidate (its codes do not nest in the
     file's markup) is dropped from the candidates, recorded on the unit, and the save retried."""
-    from tower_cat.errors import CodeMismatchError
+    from tower_cat.errors import CodeMismatchError, OutputError
 
     by_id = {u.id: u for u in doc.units}
     results = {r.unit: r for r in fs.results}
@@ -1011,4 +1011,8 @@ def _save(doc: Document, fs: FileSummary) -> None:
                 results[exc.unit].problems.append(f"previous target not kept as a candidate: {exc.message}")
         except TowerCatError as exc:
             fs.error = str(exc)
+            return
+        except OSError as exc:  # a folder in the way, a full disk, a read-only folder: this file only
+            err = OutputError(f"cannot write: {exc.strerror or exc}", path=fs.output)
+            fs.error, fs.exception = str(err), err
             return
