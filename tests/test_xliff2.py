@@ -790,3 +790,31 @@ def test_whatever_the_xsd_refuses_we_refuse(tmp_path):
             with pytest.raises(FormatError):
                 xliff2.load(out)
     assert checked > 100
+
+
+@pytest.mark.parametrize("prop", ["", "a b", "1x"])
+def test_change_tracking_item_with_an_impossible_property_is_refused_not_a_crash(tmp_path, prop):
+    """Found by fuzzing: property="" made lxml raise ValueError inside validation."""
+    path = tmp_path / "ctr.xlf"
+    path.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<xliff xmlns="urn:oasis:names:tc:xliff:document:2.0" '
+        'xmlns:ctr="urn:oasis:names:tc:xliff:changetracking:2.0" version="2.0" srcLang="en" trgLang="fr">\n'
+        ' <file id="f1">\n  <unit id="u1">\n   <ctr:changeTrack>\n    <ctr:revisions appliesTo="source">\n'
+        f'     <ctr:revision>\n      <ctr:item property="{prop}">old</ctr:item>\n     </ctr:revision>\n'
+        '    </ctr:revisions>\n   </ctr:changeTrack>\n   <segment><source>Hello</source></segment>\n'
+        '  </unit>\n </file>\n</xliff>\n', encoding="utf-8")
+    with pytest.raises(FormatError, match="neither 'content' nor an attribute name") as err:
+        xliff2.load(path)
+    assert err.value.line == 8
+
+
+def test_segments_per_file_are_bounded(tmp_path, monkeypatch):
+    from tower_cat.formats import _xml
+
+    monkeypatch.setattr(_xml, "MAX_UNITS", 3)
+    segs = "".join(f'<unit id="u{i}"><segment><source>s{i}</source></segment></unit>' for i in range(4))
+    path = tmp_path / "many.xlf"
+    path.write_text('<?xml version="1.0"?>\n<xliff xmlns="urn:oasis:names:tc:xliff:document:2.0" version="2.0" '
+                    f'srcLang="en"><file id="f">{segs}</file></xliff>\n', encoding="utf-8")
+    with pytest.raises(FormatError, match="more than 3 segments"):
+        xliff2.load(path)

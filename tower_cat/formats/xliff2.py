@@ -358,6 +358,7 @@ class _Loader:
             findings = [Finding.parse(n["text"])[0] for i, n in ours if i == seg_index]
             if findings:
                 unit.meta["findings"] = findings
+            _xml.check_units(len(self.units) + 1, self.path, p.sourceline, "segments")
             self.units.append(unit)
             self.entries.append(_Entry(unit, p, u, fid, seg_index))
 

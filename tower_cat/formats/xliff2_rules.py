@@ -53,6 +53,7 @@ _NAME_START = ("A-Za-z_:\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u02ff\u0370-\u037d\u03
                "\u2070-\u218f\u2c00-\u2fef\u3001-\ud7ff\uf900-\ufdcf\ufdf0-\ufffd\U00010000-\U000effff")
 _NAME_CHAR = _NAME_START + r"\-.0-9\u00b7\u0300-\u036f\u203f-\u2040"
 NMTOKEN = re.compile(f"[{_NAME_CHAR}]+")
+_QNAME = re.compile(f"[{_NAME_START}][{_NAME_CHAR}]*")  # an attribute name, prefix allowed
 # xs:language, with BCP 47's primary subtag (2-8 letters, or the x-/i- singletons): srcLang="e" is refused
 _LANGUAGE = re.compile(r"(?:[a-zA-Z]{2,8}|[xXiI])(?:-[a-zA-Z0-9]{1,8})*")
 _USER_DEFINED = re.compile(r"[^\s:]+:[^\s:]+")
@@ -1106,6 +1107,10 @@ class Checker:
                     continue
                 prop = item.get("property")
                 if prop is None:
+                    continue
+                if prop != "content" and not _QNAME.fullmatch(prop):
+                    self.error(f"<ctr:item property={prop!r}> is neither 'content' nor an attribute name "
+                               f"(change tracking module 5.6.5.6)", item)
                     continue
                 if prop in props:
                     self.error(f"<ctr:item property={prop!r}> appears twice in one <ctr:revision>", item)
