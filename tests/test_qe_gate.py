@@ -84,6 +84,9 @@ def test_report_shows_qa_terms_and_weighted_means(corpus, tmp_path, tiny_comet):
     # the report reads the scores written into the units (rounded to 0.01)
     assert rep["total"]["stats"]["weighted_mean"] == pytest.approx(data["total"]["weighted_mean"], abs=0.01)
     assert any("terms" in i for r in rep["rows"] for i in r["issues"])
+    segs = data["files"][0]["segments"]
+    assert sum(len(s["qa"]) for s in segs) == f["qa"]["errors"] + f["qa"]["warnings"]
+    assert sum((s["terms"] or {}).get("checked", 0) for s in segs) == f["terms"]["checked"]
     html = tmp_path / "report.html"
     _qe([path, "--model", tiny_comet("unified"), "--glossary", _glossary(tmp_path), "--report", html])
     page = html.read_text(encoding="utf-8")

@@ -230,7 +230,9 @@ def qe(files: tuple[Path, ...], backend: str, model: Path, encoder: Path | None,
             "skipped_protected": sum(1 for u in doc.units if u.has_target and u.protected),
             "mean": sum(scores) / len(scores) if scores else None,
             "threshold": threshold, "below_threshold": marked + unmarkable, "marked": marked,
-            "segments": [{"unit": u.id, **r.to_dict()} for u, r in pairs],
+            "segments": [{"unit": u.id, **r.to_dict(), "words": count_words(u.source.text),
+                          "qa": [i.as_dict() for i in u.qa_issues], "terms": u.meta.get("terms")}
+                         for u, r in pairs],
         })
     if report is not None and files:
         write_report(report, docs, threshold=threshold, backend=be.describe(), worst=worst)
