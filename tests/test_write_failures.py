@@ -278,3 +278,22 @@ def test_any_command_that_cannot_write_says_so_in_one_line(tmp_path, cli):
     code, out = cli("tm", "import", SAMPLES / "tower-notes.tmx", "--db", tmp_path / "afile" / "t.sqlite",
                     "--no-progress")
     assert code != 0 and "Traceback" not in out and "afile" in out, out
+
+
+def test_a_session_store_locked_by_another_process_is_a_named_error(tmp_path):
+    from tower_cat.document import Segment
+    from tower_cat.sessions import Session, SessionError, SessionStore
+
+    path = tmp_path / "sessions.sqlite"
+    store = SessionStore(path)
+    store.db.execute("PRAGMA busy_timeout = 100")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(SessionError, match="cannot save the session") as info:
+            store.save(Session("s1", Segment.from_text("Hello."), "en", "de"))
+        assert str(path) in str(info.value)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        store.close()

@@ -281,9 +281,12 @@ class SessionStore:
     def save(self, session: Session) -> None:
         data = json.dumps(session.dump(), ensure_ascii=False, separators=(",", ":"))
         with self._lock:
-            self.db.execute("INSERT INTO sessions (id, created, updated, data) VALUES (?, ?, ?, ?) "
-                            "ON CONFLICT(id) DO UPDATE SET updated = excluded.updated, data = excluded.data",
-                            (session.id, session.created, session.updated, data))
+            try:
+                self.db.execute("INSERT INTO sessions (id, created, updated, data) VALUES (?, ?, ?, ?) "
+                                "ON CONFLICT(id) DO UPDATE SET updated = excluded.updated, data = excluded.data",
+                                (session.id, session.created, session.updated, data))
+            except sqlite3.Error as exc:  # locked by another process past the timeout, read-only, disk full
+                raise SessionError(f"cannot save the session: {exc}", path=self.path, param="sessions") from None
 
     def get(self, session_id: str) -> Session:
         with self._lock:
