@@ -108,6 +108,11 @@ def main() -> None:
     else:
         print("llama-cpp-python is not installed: remote row skipped")
 
+    # local again, last: the spread between the two local rows is the noise of this machine during the run
+    engine = Engine.load(model.ct2_path, device="cpu")
+    rows.append(("local again (noise check)",) + _job(engine, xliff, work / "local2.xlf"))
+    engine.close()
+
     base = rows[0][1]
     lines = ["| road | seconds | units | prompts generated | segments/s | vs local |", "|---|---:|---:|---:|---:|---:|"]
     for name, seconds, units, generated in rows:
