@@ -328,3 +328,24 @@ def test_the_admin_key_can_run_a_job_with_another_keys_glossary(http, server):
     done = server.service.jobs.jobs[job["job_id"]]
     assert done.status == "done", done.error
     assert http.get(f"/v1/jobs/{job['job_id']}", headers=_auth(A)).status_code == 404  # the admin's job
+
+
+def test_per_key_tm_mode_file_jobs_use_the_keys_own_tm(engine, tmp_path):
+    svc, shared = _serve(engine, tmp_path, tm_mode="per-key")
+    pair = {"source_lang": "en", "target_lang": "de"}
+    xlf = ('<?xml version="1.0" encoding="UTF-8"?>\n<xliff version="1.2" xmlns="urn:oasis:names:tc:xliff:document:1.2">'
+           '<file original="d" source-language="en" target-language="de" datatype="plaintext"><body>'
+           '<trans-unit id="1"><source>Secret plan A.</source></trans-unit></body></file></xliff>\n').encode()
+    try:
+        with BackgroundServer(create_app(svc)) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+            assert c.post("/v1/tm", headers=_auth(A), json={**pair, "source": "Secret plan A.",
+                                                            "target": "Geheimplan A."}).status_code == 201
+            out = {}
+            for key in (A, B):
+                job = c.post("/v1/files", headers=_auth(key), files={"file": ("d.xlf", xlf)}, data=pair).json()
+                assert svc.jobs.wait_for(lambda: svc.jobs.jobs[job["job_id"]].status in ("done", "failed"), 120)
+                out[key] = c.get(f"/v1/jobs/{job['job_id']}/download", headers=_auth(key)).content
+            assert b"Geheimplan A." in out[A] and b"Geheimplan" not in out[B]
+    finally:
+        svc.close()
+        shared.close()
