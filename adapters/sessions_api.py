@@ -108,6 +108,7 @@ def manager_of(request: Request) -> SessionManager:
 
 
 SESSION = "session"   # the kind of record in the state's owners table
+MAX_SESSIONS_PER_KEY = 10_000  # one key cannot fill the server's disk with sessions (delete old ones)
 
 
 def _begin(request: Request) -> Caller:
@@ -194,6 +195,11 @@ def router() -> APIRouter:
                                       max_length=body.max_length, meta=meta)
         tm = _tm_of(request, caller)
         kwargs["tm"] = tm if body.use_tm else None  # None: no examples
+        try:
+            if caller.owner and service.state.count_owned(SESSION, caller.owner) >= MAX_SESSIONS_PER_KEY:
+                raise ServiceError(f"this key has {MAX_SESSIONS_PER_KEY} sessions; delete some first", status=429)
+        except NotImplementedError:  # a state that does not count
+            pass
         session_id = uuid.uuid4().hex
         service.state.set_owner(SESSION, session_id, caller.owner)
         try:

@@ -226,6 +226,10 @@ class ServerState(ABC):
     @abstractmethod
     def forget_owner(self, kind: str, record_id: str) -> None: ...
 
+    def count_owned(self, kind: str, owner: str) -> int:
+        """How many records of ``kind`` ``owner`` has (per-key limits); NotImplementedError: not counted here."""
+        raise NotImplementedError
+
     @abstractmethod
     def close(self) -> None: ...
 
@@ -353,6 +357,9 @@ class SQLiteState(ServerState):
 
     def forget_owner(self, kind: str, record_id: str) -> None:
         self._write([("DELETE FROM owners WHERE kind = ? AND id = ?", (kind, record_id))])
+
+    def count_owned(self, kind: str, owner: str) -> int:
+        return self._read("SELECT COUNT(*) FROM owners WHERE kind = ? AND owner = ?", (kind, owner))[0][0]
 
     def close(self) -> None:
         with self._lock:

@@ -349,3 +349,20 @@ def test_per_key_tm_mode_file_jobs_use_the_keys_own_tm(engine, tmp_path):
     finally:
         svc.close()
         shared.close()
+
+
+def test_one_key_cannot_pile_up_sessions_without_end(http, server, monkeypatch):
+    from tower_cat.adapters import sessions_api
+
+    state = server.service.state
+    owned = {k: state.count_owned("session", server.service.caller(k).owner) for k in (A, B)}
+    limit = max(owned.values()) + 1
+    monkeypatch.setattr(sessions_api, "MAX_SESSIONS_PER_KEY", limit)
+    start = {"source_lang": "en", "target_lang": "de", "segment": "Hi."}
+    made = [http.post("/v1/sessions", headers=_auth(B), json=start) for _ in range(limit - owned[B])]
+    assert [r.status_code for r in made] == [201] * len(made)
+    refused = http.post("/v1/sessions", headers=_auth(B), json=start)
+    assert refused.status_code == 429 and "delete some" in refused.json()["detail"]
+    assert http.post("/v1/sessions", headers=_auth(A), json=start).status_code == 201  # A has room of its own
+    assert http.delete(f"/v1/sessions/{made[0].json()['id']}", headers=_auth(B)).status_code == 204
+    assert http.post("/v1/sessions", headers=_auth(B), json=start).status_code == 201
