@@ -111,6 +111,7 @@ class _Job:
     options: Any
     future: concurrent.futures.Future
     fn: Callable[[], Any] | None = None   # an exclusive call (scoring, QE) instead of prompts
+    owner: str | None = None              # the key it is queued for (its share of the queue)
 
     @property
     def size(self) -> int:
@@ -139,6 +140,7 @@ class Batcher:
         self.stats = BatcherStats()
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._pending = 0
+        self._by_owner: dict[str, int] = {}   # segments queued per key
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="tower-cat-engine", daemon=True)
         self._thread.start()
@@ -147,20 +149,38 @@ class Batcher:
     def pending(self) -> int:
         return self._pending
 
-    def _admit(self, n: int) -> None:
+    KEY_SHARE = 0.75  # of the queue one key may hold, so the other keys are still answered while it floods
+
+    def _admit(self, n: int, owner: str | None = None) -> None:
         with self._lock:
             if self._pending + n > self.max_pending:
                 self.stats.rejected += 1
                 raise Overloaded(f"the server is busy ({self._pending} segments queued); retry shortly")
+            if owner is not None:
+                mine = self._by_owner.get(owner, 0)
+                share = max(self.max_batch_prompts, int(self.max_pending * self.KEY_SHARE))
+                if mine + n > share:
+                    self.stats.rejected += 1
+                    raise Overloaded(f"this key has {mine} segments queued (at most {share}); retry shortly")
+                self._by_owner[owner] = mine + n
             self._pending += n
 
-    def submit(self, prompts_: list, sources: list, options) -> concurrent.futures.Future:
+    def _release(self, job: "_Job") -> None:  # with self._lock held
+        self._pending -= job.size
+        if job.owner is not None:
+            left = self._by_owner.get(job.owner, 0) - job.size
+            if left > 0:
+                self._by_owner[job.owner] = left
+            else:
+                self._by_owner.pop(job.owner, None)
+
+    def submit(self, prompts_: list, sources: list, options, owner: str | None = None) -> concurrent.futures.Future:
         if not prompts_:
             fut: concurrent.futures.Future = concurrent.futures.Future()
             fut.set_result([])
             return fut
-        self._admit(len(prompts_))
-        job = _Job(list(prompts_), list(sources), options, concurrent.futures.Future())
+        self._admit(len(prompts_), owner)
+        job = _Job(list(prompts_), list(sources), options, concurrent.futures.Future(), owner=owner)
         self._queue.put(job)
         return job.future
 
@@ -171,8 +191,8 @@ class Batcher:
         self._queue.put(job)
         return job.future
 
-    async def generate(self, prompts_: list, sources: list, options) -> list:
-        return await asyncio.wrap_future(self.submit(prompts_, sources, options))
+    async def generate(self, prompts_: list, sources: list, options, owner: str | None = None) -> list:
+        return await asyncio.wrap_future(self.submit(prompts_, sources, options, owner))
 
     async def run(self, fn: Callable[[], Any]) -> Any:
         return await asyncio.wrap_future(self.call(fn))
@@ -220,7 +240,7 @@ class Batcher:
                 live.append(j)
             else:
                 with self._lock:
-                    self._pending -= j.size
+                    self._release(j)
         jobs = live
         calls = [j for j in jobs if j.fn is not None]
         groups: dict[Any, list[_Job]] = {}
@@ -263,7 +283,7 @@ class Batcher:
 
     def _finish(self, job: _Job, result: Any = None, exc: BaseException | None = None) -> None:
         with self._lock:
-            self._pending -= job.size
+            self._release(job)
         try:
             if exc is not None:
                 job.future.set_exception(exc)
@@ -435,6 +455,10 @@ class Service:
             return Caller("", admin=True)
         return Caller(owner_id(key), admin=bool(self.config.admin_key) and key == self.config.admin_key)
 
+    def queue_owner(self, key: str | None) -> str | None:
+        """Whose share of the engine queue a request takes: its key's (None without keys: one tenant)."""
+        return owner_id(key) if (self.config.api_keys or self.config.admin_key) else None
+
     def check_tokens(self, texts: Sequence[str]) -> None:
         """413 before any engine work when a request's texts hold more than ``max_request_tokens`` tokens: the
         bound on model work one request may ask for (the context window is checked per segment by the core).
@@ -527,7 +551,7 @@ class Service:
         return Translator(self.engine, tm=tm, glossary=self.glossaries_for(glossary_ids, src, tgt), options=opts,
                           fitter=self._fitter())
 
-    async def run_steps(self, steps, *, offload: bool = True) -> Any:
+    async def run_steps(self, steps, *, offload: bool = True, owner: str | None = None) -> Any:
         """Drive the core's steps: the engine calls through the batcher, so concurrent requests share engine
         batches; the CPU work between them (TM search, prompts, restoring codes, QA) in a worker thread with
         ``offload`` (a TM search can take milliseconds), else on the event loop (well under a millisecond a
@@ -541,7 +565,7 @@ class Service:
             first = False
             if done:
                 return payload
-            value = await self.batcher.generate(payload.prompts, payload.sources, payload.options)
+            value = await self.batcher.generate(payload.prompts, payload.sources, payload.options, owner)
 
     async def translate(self, items: list[SegmentIn], source_lang: str | None, target_lang: str, *,
                         key: str | None = None, glossary_ids: Sequence[str] = (),
@@ -577,7 +601,8 @@ class Service:
             core = self.translator(src, tgt, glossary_ids=glossary_ids, use_tm=use_tm, tm_min_score=tm_min_score,
                                    examples=examples, key=key)
             return await self.run_steps(core.translate_steps([request(i) for i in idx], src, tgt,
-                                                             alternatives=alternatives), offload=core.tm is not None)
+                                                             alternatives=alternatives), offload=core.tm is not None,
+                                        owner=self.queue_owner(key))
 
         groups = list(by_src.items())
         done = await asyncio.gather(*(group(src, idx) for src, idx in groups))
@@ -621,7 +646,8 @@ class Service:
         requests = [SegmentRequest(source.segment, id=source.id, terms=list(terms), target=translation.segment)
                     for source, translation in pairs]
         core = self.translator(src, tgt, glossary_ids=glossary_ids, use_tm=False)
-        results = await self.run_steps(core.post_edit_steps(requests, src, tgt), offload=False)
+        results = await self.run_steps(core.post_edit_steps(requests, src, tgt), offload=False,
+                                       owner=self.queue_owner(key))
         outs = [self._segment_out(source, res) for (source, _), res in zip(pairs, results)]
         self.usage.add(key, chars, len(pairs))
         return outs

@@ -366,3 +366,31 @@ def test_one_key_cannot_pile_up_sessions_without_end(http, server, monkeypatch):
     assert http.post("/v1/sessions", headers=_auth(A), json=start).status_code == 201  # A has room of its own
     assert http.delete(f"/v1/sessions/{made[0].json()['id']}", headers=_auth(B)).status_code == 204
     assert http.post("/v1/sessions", headers=_auth(B), json=start).status_code == 201
+
+
+def test_one_key_cannot_take_the_whole_engine_queue():
+    """While one key floods the engine queue, another key's requests are still admitted."""
+    import threading
+
+    from tower_cat.adapters.service import Batcher, Overloaded
+
+    gate = threading.Event()
+
+    class SlowEngine:
+        def generate(self, prompts, options=None, *, sources=None):
+            assert gate.wait(30)
+            return [p.upper() for p in prompts]
+
+    b = Batcher(SlowEngine(), window=0.01, max_batch_prompts=2, max_pending=8)  # a key may hold 6 of 8
+    try:
+        held = [b.submit(["a"] * 3, [None] * 3, "o", owner="A"), b.submit(["a"] * 3, [None] * 3, "o", owner="A")]
+        with pytest.raises(Overloaded, match="this key"):
+            b.submit(["a"], [None], "o", owner="A")
+        other = b.submit(["b", "b"], [None, None], "o", owner="B")
+        gate.set()
+        assert other.result(30) == ["B", "B"] and [f.result(30) for f in held] == [["A"] * 3, ["A"] * 3]
+        assert b.submit(["a"], [None], "o", owner="A").result(30) == ["A"]  # its share is free again
+        assert b._by_owner == {} and b.pending == 0
+    finally:
+        gate.set()
+        b.close()
