@@ -332,7 +332,8 @@ def test_demo_model_is_cached(demo_run):
 
 def test_exported_model_translates(demo_run):
     from tower_cat.convert import ModelInfo
-    from tower_cat.engine import Engine, translate_text
+    from tower_cat.core import quick_translate as translate_text
+    from tower_cat.engine import Engine
 
     ct2 = demo_run[0]
     info = ModelInfo.load(ct2)
@@ -456,7 +457,8 @@ def test_evaluation_with_comet(demo_run, tiny_comet, tmp_path):  # noqa: F811
 
 
 def test_lora_sft_merges_and_converts(tiny_base, datasets, tmp_path):
-    from tower_cat.engine import Engine, translate_text
+    from tower_cat.core import quick_translate as translate_text
+    from tower_cat.engine import Engine
     from tower_cat.finetune.export import export_model, is_adapter
     from tower_cat.finetune.train import TrainConfig, train
 
@@ -545,3 +547,58 @@ def test_dpo_samples_candidates(demo_run, datasets):
     finally:
         engine.close()
     assert prefs and all(p.chosen_score >= p.rejected_score for p in prefs)
+
+
+# ------------------------------------------------------------------------------------------------ regression guard, RL
+
+
+def test_regression_guard_refuses_a_worse_model(demo_run, tmp_path):
+    """Tuning the demo model with a huge learning rate wrecks it on purpose: the run says so in red, exits 3,
+    keeps the model in OUT/rejected and writes no OUT/hf or OUT/ct2; --allow-regression exports it."""
+    from click.testing import CliRunner
+
+    from tower_cat.cli import cli
+    from tower_cat.convert import ModelInfo
+
+    run = tmp_path / "wrecked"
+    args = ["finetune", "--tm", str(TMX), "--source", "en", "--target", "de", "--base", str(demo_run[0].parent / "hf"),
+            "--out", str(run), "--stage", "sft", "--full", "--lr", "3.0", "--max-steps", "3", "--batch-size", "4",
+            "--grad-accum", "1", "--seq-len", "320", "--heldout", "20", "--save-every", "0", "--threads", "1",
+            "--device", "cpu"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 3, result.output
+    assert "regression: held-out chrf fell from" in " ".join(result.output.split())
+    assert not (run / "hf").exists() and not (run / "ct2").exists()
+    assert ModelInfo.load(run / "rejected" / "ct2").family == "tower_instruct"
+    scores = json.loads((run / "eval.json").read_text())
+    assert scores["after"]["chrf"] < scores["before"]["chrf"]
+    assert json.loads((run / "run.json").read_text())["regression"]["metric"] == "chrf"
+
+    allowed = CliRunner().invoke(cli, args + ["--allow-regression"])   # the trained stage is reused
+    assert allowed.exit_code == 0, allowed.output
+    assert "exported anyway" in allowed.output
+    assert ModelInfo.load(run / "ct2").family == "tower_instruct" and not (run / "rejected").exists()
+
+
+def test_cli_rl(demo_run, tmp_path):
+    """GRPO on the demo run's training sources with the glossary, tag, instruction and chrF rewards; the same
+    export path (OUT/hf, OUT/ct2) and the held-out before/after."""
+    from click.testing import CliRunner
+
+    from tower_cat.cli import cli
+    from tower_cat.convert import ModelInfo
+
+    out = tmp_path / "rl"
+    result = CliRunner().invoke(cli, ["finetune", "rl", "--model", str(demo_run[0].parent), "--out", str(out),
+                                      "--glossary", str(SAMPLES / "glossary.de.csv"), "--max-sources", "16", "-n", "4",
+                                      "--max-new-tokens", "24", "--max-steps", "3", "--batch-size", "8", "--full",
+                                      "--lr", "1e-5", "--instruction-rate", "0.5", "--allow-regression",
+                                      "--threads", "1", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert ModelInfo.load(out / "ct2").family == "tower_instruct"
+    log = json.loads((out / "trained" / "training.json").read_text())
+    assert log["result"]["steps"] == 3 and len(log["reward"]) == 3
+    assert set(log["rewards"]) == {"terms", "tags", "instructions", "chrf"}
+    assert all(0.0 <= r <= 1.0 for r in log["rewards"]["chrf"])
+    scores = json.loads((out / "eval.json").read_text())
+    assert scores["before"]["n"] == scores["after"]["n"] > 0
