@@ -148,14 +148,6 @@ def _runtime_dpo_trainer():
     return RuntimeDPOTrainer
 
 
-def dpo_loss(pc, pr, rc, rr, beta: float):
-    """DPO loss and reward accuracy from policy/reference sequence log-probs of chosen (c) / rejected (r)."""
-    import torch
-
-    margin = beta * ((pc - rc) - (pr - rr))
-    return -torch.nn.functional.logsigmoid(margin).mean(), (margin > 0).float().mean()
-
-
 def train_dpo(model_dir: str | Path, out_dir: str | Path, prefs: Sequence[PreferencePair],
               config: TrainConfig | None = None, tokenizer=None) -> TrainResult:
     """DPO on preference pairs; saves an HF folder (or a LoRA adapter) in OUT_DIR."""
