@@ -371,7 +371,7 @@ def run_pipeline(engine, xliff: Path, memory, work: Path, name: str, new_tokens:
     lengths = [len(engine.render(p).tokens) for c in calls for p in c["prompts"]]
     inside = sum(c["seconds"] for c in calls)
     return {
-        "name": name, "chunk_size": chunk_size or opts.chunk_size, "wall_s": wall,
+        "name": name, "chunk_size": chunk_size or opts.chunk_size or engine.preferred_chunk, "wall_s": wall,
         "units": summary.totals()["units"], "distinct_prompts": summary.prompts, "engine_s": inside,
         "outside_s": wall - inside, "calls": len(calls), "batches": batches,
         "prompts_per_batch": prompts_generated / batches if batches else 0.0,
@@ -523,9 +523,9 @@ def profile_pipeline(engine, work: Path, cfg: Settings, clock: Clock, results: d
     results["pipeline"] = []
     log(clock, f"batch budget: {budget.reason}; preferred chunk {engine.preferred_chunk}")
     xliff, memory = make_bench_file(work, cfg.units)
-    chunkings = [("default", None)]
+    chunkings = [("default", None)]  # the pipeline's default: Engine.preferred_chunk
     if engine.preferred_chunk != 128:
-        chunkings.append(("preferred", engine.preferred_chunk))
+        chunkings.append(("128 per call, the old CPU default", 128))
     first_calls = gen = None
     for name, chunk in chunkings:
         if not clock.allows(f"pipeline ({name} chunks)", 60 if cfg.device == "cuda" else 5):

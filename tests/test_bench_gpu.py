@@ -33,7 +33,8 @@ def test_gpu_bench_smoke_run_on_the_cpu(tmp_path):
     assert results["copy_bandwidth"] > 0 and results["parameters"] > 1_000_000
     assert results["batch_budget"]["max_batch_tokens"] == 8192  # the CPU default
     pipeline = results["pipeline"]
-    assert [p["name"] for p in pipeline][0] == "default" and pipeline[0]["chunk_size"] == 128
+    # the pipeline's default chunk is the engine's preferred one (one full batch per replica on the CPU)
+    assert [p["name"] for p in pipeline][0] == "default" and pipeline[0]["chunk_size"] == results["preferred_chunk"]
     straight = results["straight"]
     for p in pipeline:
         assert p["units"] == 60 and p["distinct_prompts"] == straight["prompts"] > 0
