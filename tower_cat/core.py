@@ -32,6 +32,7 @@ from tower_cat import codes, prompts, qa
 from tower_cat.codes import Rendered
 from tower_cat.document import Segment, Unit
 from tower_cat.errors import SegmentTooLong, TowerCatError
+from tower_cat.terminology import UnitCompliance
 
 __all__ = [
     "TranslationOptions", "SegmentRequest", "SegmentResult", "Translator", "GenerateCall", "Prepared", "Choice",
@@ -504,28 +505,6 @@ def _glossary_list(glossary) -> list:
     return [glossary]
 
 
-@dataclass
-class _MergedCompliance:
-    """Several glossaries' UnitCompliance as one (hits and issues of all)."""
-
-    unit_id: str
-    source: str
-    target: str
-    hits: list = field(default_factory=list)
-    issues: list = field(default_factory=list)
-    ok_hits: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not any(i.severity == "error" for i in self.issues)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"unit": self.unit_id, "source": self.source, "target": self.target,
-                "terms": [{"term": h.text, "concept": h.concept.id, "targets": h.targets, "dnt": h.dnt}
-                          for h in self.hits],
-                "ok": self.ok, "issues": [i.as_dict() for i in self.issues]}
-
-
 # --------------------------------------------------------------------------------------------------- translator
 
 Source = Union[SegmentRequest, Segment, Unit, str]
@@ -604,7 +583,7 @@ class Translator:
         results = [g.check(source, target, src, tgt, unit_id=unit_id) for g in self.glossaries]
         if len(results) == 1:
             return results[0]
-        merged = _MergedCompliance(unit_id, source.text, target.text)
+        merged = UnitCompliance(unit_id, source.text, target.text)  # several glossaries' as one
         for r in results:
             merged.hits += r.hits
             merged.issues += r.issues

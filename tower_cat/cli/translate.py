@@ -111,13 +111,7 @@ def translate(files, output, in_place, model_dir, glossary, source_lang, target_
     """Translate XLIFF/SDLXLIFF/MQXLIFF/PO files: TM leverage, glossary, document context, codes kept."""
     from tower_cat.pipeline import PipelineOptions
 
-    if ape_below is not None and qe_backend is None:
-        raise click.UsageError("--ape-below needs --qe-backend (comet, llm or logprob)")
-    if qe_backend == "comet" and qe_model is None:
-        raise click.UsageError("--qe-backend comet needs --qe-model DIR (a COMET model folder, e.g. "
-                               "wmt22-cometkiwi-da)")
-    if qe_model is not None and qe_backend is None:
-        raise click.UsageError("--qe-model needs --qe-backend")
+    _check_qe_flags(qe_backend, qe_model, ape_below)
     opts = PipelineOptions(source_lang=source_lang, target_lang=target_lang, overwrite=overwrite,
                            few_shot=few_shot, fuzzy_min=fuzzy_min, exact_status=exact_status,
                            context_window=context_window, term_repair=term_repair, chunk_size=chunk_size,
