@@ -967,8 +967,8 @@ def build_datasets(tm_paths: Sequence[str | Path], mono_paths: Sequence[str | Pa
 
     Everything streams: the memories are read once into a sharded Arrow scratch split, the held-out groups
     are chosen by hash on the way, and the train / heldout / cpt / sft splits are written shard by shard into
-    OUT_DIR (a temporary folder when None, removed with the returned object). Memory stays bounded by the
-    hashes kept for de-duplication and grouping (about 60 bytes per pair), not by the text.
+    OUT_DIR (a temporary folder when None, removed with the returned object). Memory grows only by the
+    hashes kept for de-duplication and grouping (≈ 0.3 KB per pair as Python sets), not by the text.
 
     glossary: a ``tower_cat.terminology.Glossary`` (or a path) for terminology examples.
     draft_fn: post-editing drafts from a model (``model_drafts(engine)``); a seeded noise process otherwise.
