@@ -213,3 +213,20 @@ def test_finetune_data_reads_a_tm_database(team_tm):
     from_db, from_tmx = read(team_tm), read(str(TMX))
     assert from_db["read"] == from_tmx["read"] == {"en-de": 377}
     assert sum(from_db["train"].values()) == sum(from_tmx["train"].values())
+
+
+def test_translate_a_trados_file_with_a_database_made_from_its_own_translations(corpus, tiny_llama, tmp_path,
+                                                                                 capsys):
+    """Third-party files: a TM database imported from a Trados SDLXLIFF serves `translate --tm DB` on that file."""
+    from tower_cat.cli import main
+
+    src = corpus / "sdlxliff/disfr/Configuring_Spelling_Checker.doc.sdlxliff"
+    db = tmp_path / "trados.sqlite"
+    assert _invoke(["tm", "import", str(src), "--db", str(db), "--no-progress"]).exit_code == 0
+    main(["translate", str(src), "-o", str(tmp_path / "out.sdlxliff"), "--model", str(tiny_llama.ct2_path),
+          "--tm", str(db), "--overwrite", "--no-cache", "--max-new-tokens", str(NEW_TOKENS), "--device", "cpu",
+          "--threads", "1", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["totals"]["files_failed"] == 0
+    # the 14 segments Trados had translated come back from the TM, not the model
+    assert report["totals"]["tm_leveraged"] >= 14
