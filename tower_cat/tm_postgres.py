@@ -468,7 +468,7 @@ class PostgresTranslationMemory(BaseTranslationMemory):
 
     def _langs_for(self, src: str, tgt: str) -> tuple[list[str], list[str]]:
         found = super()._langs_for(src, tgt)
-        if not found[0] and time.monotonic() - self._pairs_read > 0.1:  # a pair another writer just added
+        if not found[0]:  # a pair another writer (another server, an import) may have added since: ask again
             self._pairs_cache = None
             found = super()._langs_for(src, tgt)
         return found
