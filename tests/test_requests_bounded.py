@@ -15,12 +15,10 @@ from tower_cat.adapters.service import ServerConfig, Service
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tiny_llama):
     from tower_cat.engine import Engine
-    from tower_cat.testing import build_tiny_model
 
-    tiny = build_tiny_model(tmp_path_factory.mktemp("bounded-model") / "llama", "llama")
-    engine = Engine.load(tiny.ct2_path, device="cpu", compute_type="float32", threads=1)
+    engine = Engine.load(tiny_llama.ct2_path, device="cpu", compute_type="float32", threads=1)
     svc = Service(engine, ServerConfig(max_new_tokens=4))
     with BackgroundServer(create_app(svc)) as srv:
         srv.service = svc

@@ -31,10 +31,9 @@ def _deepl(key: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from tower_cat.testing import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tenancy-model") / "llama", "llama")
+def tiny(tiny_llama):
+    """The session's tiny Llama (tests/conftest_engine.py): the same seeded model, built once per run."""
+    return tiny_llama
 
 
 @pytest.fixture(scope="module")
