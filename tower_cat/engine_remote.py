@@ -87,7 +87,12 @@ class OpenAICompletionsBackend:
 
     def _discover(self) -> tuple[str, str]:
         """The served model's name and a revision string for the cache key."""
-        data = self._request("GET", "/models")
+        try:
+            data = self._request("GET", "/models")
+        except _ClientError as exc:  # a wrong key, a wrong URL: the server's own words
+            raise RemoteEngineError(f"{self.options.base_url}/models refused the request (HTTP {exc.status}): "
+                                    f"{exc.message}", hint="check the endpoint URL and its API key",
+                                    param="endpoint") from None
         models = data.get("data") if isinstance(data, dict) else None
         if not isinstance(models, list) or not models:
             raise RemoteEngineError(f"{self.options.base_url}/models lists no model",
