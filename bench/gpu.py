@@ -557,8 +557,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", type=Path, default=None, help="also write every number as JSON")
     ap.add_argument("--budget-s", type=float, default=540.0, help="skip optional stages past this many seconds")
     ap.add_argument("--skip-hf", action="store_true", help="no transformers measurements")
+    ap.add_argument("--ct2-types", default=None,
+                    help="comma-separated CTranslate2 compute types to measure (default: auto and the GPU's 16-bit "
+                         "and int8 types); the pipeline profile runs only when `auto` is among them")
     args = ap.parse_args(argv)
     cfg = settings(args)
+    if args.ct2_types:
+        cfg = dataclasses.replace(cfg, ct2_types=tuple(t.strip() for t in args.ct2_types.split(",") if t.strip()))
     clock = Clock(cfg.budget_s)
     if cfg.device == "cuda":
         cublas = ensure_cublas(clock)
