@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/formats.py [--units 100000] [--repeat 1]
     .venv/bin/python bench/formats.py --tmx      # peak RSS of the streaming TMX reader, 10k..300k units
+    .venv/bin/python bench/formats.py --memory [--memory-units 10000,100000,400000] [--json]
+        # peak RSS of `tower-cat validate` / `pseudo` per file size, each in a fresh process
 
 Both tools read the same file and write it back; tower-cat is also timed writing a target into every unit
 (the real job), and the table prints ratios measured side by side.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import platform
 import random
 import tempfile
@@ -100,13 +103,165 @@ def tmx_stream_rss(sizes: tuple[int, ...] = (10_000, 60_000, 300_000)) -> None:
         print(f"{n:>10,}{size / 1e6:>10.1f}{rss / 1e6:>13.1f}{(rss - rows[0][2]) / 1e6:>20.1f}MB{secs:>9.2f}")
 
 
-def main() -> None:
+# --- peak memory of `tower-cat validate` / `tower-cat pseudo` against the file size (issue 20 item 6) -------------
+
+MEMORY_TARGET_X = 5.0  # the goal: peak memory under 5x the file size
+DEFAULT_MEMORY_UNITS = (10_000, 100_000, 400_000)
+BASELINE_UNITS = 10
+
+# Runs the real CLI entry point in a fresh interpreter, then writes its own peak RSS to a side file (the CLI owns
+# stdout). ru_maxrss counts libxml2's C allocations too, which tracemalloc cannot see.
+CLI_RSS_SCRIPT = """
+import json, resource, sys, time
+report, argv = sys.argv[1], sys.argv[2:]
+from tower_cat.cli import main
+sys.argv = ["tower-cat", *argv]
+start = time.perf_counter()
+try:
+    main(argv)
+    code = 0
+except SystemExit as exc:
+    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+seconds = time.perf_counter() - start
+maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with open(report, "w", encoding="utf-8") as fh:
+    json.dump({"exit": code, "seconds": seconds,
+               "peak_rss_bytes": maxrss if sys.platform == "darwin" else maxrss * 1024}, fh)
+sys.exit(code)
+"""
+
+
+def run_cli_measured(argv: list[str], report: Path) -> dict:
+    """One ``tower-cat`` run in a fresh process: its exit code, seconds inside the CLI and peak RSS in bytes.
+
+    A run that does not exit 0 raises: a benchmark that silently measures a crash is worthless."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    report.unlink(missing_ok=True)
+    proc = subprocess.run([sys.executable, "-c", CLI_RSS_SCRIPT, str(report), *argv], capture_output=True,
+                          text=True, env=env, cwd=Path(__file__).resolve().parents[1])
+    if proc.returncode != 0 or not report.exists():
+        raise RuntimeError(f"`tower-cat {' '.join(argv)}` exited {proc.returncode}, not 0; output:\n"
+                           f"{proc.stdout[-1000:]}{proc.stderr[-2000:]}")
+    measured = json.loads(report.read_text(encoding="utf-8"))
+    if measured["exit"] != 0:  # never reached while the child passes its code on, kept for a child that does not
+        raise RuntimeError(f"`tower-cat {' '.join(argv)}` exited {measured['exit']}, not 0; output:\n"
+                           f"{proc.stdout[-1000:]}{proc.stderr[-2000:]}")
+    return measured
+
+
+def count_translated_units(path: Path) -> tuple[int, int]:
+    """(trans-units, trans-units with a non-empty target) of an XLIFF 1.2 file, read streaming."""
+    from lxml import etree
+
+    units = with_target = 0
+    for _, elem in etree.iterparse(str(path), events=("end",), tag="{*}trans-unit"):
+        units += 1
+        target = elem.find("{*}target")
+        if target is not None and "".join(target.itertext()).strip():
+            with_target += 1
+        elem.clear(keep_tail=True)
+        while elem.getprevious() is not None:
+            del elem.getparent()[0]
+    return units, with_target
+
+
+def measure_memory(sizes: tuple[int, ...] = DEFAULT_MEMORY_UNITS) -> dict:
+    """Peak RSS of `validate FILE` and `pseudo FILE -o OUT` per generated XLIFF size, each in a fresh process,
+    beside a baseline run on a tiny file (interpreter + imports: what every run pays whatever the size)."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        report = work / "rss.json"
+        tiny = work / f"{BASELINE_UNITS}.xlf"
+        generate(tiny, BASELINE_UNITS)
+        base = run_cli_measured(["validate", str(tiny)], report)
+        baseline = {"units": BASELINE_UNITS, "file_bytes": tiny.stat().st_size, "command": "validate",
+                    "seconds": base["seconds"], "peak_rss_bytes": base["peak_rss_bytes"]}
+        for units in sizes:
+            src = work / f"{units}.xlf"
+            out = work / f"{units}.pseudo.xlf"
+            generate(src, units)
+            size = src.stat().st_size
+            for command, argv in (("validate", ["validate", str(src)]),
+                                  ("pseudo", ["pseudo", str(src), "-o", str(out)])):
+                measured = run_cli_measured(argv, report)
+                if command == "pseudo":
+                    if not out.exists():
+                        raise RuntimeError(f"`tower-cat pseudo` exited 0 but wrote no {out}")
+                    found, translated = count_translated_units(out)
+                    if (found, translated) != (units, units):
+                        raise RuntimeError(f"`tower-cat pseudo` wrote {out} with {found} trans-units, {translated} "
+                                           f"with a target; expected {units} of each")
+                    out.unlink()
+                rss = measured["peak_rss_bytes"]
+                rows.append({
+                    "units": units, "file_bytes": size, "command": command, "seconds": round(measured["seconds"], 3),
+                    "peak_rss_bytes": rss,
+                    "rss_over_file": round(rss / size, 2),
+                    "net_rss_over_file": round((rss - baseline["peak_rss_bytes"]) / size, 2),
+                })
+            src.unlink()
+    for row in rows:
+        row["under_target"] = row["rss_over_file"] < MEMORY_TARGET_X
+        row["net_under_target"] = row["net_rss_over_file"] < MEMORY_TARGET_X
+    return {"python": platform.python_version(), "target_x": MEMORY_TARGET_X, "baseline": baseline, "rows": rows}
+
+
+def print_memory_table(result: dict) -> None:
+    base = result["baseline"]
+    target = result["target_x"]
+    print(f"\ntower-cat peak RSS against file size, one fresh process per run, Python {result['python']}")
+    print(f"baseline (validate on a {base['units']}-unit file: interpreter + imports): "
+          f"{base['peak_rss_bytes'] / 1e6:.1f} MB peak RSS")
+    print(f"{'units':>9}{'file MB':>9}  {'command':<9}{'seconds':>8}{'peak RSS MB':>13}{'RSS/file':>10}"
+          f"{'(RSS-base)/file':>17}  under {target:g}x (total / net)")
+    for r in result["rows"]:
+        verdict = f"{'yes' if r['under_target'] else 'no'} / {'yes' if r['net_under_target'] else 'no'}"
+        print(f"{r['units']:>9,}{r['file_bytes'] / 1e6:>9.1f}  {r['command']:<9}{r['seconds']:>8.2f}"
+              f"{r['peak_rss_bytes'] / 1e6:>13.1f}{r['rss_over_file']:>9.2f}x{r['net_rss_over_file']:>16.2f}x"
+              f"  {verdict}")
+    rows = result["rows"]
+    print(f"target: peak memory under {target:g}x the file size. Under it by total RSS: "
+          f"{sum(r['under_target'] for r in rows)} of {len(rows)} rows; by RSS above the baseline: "
+          f"{sum(r['net_under_target'] for r in rows)} of {len(rows)} rows.")
+
+
+def parse_units(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated unit counts such as 10000,100000, got {text!r}") from None
+    if not sizes or any(n < 1 for n in sizes):
+        raise argparse.ArgumentTypeError(f"expected positive unit counts, got {text!r}")
+    return sizes
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--units", type=int, default=100_000)
     ap.add_argument("--tmx", action="store_true", help="Only measure the streaming TMX reader's peak RSS.")
-    args = ap.parse_args()
+    ap.add_argument("--memory", action="store_true",
+                    help="Only measure the peak RSS of `tower-cat validate` and `tower-cat pseudo` against file size.")
+    ap.add_argument("--memory-units", type=parse_units, default=DEFAULT_MEMORY_UNITS, metavar="N,N,...",
+                    help="Trans-unit counts of the generated files for --memory (default: 10000,100000,400000).")
+    ap.add_argument("--json", action="store_true", help="With --memory: print the rows as JSON instead of a table.")
+    args = ap.parse_args(argv)
+    if (args.json or args.memory_units != DEFAULT_MEMORY_UNITS) and not args.memory:
+        ap.error("--json and --memory-units go with --memory")
     if args.tmx:
         tmx_stream_rss()
+        return
+    if args.memory:
+        result = measure_memory(args.memory_units)
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            print_memory_table(result)
         return
 
     from translate.storage import xliff as ttk_xliff
