@@ -22,7 +22,8 @@ from tower_cat import codes
 from tower_cat.document import Document
 from tower_cat.errors import InvalidArgument
 
-__all__ = ["PSEUDO_LOCALE", "PseudoSummary", "accent", "pseudo_text", "pseudo_markup", "pseudo_document"]
+__all__ = ["PSEUDO_LOCALE", "PseudoSummary", "accent", "pseudo_text", "pseudo_markup", "pseudo_document",
+           "pseudo_units", "start_summary"]
 
 PSEUDO_LOCALE = "qps-ploc"  # Microsoft's pseudo-locale with accented, padded text
 
@@ -132,14 +133,27 @@ def pseudo_document(doc: Document, expansion: float = 0.3, target_lang: str | No
     ``target_lang`` sets ``doc.target_lang``; when neither it nor the file gives one, ``qps-ploc`` is used.
     Targets are written with status ``needs-review`` and origin ``pseudo``.
     """
+    summary = start_summary(doc, expansion, target_lang)
+    pseudo_units(doc.units, summary, expansion, pad, doc.charset)
+    return summary
+
+
+def start_summary(doc, expansion: float = 0.3, target_lang: str | None = None) -> PseudoSummary:
+    """Check the options and settle the target language (``doc``: a Document or a streamed document)."""
     if expansion < 0:
         raise InvalidArgument("expansion must be >= 0")
     if target_lang:
         doc.target_lang = target_lang
     elif not doc.target_lang:
         doc.target_lang = PSEUDO_LOCALE
-    summary = PseudoSummary(units=len(doc.units), target_lang=doc.target_lang)
-    for unit in doc.units:
+    return PseudoSummary(target_lang=doc.target_lang)
+
+
+def pseudo_units(units, summary: PseudoSummary, expansion: float = 0.3, pad: str = "~",
+                 charset: str | None = None) -> None:
+    """Pseudo-translate these units, adding to ``summary`` (a streaming caller passes one window at a time)."""
+    for unit in units:
+        summary.units += 1
         if unit.protected:
             summary.skipped_protected += 1
             continue
@@ -147,7 +161,7 @@ def pseudo_document(doc: Document, expansion: float = 0.3, target_lang: str | No
             summary.skipped_empty += 1
             continue
         rendered = codes.render(unit.source)
-        restored = codes.parse(rendered, pseudo_markup(rendered.text, expansion, pad, doc.charset))
+        restored = codes.parse(rendered, pseudo_markup(rendered.text, expansion, pad, charset))
         if restored.problems:
             summary.problems[unit.id] = restored.problems
         if not restored.ok:
@@ -155,4 +169,3 @@ def pseudo_document(doc: Document, expansion: float = 0.3, target_lang: str | No
             continue
         unit.set_target(restored.segment, status="needs-review", origin="pseudo")
         summary.translated += 1
-    return summary

@@ -115,14 +115,15 @@ def _loose(segment: Segment) -> Segment:
                     for p in segment.parts if isinstance(p, str) or p.tag != "mrk"])
 
 
-def code_issues(doc: Document) -> list[Issue]:
+def code_issues(doc: Document, units: list | None = None) -> list[Issue]:
     """Warnings for existing targets whose inline codes do not match their source (missing, extra, broken pairs).
 
-    Extra codes are not repeated for units where the format module already warned about them.
+    Extra codes are not repeated for units where the format module already warned about them. ``units``: these
+    instead of ``doc.units`` (a streamed document's window).
     """
     reported = {i.unit for i in doc.issues if "inline code" in i.message}
     found = []
-    for unit in doc.units:
+    for unit in doc.units if units is None else units:
         if unit.target is None or unit.target.is_empty():
             continue
         for msg in codes.check(_loose(unit.source), _loose(unit.target)):
@@ -130,6 +131,21 @@ def code_issues(doc: Document) -> list[Issue]:
                 continue
             found.append(Issue("warning", f"target: {msg}", line=unit.line, unit=unit.id))
     return found
+
+
+def _validate_file(path: Path, fmt: str, check_codes: bool, lenient: bool) -> tuple[Any, list[Issue]]:
+    """The file's findings and the code warnings of its targets: streamed a window at a time where the format
+    allows (XLIFF 1.2, MQXLIFF: memory follows the window, not the file), else from the whole file."""
+    streamed = formats.stream(path, fmt, strict=False)
+    if streamed is None:
+        doc = formats.load(path, fmt, strict=False, lenient=lenient)
+        return doc, code_issues(doc) if check_codes else []
+    found: list[Issue] = []
+    with streamed:
+        for units in streamed.windows():
+            if check_codes:
+                found += code_issues(streamed, units)
+    return streamed, found
 
 
 @click.command("validate")
@@ -147,15 +163,14 @@ def validate_cmd(ctx: click.Context, files: tuple[Path, ...], as_json: bool, che
         entry: dict[str, Any] = {"file": str(path), "format": None, "errors": [], "warnings": []}
         try:
             entry["format"] = formats.detect(path)
-            doc = formats.load(path, entry["format"], strict=False, lenient=lenient)
+            doc, found = _validate_file(path, entry["format"], check_codes, lenient)
         except FormatError as exc:  # malformed XML, unsafe DOCTYPE, unknown format, missing file
             entry["errors"].append({"severity": "error", "line": exc.line, "unit": exc.unit,
                                     "message": exc.message + (f" ({exc.hint})" if exc.hint else "")})
         else:
             for issue in doc.issues:
                 entry["errors" if issue.severity == "error" else "warnings"].append(_issue_dict(issue))
-            if check_codes:
-                entry["warnings"].extend(_issue_dict(i) for i in code_issues(doc))
+            entry["warnings"].extend(_issue_dict(i) for i in found)
         entry["ok"] = not entry["errors"]
         results.append(entry)
 
@@ -207,7 +222,7 @@ def _same_file(a: Path, b: Path) -> bool:
 def pseudo_cmd(file: Path, output: Path | None, target_lang: str | None, expansion: float, in_place: bool,
                as_json: bool, lenient: bool = False) -> None:
     """Pseudo-translate FILE (accented, padded, bracketed text; codes kept) to test localization readiness."""
-    from tower_cat.pseudo import pseudo_document
+    from tower_cat.pseudo import pseudo_document, pseudo_units, start_summary
 
     if output is None:
         if not in_place:
@@ -219,9 +234,18 @@ def pseudo_cmd(file: Path, output: Path | None, target_lang: str | None, expansi
     from tower_cat.outputs import refuse_overlaps
 
     refuse_overlaps({"--in-place" if in_place else "-o": output}, {"FILE": None if in_place else file})
-    doc = formats.load(file, lenient=lenient)  # strict: a broken file stops here, before anything is written
-    summary = pseudo_document(doc, expansion=expansion, target_lang=target_lang)
-    doc.save(output)
+    streamed = formats.stream(file)
+    if streamed is None:
+        doc = formats.load(file, lenient=lenient)  # strict: a broken file stops here, before anything is written
+        summary = pseudo_document(doc, expansion=expansion, target_lang=target_lang)
+        doc.save(output)
+    else:  # a window at a time; an error part-way leaves no output (the copy is renamed into place at the end)
+        with streamed:
+            summary = start_summary(streamed, expansion, target_lang)
+            streamed.write_to(output)
+            for units in streamed.windows():
+                pseudo_units(units, summary, expansion)
+            streamed.finish()
     if as_json:
         click.echo(json.dumps({"file": str(file), "output": str(output), "units": summary.units,
                                "translated": summary.translated, "skipped_protected": summary.skipped_protected,

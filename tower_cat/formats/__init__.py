@@ -71,6 +71,24 @@ def load(path: str | Path, format: str | None = None, *, strict: bool = True, le
     return mod.load(path, strict=strict)
 
 
+def stream(path: str | Path, format: str | None = None, *, strict: bool = True, window: int | None = None):
+    """A streaming reader/writer for formats that have one (XLIFF 1.2 and MQXLIFF: ``xliff12_stream``), else None
+    (the caller loads the whole file). Memory follows a window of units instead of the file; the output is the
+    same as ``load`` + ``save``."""
+    path = Path(path)
+    name = format or detect(path)
+    if name not in ("xliff12", "mqxliff"):
+        return None
+    from tower_cat.formats import xliff12_stream
+
+    dialect = None
+    if name == "mqxliff":
+        from tower_cat.formats.mqxliff import MqDialect
+
+        dialect = MqDialect()
+    return xliff12_stream.stream(path, strict=strict, dialect=dialect, window=window or xliff12_stream.DEFAULT_WINDOW)
+
+
 def preflight(path: str | Path) -> str:
     """What can be refused from the first bytes alone, before a job loads a model: the format, an encoding that
     is not ASCII-compatible (UTF-7, EBCDIC), a PO header asking for more plural forms than any language has.

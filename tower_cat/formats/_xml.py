@@ -338,6 +338,90 @@ def _scan(text: str, path: Path | None = None) -> tuple[list[int], list[int], li
     return starts, tag_ends, closes, ends
 
 
+class StreamScanner:
+    """:func:`_scan` one markup token at a time, for a streaming reader that follows lxml's ``iterparse``: the
+    n-th element start event is the n-th start tag in the text, so the reader asks for the next start tag at each
+    start event (:meth:`next_start`) and for the end tag at each end event (:meth:`close`). Offsets live in dicts
+    keyed by the element's ordinal, which the reader deletes (:meth:`forget`) once it has written those elements:
+    memory follows the window being worked on, not the file."""
+
+    def __init__(self, text: str, path: Path | None = None):
+        self.text = text
+        self.path = path
+        self.count = 0
+        self.starts: dict[int, int] = {}
+        self.tag_ends: dict[int, int] = {}
+        self.closes: dict[int, int] = {}
+        self.ends: dict[int, int] = {}
+        self._stack: list[int] = []
+        self._p = text.find("<")
+
+    def _lost(self) -> FormatError:
+        return FormatError(f"could not locate element {self.count + 1} in the text", path=self.path,
+                           hint="please report this file to the tower-cat developers")
+
+    def _step(self) -> int:
+        """Read the markup token at the current position; the ordinal of a start tag, else -1."""
+        text, p = self.text, self._p
+        if p < 0:
+            raise self._lost()
+        c = text[p + 1]
+        started = -1
+        if c == "/":
+            gt = text.find(">", p)
+            i = self._stack.pop()
+            self.closes[i] = p
+            self.ends[i] = gt + 1
+        elif c == "!" or c == "?":
+            m = _SPECIAL.match(text, p)
+            if m is None:
+                raise FormatError(f"unrecognised markup at offset {p}", path=self.path, line=_line(text, p))
+            gt = m.end() - 1
+            if gt - p > MAX_TEXT_CHARS:
+                check_text(gt - p, self.path, _line(text, p))
+        else:
+            gt = text.find(">", p)
+            if text.count('"', p, gt) & 1 or text.count("'", p, gt):
+                gt = _TOKEN.match(text, p).end() - 1  # a '>' inside a quoted attribute value, or single quotes
+            if gt - p > MAX_ATTRIBUTE_CHARS:
+                check_start_tag(text[p:gt + 1], self.path, _line(text, p))
+            started = i = self.count
+            self.count += 1
+            if self.count > MAX_ELEMENTS:
+                raise FormatError(f"more than {MAX_ELEMENTS} elements: more than tower-cat reads in one file",
+                                  path=self.path, line=_line(text, p), hint="split the file")
+            self.starts[i] = p
+            self.tag_ends[i] = gt + 1
+            if text[gt - 1] == "/":
+                self.closes[i] = self.ends[i] = gt + 1
+            else:
+                self.closes[i] = self.ends[i] = -1
+                self._stack.append(i)
+                if len(self._stack) > MAX_DEPTH:
+                    check_depth(len(self._stack), self.path, _line(text, p))
+        nxt = text.find("<", gt)
+        if (nxt if nxt >= 0 else len(text)) - gt > MAX_TEXT_CHARS:
+            check_text((nxt if nxt >= 0 else len(text)) - gt - 1, self.path, _line(text, gt))
+        self._p = nxt
+        return started
+
+    def next_start(self) -> int:
+        """The ordinal of the next element's start tag."""
+        while True:
+            i = self._step()
+            if i >= 0:
+                return i
+
+    def close(self, i: int) -> None:
+        """Read on to element ``i``'s end tag."""
+        ends = self.ends
+        while ends[i] < 0:
+            self._step()
+
+    def forget(self, i: int) -> None:
+        del self.starts[i], self.tag_ends[i], self.closes[i], self.ends[i]
+
+
 class Splicer:
     """Collects replacements of text ranges and applies them in one pass."""
 
@@ -355,15 +439,57 @@ class Splicer:
         return bool(self._edits)
 
     def result(self) -> str:
-        out, pos = [], 0
-        for start, end, _, new in sorted(self._edits):
-            if start < pos:
-                raise AssertionError(f"overlapping edits at offset {start}")
-            out.append(self.text[pos:start])
-            out.append(new)
-            pos = end
-        out.append(self.text[pos:])
-        return "".join(out)
+        return _splice(self.text, self._edits, 0, len(self.text))
+
+
+def _splice(text: str, edits: list[tuple[int, int, int, str]], lo: int, hi: int) -> str:
+    """``text[lo:hi]`` with the edits (start, end, order, new) applied; every edit lies within [lo, hi]."""
+    out, pos = [], lo
+    for start, end, _, new in sorted(edits):
+        if start < pos:
+            raise AssertionError(f"overlapping edits at offset {start}")
+        out.append(text[pos:start])
+        out.append(new)
+        pos = end
+    out.append(text[pos:hi])
+    return "".join(out)
+
+
+class StreamSplicer(Splicer):
+    """A :class:`Splicer` for a file written front to back in pieces: :meth:`flush` gives the text up to an offset
+    with its edits and forgets them. The head (everything before the first unit) is given last (:meth:`head`),
+    since edits to it (a ``<file>``'s target-language, namespace declarations on the root) are known only at the
+    end; the caller writes it in front of the pieces."""
+
+    def __init__(self, text: str, head_end: int):
+        super().__init__(text)
+        self.head_end = head_end
+        self.pos = head_end
+        self._head: list[tuple[int, int, int, str]] = []
+
+    def replace(self, start: int, end: int, new: str) -> None:
+        if end <= self.head_end:
+            self._head.append((start, end, len(self._head), new))
+        elif start < self.pos:
+            raise AssertionError(f"an edit at offset {start}, behind the {self.pos} characters already written")
+        else:
+            self._edits.append((start, end, len(self._edits), new))
+
+    def __bool__(self) -> bool:
+        return bool(self._edits or self._head)
+
+    def flush(self, upto: int) -> str:
+        """The text from the last flush up to ``upto`` with its edits."""
+        now = [e for e in self._edits if e[0] < upto]
+        if now:
+            self._edits = [e for e in self._edits if e[0] >= upto]
+            upto = max(upto, max(e[1] for e in now))
+        piece = _splice(self.text, now, self.pos, upto)
+        self.pos = upto
+        return piece
+
+    def head(self) -> str:
+        return _splice(self.text, self._head, 0, self.head_end)
 
 
 def escape_text(s: str) -> str:

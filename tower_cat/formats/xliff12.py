@@ -318,17 +318,53 @@ class _ContentReader:
                 append(tail)
 
 
+@dataclass
+class _FileState:
+    """What the reader remembers within one ``<file>``: ids seen, translate="no" of enclosing groups."""
+
+    file: FileRec
+    seen: set = field(default_factory=set)
+    no_translate: dict = field(default_factory=dict)
+    parent_no: dict = field(default_factory=dict)  # parent -> translate="no" on it or an enclosing group
+
+    @property
+    def tlang(self) -> str:
+        return (self.file.target_language or "").lower()
+
+    def forget_elements(self) -> None:
+        """Drop the element caches (a streaming reader calls this when it frees the elements)."""
+        self.no_translate.clear()
+        self.parent_no.clear()
+
+
+def link_context(units: list[Unit], before: tuple[Unit, str] | None = None) -> tuple[Unit, str] | None:
+    """Each unit's previous and next source text (within one ``<file>``). ``before``: the unit preceding
+    ``units[0]`` and its source text (a streaming reader links across trans-units); returns the same for the
+    last unit."""
+    texts = [u.source.text for u in units]
+    if before is not None and units:
+        before[0].context.next_source = texts[0]
+        units[0].context.previous_source = before[1]
+    for k in range(1, len(units)):
+        units[k - 1].context.next_source = texts[k]
+        units[k].context.previous_source = texts[k - 1]
+    return (units[-1], texts[-1]) if units else before
+
+
 class _Loader:
     def __init__(self, path: Path, dialect: Dialect):
         self.path = path
         self.dialect = dialect
         self.issues: list[Issue] = []
+        self.unit_count = 0  # units read so far (MAX_UNITS)
+        self.tus_kept = 0  # trans-units that gave units (the name of one without id)
 
     def issue(self, severity: str, message: str, line: int | None = None, unit: str | None = None) -> None:
         self.issues.append(Issue(severity, message, line, unit))
 
-    def load(self) -> Document:
-        xf = _xml.parse(self.path)
+    def begin(self, xf: _xml.XmlFile) -> Handle:
+        """Check the root element and set up the handle (the root's start is enough: a streaming reader calls
+        this at the root's start event)."""
         root = xf.root
         if _xml.localname(root) != "xliff":
             raise FormatError(f"the root element is <{root.tag}>, not <xliff>", path=self.path, line=root.sourceline)
@@ -343,162 +379,179 @@ class _Loader:
         self.T = {n: p + n for n in ("file", "trans-unit", "source", "seg-source", "target", "note", "alt-trans",
                                      "context-group", "context", "mrk", "group", "body")}
         self.reader = _ContentReader(xf, ns)
-        h = Handle(xf=xf, dialect=self.dialect, ns=ns, files=[], tus=[], target_lang=None, targets_have_lang=None)
-        self.h = h
+        self.h = Handle(xf=xf, dialect=self.dialect, ns=ns, files=[], tus=[], target_lang=None,
+                        targets_have_lang=None)
+        self.src_lang = self.tgt_lang = None
+        return self.h
+
+    def add_file(self, fel: etree._Element) -> FileRec:
+        """A ``<file>`` (its start tag is enough): languages checked against the first file's."""
+        frec = FileRec(fel, fel.get("original"), fel.get("source-language"), fel.get("target-language"))
+        if not self.h.files:
+            self.src_lang, self.tgt_lang = frec.source_language, frec.target_language
+        else:
+            src_lang, tgt_lang = self.src_lang, self.tgt_lang
+            if frec.source_language and src_lang and frec.source_language.lower() != src_lang.lower():
+                self.issue("warning", f"<file original={frec.original!r}> has source-language "
+                                      f"{frec.source_language!r}, the first file {src_lang!r}", fel.sourceline)
+            if frec.target_language and tgt_lang and frec.target_language.lower() != tgt_lang.lower():
+                self.issue("warning", f"<file original={frec.original!r}> has target-language "
+                                      f"{frec.target_language!r}, the first file {tgt_lang!r}", fel.sourceline)
+            self.tgt_lang = tgt_lang or frec.target_language
+            self.src_lang = src_lang or frec.source_language
+        self.h.files.append(frec)
+        return frec
+
+    def load(self) -> Document:
+        xf = _xml.parse(self.path)
+        root = xf.root
+        h = self.begin(xf)
         units: list[Unit] = []
         used_ids: dict[str, int] = {}
         files = [el for el in root if el.tag == self.T["file"]]
         if not files:
             self.issue("error", "no <file> element", root.sourceline)
-        src_lang = tgt_lang = None
-        for i, fel in enumerate(files):
-            frec = FileRec(fel, fel.get("original"), fel.get("source-language"), fel.get("target-language"))
-            h.files.append(frec)
-            if i == 0:
-                src_lang, tgt_lang = frec.source_language, frec.target_language
-            else:
-                if frec.source_language and src_lang and frec.source_language.lower() != src_lang.lower():
-                    self.issue("warning", f"<file original={frec.original!r}> has source-language "
-                                          f"{frec.source_language!r}, the first file {src_lang!r}", fel.sourceline)
-                if frec.target_language and tgt_lang and frec.target_language.lower() != tgt_lang.lower():
-                    self.issue("warning", f"<file original={frec.original!r}> has target-language "
-                                          f"{frec.target_language!r}, the first file {tgt_lang!r}", fel.sourceline)
-                tgt_lang = tgt_lang or frec.target_language
-                src_lang = src_lang or frec.source_language
+        for fel in files:
+            frec = self.add_file(fel)
             file_units: list[Unit] = []
             self._file(frec, file_units, used_ids)
-            texts = [u.source.text for u in file_units]
-            for k in range(1, len(file_units)):
-                file_units[k - 1].context.next_source = texts[k]
-                file_units[k].context.previous_source = texts[k - 1]
+            link_context(file_units)
             units += file_units
-        h.target_lang = tgt_lang
-        doc = Document(path=self.path, format=self.dialect.format, units=units, source_lang=src_lang,
-                       target_lang=tgt_lang, issues=self.issues, handle=h)
-        return doc
+        h.target_lang = self.tgt_lang
+        return Document(path=self.path, format=self.dialect.format, units=units, source_lang=self.src_lang,
+                        target_lang=self.tgt_lang, issues=self.issues, handle=h)
 
     def _file(self, frec: FileRec, out: list[Unit], used_ids: dict[str, int]) -> None:
+        fs = _FileState(frec)
+        trans_unit = self._trans_unit
+        for tu in frec.el.iter(self.T["trans-unit"]):
+            rec = trans_unit(tu, fs, used_ids)
+            if rec is not None:
+                if rec.segs is None:
+                    out.append(rec.unit)
+                else:
+                    out.extend(s.unit for s in rec.segs)
+
+    def _trans_unit(self, tu: etree._Element, fs: "_FileState", used_ids: dict[str, int]) -> TuRec | None:
+        """Read one ``<trans-unit>``: its units are registered in the handle; None when it gives no unit."""
         T = self.T
         t_source, t_segsource, t_target, t_note, t_alt, t_cgroup, t_mrk = (
             T["source"], T["seg-source"], T["target"], T["note"], T["alt-trans"], T["context-group"], T["mrk"])
         h = self.h
         recs = h.recs
-        tus = h.tus
         read_unit = self.dialect.read_unit
-        seen: dict[str, etree._Element] = {}
-        no_translate: dict[etree._Element, bool] = {}
-        parent_no: dict[etree._Element, bool] = {}  # parent -> translate="no" on it or an enclosing group
-        tlang = (frec.target_language or "").lower()
-        max_units = _xml.MAX_UNITS
-        for tu in frec.el.iter(T["trans-unit"]):
-            line = tu.sourceline
-            if len(recs) >= max_units:
-                _xml.check_units(len(recs) + 1, self.path, line)
-            get = tu.get
-            tu_id = get("id")
-            if tu_id is None:
-                tu_id = f"{len(tus) + 1}"
-                self.issue("warning", f"<trans-unit> without id; called {tu_id!r}", line)
-            parent = tu.getparent()
-            if tu_id in seen:  # PASSOLO does this; we write by position, so only the unit id is made unique
-                self.issue("warning", f"trans-unit id {tu_id!r} is used twice in this file (unit ids get a ~N "
-                                      f"suffix)", line, tu_id)
-            seen[tu_id] = parent
-            source = segsource = target = None
-            notes: list[str] = []
-            ours: list[tuple[Finding, str | None]] = []
-            alts: list[etree._Element] = []
-            groups: list[etree._Element] = []
-            for ch in tu:
-                t = ch.tag
-                if t == t_source:
-                    if source is None:
-                        source = ch
-                elif t == t_target:
-                    if target is None:
-                        target = ch
-                elif t == t_note:
-                    if ch.get("from") == FINDINGS_AUTHOR:  # our findings: not a note for the translator or model
-                        ours.append(Finding.parse("".join(ch.itertext())))
-                    else:
-                        notes.append("".join(ch.itertext()))
-                elif t == t_segsource:
-                    segsource = ch
-                elif t == t_alt:
-                    alts.append(ch)
-                elif t == t_cgroup:
-                    groups.append(ch)
-            if source is None:
-                self.issue("error", "<trans-unit> without <source>", line, tu_id)
-                continue
-            rec = TuRec(tu, frec, source, segsource, target)
-            if get("translate", "yes") != "no":
-                group_no = parent_no.get(parent)
-                if group_no is None:
-                    group_no = parent_no[parent] = self._group_no(parent, no_translate)
-                translatable = not group_no
-            else:
-                translatable = False
+        frec = fs.file
+        seen, no_translate, parent_no, tlang = fs.seen, fs.no_translate, fs.parent_no, fs.tlang
+        line = tu.sourceline
+        if self.unit_count >= _xml.MAX_UNITS:
+            _xml.check_units(self.unit_count + 1, self.path, line)
+        get = tu.get
+        tu_id = get("id")
+        if tu_id is None:
+            tu_id = f"{self.tus_kept + 1}"
+            self.issue("warning", f"<trans-unit> without id; called {tu_id!r}", line)
+        parent = tu.getparent()
+        if tu_id in seen:  # PASSOLO does this; we write by position, so only the unit id is made unique
+            self.issue("warning", f"trans-unit id {tu_id!r} is used twice in this file (unit ids get a ~N "
+                                  f"suffix)", line, tu_id)
+        seen.add(tu_id)
+        source = segsource = target = None
+        notes: list[str] = []
+        ours: list[tuple[Finding, str | None]] = []
+        alts: list[etree._Element] = []
+        groups: list[etree._Element] = []
+        for ch in tu:
+            t = ch.tag
+            if t == t_source:
+                if source is None:
+                    source = ch
+            elif t == t_target:
+                if target is None:
+                    target = ch
+            elif t == t_note:
+                if ch.get("from") == FINDINGS_AUTHOR:  # our findings: not a note for the translator or model
+                    ours.append(Finding.parse("".join(ch.itertext())))
+                else:
+                    notes.append("".join(ch.itertext()))
+            elif t == t_segsource:
+                segsource = ch
+            elif t == t_alt:
+                alts.append(ch)
+            elif t == t_cgroup:
+                groups.append(ch)
+        if source is None:
+            self.issue("error", "<trans-unit> without <source>", line, tu_id)
+            return None
+        rec = TuRec(tu, frec, source, segsource, target)
+        if get("translate", "yes") != "no":
+            group_no = parent_no.get(parent)
+            if group_no is None:
+                group_no = parent_no[parent] = self._group_no(parent, no_translate)
+            translatable = not group_no
+        else:
+            translatable = False
+        if target is not None:
+            tl = target.get(XML_LANG)
+            h.targets_have_lang = bool(h.targets_have_lang) or tl is not None
+            if tl and tlang and tl.lower() != tlang:
+                self.issue("warning", f"target xml:lang {tl!r} contradicts the file's target-language "
+                                      f"{frec.target_language!r}", target.sourceline, tu_id)
+        seg_mrks = []
+        if segsource is not None:
+            seg_mrks = [m for m in segsource.iter(t_mrk) if m.get("mtype") == "seg"]
+        base = self._base(tu, tu_id, target, notes, groups, frec, translatable, line)
+        base["findings"] = _by_segment(ours)
+        if alts:
+            alts = _AltTrans(alts, self.T["target"])
+        if seg_mrks:
+            rec.segs = []
+            tmrks: dict[str, etree._Element] = {}
             if target is not None:
-                tl = target.get(XML_LANG)
-                h.targets_have_lang = bool(h.targets_have_lang) or tl is not None
-                if tl and tlang and tl.lower() != tlang:
-                    self.issue("warning", f"target xml:lang {tl!r} contradicts the file's target-language "
-                                          f"{frec.target_language!r}", target.sourceline, tu_id)
-            seg_mrks = []
-            if segsource is not None:
-                seg_mrks = [m for m in segsource.iter(t_mrk) if m.get("mtype") == "seg"]
-            base = self._base(tu, tu_id, target, notes, groups, frec, translatable, line)
-            base["findings"] = _by_segment(ours)
-            if alts:
-                alts = _AltTrans(alts, self.T["target"])
-            if seg_mrks:
-                rec.segs = []
-                tmrks: dict[str, etree._Element] = {}
-                if target is not None:
-                    for m in target.iter(t_mrk):
-                        if m.get("mtype") == "seg":
-                            tmrks.setdefault(m.get("mid", ""), m)
-                nested = self._nested_segment(seg_mrks, segsource)
-                if nested is None and target is not None:
-                    nested = self._nested_segment(list(tmrks.values()), target)
-                if nested is not None:
-                    self.issue("error", f"segment mid={nested.get('mid')!r} is inside another segment (segments "
-                                        f"cannot nest)", nested.sourceline, tu_id)
+                for m in target.iter(t_mrk):
+                    if m.get("mtype") == "seg":
+                        tmrks.setdefault(m.get("mid", ""), m)
+            nested = self._nested_segment(seg_mrks, segsource)
+            if nested is None and target is not None:
+                nested = self._nested_segment(list(tmrks.values()), target)
+            if nested is not None:
+                self.issue("error", f"segment mid={nested.get('mid')!r} is inside another segment (segments "
+                                    f"cannot nest)", nested.sourceline, tu_id)
+                return None
+            mids = set()
+            for m in seg_mrks:
+                mid = m.get("mid")
+                if mid is None:
+                    self.issue("error", "<mrk mtype=\"seg\"> without mid in <seg-source>", m.sourceline, tu_id)
                     continue
-                mids = set()
-                for m in seg_mrks:
-                    mid = m.get("mid")
-                    if mid is None:
-                        self.issue("error", "<mrk mtype=\"seg\"> without mid in <seg-source>", m.sourceline, tu_id)
-                        continue
-                    if mid in mids:
-                        self.issue("error", f"segment mid {mid!r} appears twice in <seg-source>", m.sourceline,
-                                   tu_id)
-                        continue
-                    mids.add(mid)
-                    tm = tmrks.get(mid)
-                    unit = self._unit(base, f"{tu_id}#{mid}", m, tm, used_ids, alts, mid)
-                    seg = SegRec(unit, mid, m, tm)
-                    rec.segs.append(seg)
-                    recs[id(unit)] = (rec, seg)
-                    read_unit(h, rec, unit, seg)
-                    out.append(unit)
-                for mid, tm in tmrks.items():
-                    if mid not in mids:
-                        self.issue("warning", f"the target has a segment mid={mid!r} that <seg-source> lacks; it is "
-                                              f"kept as is", tm.sourceline, tu_id)
-                if not rec.segs:
+                if mid in mids:
+                    self.issue("error", f"segment mid {mid!r} appears twice in <seg-source>", m.sourceline,
+                               tu_id)
                     continue
-            else:
-                if segsource is not None and not self.reader.segment(source).text.strip():
-                    continue  # seg-source without segments (e.g. SDLXLIFF code-only paragraph): nothing to translate
-                unit = self._unit(base, tu_id, source, target, used_ids, alts, None, own=True)
-                rec.unit = unit
-                recs[id(unit)] = rec
-                read_unit(h, rec, unit, None)
-                out.append(unit)
-            tus.append(rec)
+                mids.add(mid)
+                tm = tmrks.get(mid)
+                unit = self._unit(base, f"{tu_id}#{mid}", m, tm, used_ids, alts, mid)
+                seg = SegRec(unit, mid, m, tm)
+                rec.segs.append(seg)
+                recs[id(unit)] = (rec, seg)
+                read_unit(h, rec, unit, seg)
+                self.unit_count += 1
+            for mid, tm in tmrks.items():
+                if mid not in mids:
+                    self.issue("warning", f"the target has a segment mid={mid!r} that <seg-source> lacks; it is "
+                                          f"kept as is", tm.sourceline, tu_id)
+            if not rec.segs:
+                return None
+        else:
+            if segsource is not None and not self.reader.segment(source).text.strip():
+                return None  # seg-source without segments (e.g. SDLXLIFF code-only paragraph): nothing to translate
+            unit = self._unit(base, tu_id, source, target, used_ids, alts, None, own=True)
+            rec.unit = unit
+            recs[id(unit)] = rec
+            read_unit(h, rec, unit, None)
+            self.unit_count += 1
+        h.tus.append(rec)
+        self.tus_kept += 1
+        return rec
 
     @staticmethod
     def _nested_segment(segs: list[etree._Element], holder) -> etree._Element | None:
@@ -1110,30 +1163,42 @@ class Writer:
 
     def run(self) -> str:
         for tu in self.h.tus:
-            if tu.segs is None:
-                u = tu.unit
-                if not u.changed:
-                    continue
-                self.check_unit(u)
-                self.plain(tu)
-            else:
-                units = tu.units()
-                if not any(u.changed for u in units):
-                    continue
-                for u in units:
-                    if u.changed:
-                        self.check_unit(u)
-                self.segmented(tu)
-            self.previous_versions(tu)  # after a new target, before the dialect's extension elements
-            if self.h.dialect.notes_for_findings(tu):
-                self.finding_notes(tu)
-            self.h.dialect.write_tu(self, tu)
+            self.write_tu(tu)
         self.h.dialect.finish(self)
+        for f in self.h.files:
+            self.file_language(f)
+        self.declarations()
+        return self.sp.result()
+
+    def write_tu(self, tu: TuRec) -> None:
+        """The edits of one trans-unit's changed units (none when nothing changed)."""
+        if tu.segs is None:
+            u = tu.unit
+            if not u.changed:
+                return
+            self.check_unit(u)
+            self.plain(tu)
+        else:
+            units = tu.units()
+            if not any(u.changed for u in units):
+                return
+            for u in units:
+                if u.changed:
+                    self.check_unit(u)
+            self.segmented(tu)
+        self.previous_versions(tu)  # after a new target, before the dialect's extension elements
+        if self.h.dialect.notes_for_findings(tu):
+            self.finding_notes(tu)
+        self.h.dialect.write_tu(self, tu)
+
+    def file_language(self, f: FileRec) -> None:
+        """``target-language`` on a ``<file>`` that has none, when the document's target language was set."""
         lang = self.doc.target_lang
-        if lang and lang != self.h.target_lang:
-            for f in self.h.files:
-                if not f.target_language:
-                    self.replace_start(f.el, {"target-language": lang})
+        if lang and lang != self.h.target_lang and not f.target_language:
+            self.replace_start(f.el, {"target-language": lang})
+
+    def declarations(self) -> None:
+        """Namespace declarations new attributes need (ITS), on the root element."""
         if self.declare:
             root = self.xf.root
             changes: dict[str, str | None] = {f"xmlns:{p}": uri for p, uri in self.declare.items()}
@@ -1141,7 +1206,6 @@ class Writer:
                 prefix = next(p for p, uri in self.declare.items() if uri == ITS_NS)
                 changes[f"{prefix}:version"] = "2.0"
             self.replace_start(root, changes)
-        return self.sp.result()
 
 
 def save(doc: Document, path: Path) -> None:
