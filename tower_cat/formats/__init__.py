@@ -72,12 +72,12 @@ def load(path: str | Path, format: str | None = None, *, strict: bool = True, le
 
 
 def stream(path: str | Path, format: str | None = None, *, strict: bool = True, window: int | None = None):
-    """A streaming reader/writer for formats that have one (XLIFF 1.2 and MQXLIFF: ``xliff12_stream``), else None
+    """A streaming reader/writer for formats that have one (XLIFF 1.2, MQXLIFF, SDLXLIFF: ``xliff12_stream``), else None
     (the caller loads the whole file). Memory follows a window of units instead of the file; the output is the
     same as ``load`` + ``save``."""
     path = Path(path)
     name = format or detect(path)
-    if name not in ("xliff12", "mqxliff"):
+    if name not in ("xliff12", "mqxliff", "sdlxliff"):
         return None
     from tower_cat.formats import xliff12_stream
 
@@ -86,6 +86,10 @@ def stream(path: str | Path, format: str | None = None, *, strict: bool = True, 
         from tower_cat.formats.mqxliff import MqDialect
 
         dialect = MqDialect()
+    elif name == "sdlxliff":
+        from tower_cat.formats.sdlxliff import SdlDialect
+
+        dialect = SdlDialect()
     return xliff12_stream.stream(path, strict=strict, dialect=dialect, window=window or xliff12_stream.DEFAULT_WINDOW)
 
 

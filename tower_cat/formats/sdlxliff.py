@@ -208,6 +208,10 @@ class SdlDialect(xliff12.Dialect):
         sep = w.nl + indent if indent or (first is not None and xf.text[xf.spans[root].tag_end:xf.spans[first].start].startswith(("\n", "\r"))) else ""
         w.sp.insert(xf.spans[root].tag_end, f'{sep}<doc-info xmlns="{SDL_NS}">{block}</doc-info>')
 
+    def forget_elements(self) -> None:
+        self._segs.clear()
+        self._defs.clear()
+
     def seg_defs(self, tu: xliff12.TuRec) -> etree._Element | None:
         if tu.el not in self._defs:
             defs = None

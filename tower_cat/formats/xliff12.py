@@ -192,6 +192,9 @@ class Dialect:
     def finish(self, w: "Writer") -> None:
         """Document-level markup after every trans-unit is written (SDLXLIFF comment definitions)."""
 
+    def forget_elements(self) -> None:
+        """Drop what is cached per element: a streaming reader frees the trans-units it has written."""
+
     def segment_with_findings(self, w: "Writer", tu: TuRec, seg: SegRec, content: str | None) -> str | None:
         """The target content of a segment with its findings, when the tool keeps comments inside the target
         (SDLXLIFF); ``content``: the new content, None when the target is not edited. None: no change."""

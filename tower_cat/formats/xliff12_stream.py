@@ -1,4 +1,4 @@
-"""XLIFF 1.2 (and MQXLIFF) read and rewritten a window of trans-units at a time, in memory that follows the window.
+"""XLIFF 1.2 (and MQXLIFF, SDLXLIFF) read and rewritten a window of trans-units at a time, in memory that follows the window.
 
 ``xliff12.load`` keeps the whole file (its text, lxml tree, element offsets and every Unit): about 25-40 bytes of
 memory per byte of file, which is 6-9 GB for a 235 MB XLIFF. Commands that look at each unit once (``validate``,
@@ -272,19 +272,26 @@ class StreamedXliff:
         """Drop every element up to ordinal ``last`` that is not still open: from the tree, the offsets and the
         caches that hold elements."""
         index, by_ordinal, sc = self._index, self._by_ordinal, self.scanner
+        keep = self._head_last
         open_now = set(map(id, self._stack))
         for k, parent in enumerate(self._stack):
             child_open = self._stack[k + 1] if k + 1 < len(self._stack) else None
-            while len(parent):
-                child = parent[0]
+            j = 0
+            while j < len(parent):
+                child = parent[j]
                 probe = child
                 while probe is not None and not isinstance(probe.tag, str):  # comments, PIs: go with what follows
                     probe = probe.getnext()
-                if probe is None or probe is child_open or index.get(probe, last + 1) > last:
+                if probe is None or probe is child_open:
                     break
-                del parent[0]
+                i = index.get(probe, last + 1)
+                if i > last:
+                    break
+                if i <= keep:  # the head's elements stay (SDLXLIFF's <doc-info> is read and written at the end)
+                    j += 1
+                    continue
+                del parent[j]
         done = []
-        keep = self._head_last
         for i, el in by_ordinal.items():
             if i > last:
                 break
@@ -300,6 +307,7 @@ class StreamedXliff:
         if self._file is not None:
             self._file.forget_elements()
         self.loader.reader._codes.clear()
+        self.loader.dialect.forget_elements()
         if self._writer is not None:
             self._writer._previous.clear()
 
