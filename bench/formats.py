@@ -1,6 +1,6 @@
 """Load + save of a generated 100 000-unit XLIFF 1.2: tower-cat next to translate-toolkit, in one run.
 
-    .venv/bin/python bench/formats.py [--units 100000] [--repeat 1]
+    .venv/bin/python bench/formats.py [--units 100000]
     .venv/bin/python bench/formats.py --tmx      # peak RSS of the streaming TMX reader, 10k..300k units
     .venv/bin/python bench/formats.py --memory [--memory-units 10000,100000,400000] [--json]
         # peak RSS of `tower-cat validate` / `pseudo` per file size, each in a fresh process
