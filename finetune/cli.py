@@ -27,6 +27,7 @@ from typing import Callable
 import click
 
 from tower_cat.finetune.recipe import STAGE_CHOICES
+from tower_cat.outputs import refuse_output_folder_overlaps, refuse_overlaps
 
 
 def _data_options(func: Callable) -> Callable:
@@ -179,6 +180,9 @@ def finetune(ctx, tm_paths, mono_paths, glossary, source_lang, target_langs, wor
     missing = [name for name, v in (("--tm", tm_paths), ("--base", base), ("--out", out_dir)) if not v]
     if missing:
         raise click.UsageError(f"missing {', '.join(missing)} (or use a subcommand: data, train, evaluate, dpo, rl)")
+    refuse_output_folder_overlaps({"--out": out_dir}, {
+        "--tm": tm_paths, "--mono": mono_paths, "--glossary": glossary, "--base": base, "--draft-model": draft_model,
+        "--comet": comet, "--accelerate-config": accelerate_config})
     if accelerate_config is not None:
         ctx.exit(launch_with_accelerate(accelerate_config, _argv_of(ctx, ("accelerate_config",))))
     from rich.console import Console
@@ -230,6 +234,9 @@ def finetune(ctx, tm_paths, mono_paths, glossary, source_lang, target_langs, wor
 def data_cmd(tm_paths, mono_paths, glossary, source_lang, target_langs, wording, heldout, parallel_share,
              post_edit_rate, few_shot, runtime_share, draft_model, seed, tokenizer, out_dir, show, as_json) -> int:
     """Only build the datasets: statistics, and JSONL files with --out."""
+    refuse_output_folder_overlaps({"--out": out_dir}, {
+        "--tm": tm_paths, "--mono": mono_paths, "--glossary": glossary, "--tokenizer": tokenizer,
+        "--draft-model": draft_model})
     from rich.console import Console
 
     from tower_cat.finetune.data import build_datasets, save_datasets, stats_table
@@ -283,6 +290,7 @@ def data_cmd(tm_paths, mono_paths, glossary, source_lang, target_langs, wording,
 @click.option("--json", "as_json", is_flag=True)
 def evaluate_cmd(model_dir, heldout, baseline, comet, limit, backend, device, threads, save, as_json) -> int:
     """Score a model (and optionally a baseline) on held-out pairs: chrF, BLEU, COMET."""
+    refuse_overlaps({"--save": save}, {"--heldout": heldout})
     from rich.console import Console
 
     from tower_cat.finetune.data import load_pairs
@@ -325,6 +333,10 @@ def evaluate_cmd(model_dir, heldout, baseline, comet, limit, backend, device, th
 def dpo_cmd(model_dir, pairs, out_dir, qe, candidates, max_pairs, min_gap, lora, lr, beta, epochs, batch_size,
             grad_accum, quantization, device, threads, seed) -> int:
     """Preference stage: sample candidates, rank them by QE, DPO, export to OUT/hf + OUT/ct2."""
+    qe_dir = qe.partition(":")[2]   # comet:DIR or llm:MODEL_DIR; a hub id is no folder here
+    refuse_output_folder_overlaps({"--out": out_dir}, {
+        "--model": [model_dir, model_dir / "hf", model_dir / "ct2"] + ([] if pairs else [model_dir / "data" / "train"]),
+        "--pairs": pairs, "--qe": qe_dir if qe_dir and Path(qe_dir).exists() else None})
     import random as _random
 
     from rich.console import Console
@@ -398,6 +410,8 @@ def _train_config(**kw):
 def train_cmd(data_dir, stage, base, out_dir, lora, lora_r, epochs, max_steps, lr, batch_size, grad_accum, seq_len,
               warmup, precision, gradient_checkpointing, save_every, device, threads, seed, as_json) -> int:
     """Train one stage on prepared data (the building block for `accelerate launch -m tower_cat.finetune train`)."""
+    # train clears --out before moving the final model in: it must hold neither the data nor the base model
+    refuse_output_folder_overlaps({"--out": out_dir}, {"--data": [data_dir, data_dir / stage], "--base": base})
     from tower_cat.finetune.train import train
 
     cfg = _train_config(lora=lora, lora_r=lora_r, lora_alpha=2 * lora_r, epochs=epochs, max_steps=max_steps, lr=lr,
@@ -447,6 +461,9 @@ def rl_cmd(model_dir, out_dir, glossary, comet, max_sources, generations, max_ne
            instruction_rate, reward_weights, lora, lr, epochs, max_steps, batch_size, grad_accum, quantization,
            allow_regression, device, threads, seed) -> int:
     """RL with verifiable rewards (GRPO): glossary, tags, instructions, chrF/COMET against the TM target."""
+    refuse_output_folder_overlaps({"--out": out_dir}, {
+        "--model": [model_dir, model_dir / "hf", model_dir / "ct2", model_dir / "data"], "--glossary": glossary,
+        "--comet": comet})
     import random as _random
     import shutil
 

@@ -15,7 +15,7 @@ import pytest
 
 from tower_cat.cli import main
 from tower_cat.errors import OutputError
-from tower_cat.outputs import refuse_overlaps, same_file
+from tower_cat.outputs import refuse_output_folder_overlaps, refuse_overlaps, same_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
@@ -181,3 +181,114 @@ def test_serve_refuses_two_databases_in_one_file(tm_db, tmp_path):
     _refused(run("serve", "--model", model, "--tm", tm_db, "--jobs-dir", tmp_path, "--state",
                  _link("hardlink", tm_db, tmp_path / "state.sqlite")), "--state", "--tm")
     assert tm_db.read_bytes() == before
+
+
+# finetune writes folders (checkpoints, datasets, exports; `train` clears its --out first): the output folder may
+# be neither an input nor hold one. Every input here is an empty or minimal stand-in: the refusal comes first.
+
+@pytest.fixture
+def tuning_inputs(tmp_path) -> dict[str, Path]:
+    work = tmp_path / "work"
+    (work / "base").mkdir(parents=True)
+    (work / "base" / "config.json").write_text("{}")
+    shutil.copy(SAMPLES / "tower-notes.tmx", work / "client.tmx")
+    shutil.copy(SAMPLES / "glossary.de.csv", work / "g.csv")
+    run_dir = work / "run"   # a finetune output: hf/ ct2/ data/
+    for sub in ("hf", "ct2", "data/train", "data/sft"):
+        (run_dir / sub).mkdir(parents=True)
+    (run_dir / "hf" / "config.json").write_text("{}")
+    (run_dir / "data" / "heldout.jsonl").write_text('{"source": "a", "target": "b"}\n')
+    return {"work": work, "base": work / "base", "tmx": work / "client.tmx", "glossary": work / "g.csv",
+            "run": run_dir}
+
+
+def _snapshot(folder: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+def test_finetune_refuses_an_out_folder_over_or_around_its_inputs(tuning_inputs, tmp_path):
+    i = tuning_inputs
+    before = _snapshot(i["work"])
+    _refused(run("finetune", "--tm", i["tmx"], "--base", i["base"], "--out", i["base"]), "--out", "--base")
+    _refused(run("finetune", "--tm", i["tmx"], "--base", i["base"], "--out", i["work"]), "--out", "--tm")
+    _refused(run("finetune", "--tm", i["tmx"], "--glossary", i["glossary"], "--base", i["base"],
+                 "--out", _link("symlink", i["work"], tmp_path / "alias")), "--out", "--tm")
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    config = configs / "ddp.yaml"
+    config.write_text("distributed_type: MULTI_GPU\n")   # refused before `accelerate launch` is started
+    _refused(run("finetune", "--tm", "postgresql://h/db", "--base", i["base"], "--accelerate-config", config,
+                 "--out", configs), "--out", "--accelerate-config")
+    assert _snapshot(i["work"]) == before
+    assert config.read_text() == "distributed_type: MULTI_GPU\n"
+
+
+def test_finetune_data_refuses_an_out_folder_holding_its_memories(tuning_inputs):
+    i = tuning_inputs
+    before = _snapshot(i["work"])
+    _refused(run("finetune", "data", "--tm", i["tmx"], "--out", i["work"]), "--out", "--tm")
+    _refused(run("finetune", "data", "--tm", i["tmx"], "--tokenizer", i["base"], "--out", i["base"]), "--out",
+             "--tokenizer")
+    assert _snapshot(i["work"]) == before
+
+
+def test_finetune_train_refuses_an_out_folder_over_its_data_or_base(tuning_inputs):
+    i = tuning_inputs
+    data = i["run"] / "data"
+    before = _snapshot(i["work"])
+    for out, flag in ((data / "sft", "--data"), (i["run"], "--data"), (i["base"], "--base")):
+        _refused(run("finetune", "train", "--data", data, "--stage", "sft", "--base", i["base"], "--out", out),
+                 "--out", flag)
+    assert _snapshot(i["work"]) == before
+
+
+def test_finetune_dpo_refuses_an_out_folder_over_its_model_pairs_or_qe_model(tuning_inputs, tmp_path):
+    i = tuning_inputs
+    pairs = i["run"] / "data" / "heldout.jsonl"
+    models = tmp_path / "models"
+    (models / "comet").mkdir(parents=True)
+    comet = models / "comet"
+    before = _snapshot(i["work"])
+    _refused(run("finetune", "dpo", "--model", i["run"], "--out", i["run"]), "--out", "--model")
+    _refused(run("finetune", "dpo", "--model", i["run"], "--out", i["run"] / "hf"), "--out", "--model")
+    _refused(run("finetune", "dpo", "--model", i["run"], "--pairs", pairs, "--out", i["run"] / "data"), "--out",
+             "--pairs")
+    _refused(run("finetune", "dpo", "--model", i["run"], "--qe", f"comet:{comet}", "--out", models), "--out",
+             "--qe")
+    assert _snapshot(i["work"]) == before
+
+
+def test_finetune_rl_refuses_an_out_folder_over_its_model_or_glossary(tuning_inputs, tmp_path):
+    i = tuning_inputs
+    before = _snapshot(i["work"])
+    _refused(run("finetune", "rl", "--model", i["run"], "--out", i["run"] / "data"), "--out", "--model")
+    _refused(run("finetune", "rl", "--model", i["run"], "--glossary", i["glossary"], "--out", i["work"]), "--out",
+             "--model")
+    terms = tmp_path / "terms"
+    terms.mkdir()
+    _refused(run("finetune", "rl", "--model", i["run"], "--glossary", _link("hardlink", i["glossary"],
+                 terms / "g.csv"), "--out", terms), "--out", "--glossary")
+    assert _snapshot(i["work"]) == before
+
+
+def test_finetune_evaluate_refuses_to_save_over_its_heldout(tuning_inputs):
+    heldout = tuning_inputs["run"] / "data" / "heldout.jsonl"
+    before = heldout.read_bytes()
+    _refused(run("finetune", "evaluate", "--model", tuning_inputs["run"] / "ct2", "--heldout", heldout,
+                 "--save", heldout), "--save", "--heldout")
+    assert heldout.read_bytes() == before
+
+
+def test_output_folder_beside_or_below_its_inputs_is_allowed(tuning_inputs, tmp_path):
+    i = tuning_inputs
+    reads = {"--tm": [i["tmx"], "postgresql://h/db"], "--base": i["base"], "--glossary": None}
+    refuse_output_folder_overlaps({"--out": tmp_path / "tuned"}, reads)        # a new folder beside them
+    refuse_output_folder_overlaps({"--out": i["base"] / "tuned"}, reads)       # below a model folder: none replaced
+    refuse_output_folder_overlaps({"--out": i["work"] / "client"}, reads)      # a name that only starts alike
+    with pytest.raises(OutputError, match="--tm .* is inside it"):
+        refuse_output_folder_overlaps({"--out": i["work"]}, reads)
+    if hasattr(os, "link"):   # identity too: a hard link is the same file wherever it is
+        hard = tmp_path / "hard.tmx"
+        os.link(i["tmx"], hard)
+        with pytest.raises(OutputError, match="same file"):
+            refuse_output_folder_overlaps({"--out": hard}, reads)

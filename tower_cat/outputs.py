@@ -5,7 +5,9 @@
 TM, cache, sessions, glossary, state), each under the name the user gave it (a flag), and refuses when two of
 them are the same file: by resolved path (the file may not exist yet; symlinked folders resolve), and for
 files that exist by identity (``os.path.samefile``: same device and inode, so hard links and symlinks are
-caught too). URLs (``postgresql://…``) and ``:memory:`` are not files and are skipped.
+caught too). URLs (``postgresql://…``) and ``:memory:`` are not files and are skipped. Commands that write a
+folder (``convert``, ``finetune``) use :func:`refuse_output_folder_overlaps`, which also refuses an output folder
+that holds one of the inputs.
 """
 
 from __future__ import annotations
@@ -68,4 +70,46 @@ def refuse_overlaps(writes: Mapping[str, Paths], reads: Mapping[str, Paths] | No
                                   hint=f"give {wrole} another file")
 
 
-__all__ = ["refuse_overlaps", "same_file"]
+def _inside(path: Path, folder: Path) -> bool:
+    """True when ``path`` lies under ``folder``: by resolved path, or (``folder`` existing) when one of the
+    folders above ``path`` is ``folder`` itself by device and inode (a bind mount, another name for it)."""
+    try:
+        resolved, resolved_folder = path.resolve(), folder.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: nothing sensible lies under it
+        return False
+    if resolved_folder in resolved.parents:
+        return True
+    try:
+        target = os.stat(resolved_folder)
+    except OSError:  # the output folder does not exist yet: the resolved paths decided
+        return False
+    for parent in resolved.parents:
+        try:
+            st = os.stat(parent)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+            return True
+    return False
+
+
+def refuse_output_folder_overlaps(writes: Mapping[str, Paths], reads: Mapping[str, Paths]) -> None:
+    """Raise :class:`OutputError` when an output FOLDER is one of the paths a command reads, or holds one.
+
+    Commands that write a folder (``finetune``'s checkpoints and exports, ``convert``) empty or replace what is in
+    it (``finetune train`` clears its ``--out`` before moving the final model in), so an input anywhere below the
+    output folder, a TMX or the base model alike, is as much at risk as an input given as the folder itself.
+    The output folder may not exist yet. An output folder below a read folder is allowed: writing there replaces
+    none of the read folder's files (commands that read a sub-folder, ``--data D`` reading ``D/sft``, list it).
+    """
+    refuse_overlaps(writes, reads)
+    for wrole, paths in writes.items():
+        for folder in _files(paths):
+            for rrole, read_paths in reads.items():
+                for read in _files(read_paths):
+                    if _inside(read, folder):
+                        raise OutputError(f"refusing to write {wrole} {folder}: {rrole} {read} is inside it",
+                                          path=folder, hint=f"give {wrole} another folder")
+
+
+__all__ = ["refuse_output_folder_overlaps", "refuse_overlaps", "same_file"]

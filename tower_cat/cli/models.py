@@ -26,14 +26,10 @@ def convert(src: str, out: Path, quantization: str | None, force: bool, family: 
             languages: str | None) -> None:
     """Convert a Hugging Face model (folder, or hub id when online) into a tower-cat model folder."""
     from tower_cat.convert import convert_model
-    from tower_cat.errors import OutputError
-    from tower_cat.outputs import refuse_overlaps
+    from tower_cat.outputs import refuse_output_folder_overlaps
 
     if Path(src).exists():  # a local folder, not a hub id: OUT (emptied with --force) must not hold it
-        refuse_overlaps({"OUT": out}, {"SRC": src})
-        if Path(out).resolve() in Path(src).resolve().parents:
-            raise OutputError(f"refusing to write OUT {out}: SRC {src} is inside it", path=out,
-                              hint="give OUT another folder")
+        refuse_output_folder_overlaps({"OUT": out}, {"SRC": src})
     info = convert_model(src, out, quantization=quantization, force=force, family=family, languages=languages)
     click.echo(f"{out}: {info.family} ({info.architecture}{', given' if info.family_source == 'given' else ''}), "
                f"stops on {', '.join(info.end_tokens)}" + (f", {quantization}" if quantization else ""))
