@@ -3,6 +3,7 @@ memory it was built for (issue 20, finding 6): `validate` and `pseudo` peak unde
 
 from __future__ import annotations
 
+import collections
 import json
 import re
 import resource
@@ -262,3 +263,83 @@ def test_validate_and_pseudo_peak_under_five_times_the_file(tmp_path):
     assert (tmp_path / "out.xlf").stat().st_size > size
     assert (validate - baseline) < 5 * size, (validate, baseline, size)
     assert (pseudo - baseline) < 5 * size, (pseudo, baseline, size)
+
+
+@pytest.mark.parametrize("reader", ["xliff12", "sdlxliff", "mqxliff"])
+def test_mutated_files_stream_like_they_load(reader, tmp_path_factory):
+    """Fuzz (the mutations of tests/test_fuzz_readers.py over the samples and corpus): whatever a broken or odd
+    file does to the whole-file reader, the streaming one does the same: the same error (file and line), or the
+    same units, findings and pseudo-translated bytes."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from test_fuzz_readers import EXAMPLES, LONG_RUN, _seeds, mutate, mutations
+
+    from tower_cat.errors import TowerCatError
+
+    tmp = tmp_path_factory.mktemp(f"stream-fuzz-{reader}")
+    seeds = _seeds(reader, tmp)
+    if not seeds:
+        pytest.skip(f"no seed file for {reader} (../shared/corpus absent)")
+    module = formats.module(reader)
+    outcomes = []
+
+    def whole(path, out):
+        doc = module.load(path, strict=False)
+        _edit(doc.units)
+        doc.save(out)
+        return _facts(doc.units), [str(i) for i in doc.issues]
+
+    def streamed(path, out):
+        with formats.stream(path, reader, strict=False, window=2) as doc:
+            doc.write_to(out)
+            facts = []
+            for units in doc.windows():
+                _edit(units)
+                facts += _facts(units)
+            doc.finish()
+            return facts, [str(i) for i in doc.issues]
+
+    def outcome(fn, path, out):
+        try:
+            return ("ok", fn(path, out), _CLOCK.sub(b"T", out.read_bytes()))
+        except TowerCatError as exc:  # a file broken twice may be refused for either fault: the one read first
+            assert str(path) in str(exc) and (exc.line is not None or exc.unit is not None or
+                                              "no <file>" in exc.message), exc
+            return ("error",)
+
+    @settings(max_examples=max(EXAMPLES // 2, 20), deadline=None, derandomize=not LONG_RUN, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                     HealthCheck.function_scoped_fixture])
+    @given(st.data())
+    def case(data):
+        seed = data.draw(st.sampled_from(seeds), label="seed")
+        edits = data.draw(mutations(seed.stat().st_size), label="edits")
+        path = tmp / ("case-" + seed.name)
+        path.write_bytes(mutate(seed.read_bytes(), edits))
+        want = outcome(whole, path, tmp / "whole.out")
+        got = outcome(streamed, path, tmp / "streamed.out")
+        outcomes.append(want[0])
+        assert got == want
+
+    case()
+    print(reader, collections.Counter(outcomes))
+    assert "ok" in outcomes  # the mutations left some files readable: the comparison was exercised
+
+
+def test_a_trans_unit_inside_another_is_an_error_in_both_readers(tmp_path):
+    """Found by the fuzz test above: a nested trans-unit made the whole-file writer crash on overlapping edits
+    (an AssertionError); the schema forbids it, so both readers now report it naming the line."""
+    path = tmp_path / "nested.xlf"
+    path.write_text('<?xml version="1.0"?>\n<xliff version="1.2" xmlns="urn:oasis:names:tc:xliff:document:1.2">\n'
+                    '<file original="x" source-language="en" datatype="plaintext"><body>\n'
+                    '<trans-unit id="a"><source>A</source>\n'
+                    '<trans-unit id="b"><source>B</source></trans-unit></trans-unit>\n'
+                    '</body></file></xliff>\n', encoding="utf-8")
+    with pytest.raises(FormatError, match="cannot nest") as whole:
+        formats.load(path)
+    assert whole.value.line == 5 and whole.value.unit == "b"
+    with pytest.raises(FormatError, match="cannot nest") as streamed:
+        with formats.stream(path) as doc:
+            list(doc.units())
+    assert streamed.value.line == 5
+    assert [u.id for u in formats.load(path, strict=False).units] == ["a"]

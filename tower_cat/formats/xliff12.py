@@ -340,6 +340,27 @@ class _FileState:
         self.parent_no.clear()
 
 
+_TARGET_START = re.compile(r"<(?:[A-Za-z_][\w.-]*:)?target(?=[\s/>])[^>]*>")
+_ALT_TRANS = re.compile(r"<((?:[A-Za-z_][\w.-]*:)?alt-trans)(?=[\s/>])(?:[^>]*/>|.*?</\1\s*>)", re.S)
+
+
+def targets_have_lang(text: str) -> bool | None:
+    """What the whole-file reader learns from every trans-unit's ``<target>`` (those in ``<alt-trans>`` do not
+    count): None when there is none, else whether any carries ``xml:lang``."""
+    seen = False
+    skip = _ALT_TRANS.finditer(text)
+    alt = next(skip, None)
+    for m in _TARGET_START.finditer(text):
+        while alt is not None and alt.end() <= m.start():
+            alt = next(skip, None)
+        if alt is not None and alt.start() < m.start():
+            continue
+        if "xml:lang" in m.group(0):
+            return True
+        seen = True
+    return False if seen else None
+
+
 def link_context(units: list[Unit], before: tuple[Unit, str] | None = None) -> tuple[Unit, str] | None:
     """Each unit's previous and next source text (within one ``<file>``). ``before``: the unit preceding
     ``units[0]`` and its source text (a streaming reader links across trans-units); returns the same for the
@@ -383,7 +404,7 @@ class _Loader:
                                      "context-group", "context", "mrk", "group", "body")}
         self.reader = _ContentReader(xf, ns)
         self.h = Handle(xf=xf, dialect=self.dialect, ns=ns, files=[], tus=[], target_lang=None,
-                        targets_have_lang=None)
+                        targets_have_lang=targets_have_lang(xf.text))
         self.src_lang = self.tgt_lang = None
         return self.h
 
@@ -454,6 +475,10 @@ class _Loader:
             tu_id = f"{self.tus_kept + 1}"
             self.issue("warning", f"<trans-unit> without id; called {tu_id!r}", line)
         parent = tu.getparent()
+        for outer in tu.iterancestors(T["trans-unit"]):
+            self.issue("error", f"<trans-unit> inside <trans-unit id={outer.get('id')!r}> (line "
+                                f"{outer.sourceline}): trans-units cannot nest", line, tu_id)
+            return None
         if tu_id in seen:  # PASSOLO does this; we write by position, so only the unit id is made unique
             self.issue("warning", f"trans-unit id {tu_id!r} is used twice in this file (unit ids get a ~N "
                                   f"suffix)", line, tu_id)
@@ -495,7 +520,6 @@ class _Loader:
             translatable = False
         if target is not None:
             tl = target.get(XML_LANG)
-            h.targets_have_lang = bool(h.targets_have_lang) or tl is not None
             if tl and tlang and tl.lower() != tlang:
                 self.issue("warning", f"target xml:lang {tl!r} contradicts the file's target-language "
                                       f"{frec.target_language!r}", target.sourceline, tu_id)

@@ -15,16 +15,14 @@ bytes from it) and one id per trans-unit (duplicate ids are reported and renamed
         doc.finish()
 
 The output is byte-identical to ``load`` + ``save`` with the same edits (tests/test_xliff12_stream.py checks that on
-the samples and the third-party corpus). Two things the whole-file reader decides from the whole file are decided
-from what was read so far: whether new targets get ``xml:lang`` (here from a scan of the text for ``<target``
-start tags first, so the same in practice), and ``target_lang`` when the first ``<file>`` has no target-language
-but a later one has (the whole-file reader takes the later one; this reader knows only the first when the caller
-sets the target language).
+the samples and the third-party corpus, and on fuzzed files). One thing the whole-file reader decides from the whole
+file is decided from what was read so far: ``target_lang`` when the first ``<file>`` has no target-language but a
+later one has (the whole-file reader takes the later one; this reader knows only the first when the caller sets
+the target language).
 """
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -37,20 +35,6 @@ from tower_cat.errors import FormatError, UnsafeXMLError
 from tower_cat.formats import _xml, xliff12
 
 DEFAULT_WINDOW = 2000  # units per window: large enough that per-window work is amortised, small in memory
-_TARGET_START = re.compile(r"<(?:[A-Za-z_][\w.-]*:)?target(?=[\s/>])[^>]*>")
-
-
-def _targets_have_lang(text: str) -> bool | None:
-    """What the whole-file reader learns from every ``<target>``: None when there is none, else whether any
-    carries ``xml:lang``."""
-    seen = False
-    for m in _TARGET_START.finditer(text):
-        if "xml:lang" in m.group(0):
-            return True
-        seen = True
-    return False if seen else None
-
-
 class StreamedXliff:
     """One XLIFF 1.2 file, read (and optionally rewritten) front to back. Not reusable: one pass."""
 
@@ -135,14 +119,15 @@ class StreamedXliff:
         try:
             yield from self._events
         except etree.XMLSyntaxError as exc:
-            line = exc.position[0] if exc.position else None
+            line = max(exc.position[0], 1) if exc.position else None  # an empty file: line 0 here, 1 in parse()
             raise FormatError(f"not well-formed XML: {exc.msg}", path=self.path, line=line) from None
 
-    def _read(self) -> Iterator[tuple[xliff12.TuRec, int]]:
-        """Trans-units with units, in file order, each with the ordinal of its last element; the units of one
-        ``<file>`` are context-linked as they come."""
+    def _read(self) -> Iterator[tuple[list[xliff12.TuRec], int] | None]:
+        """Trans-units with units, in file order (one at a time, or one with those nested in it), each with the
+        ordinal of its last element; the units of one ``<file>`` are context-linked as they come."""
         loader, sc, index, by_ordinal, stack = self.loader, self.scanner, self._index, self._by_ordinal, self._stack
         previous: tuple[Unit, str] | None = None
+        nested: list[etree._Element] = []
         t_file = t_tu = None
         for event, el in self._iter_events():
             if event == "start":
@@ -153,8 +138,7 @@ class StreamedXliff:
                 if len(stack) == 1:
                     self.xf.root = el
                     self._head_end = 0
-                    h = loader.begin(self.xf)
-                    h.targets_have_lang = _targets_have_lang(self.xf.text)
+                    loader.begin(self.xf)
                     t_file, t_tu = loader.T["file"], loader.T["trans-unit"]
                 elif len(stack) == 2 and el.tag == t_file:
                     self._file_starts.append(sc.starts[i])
@@ -173,16 +157,22 @@ class StreamedXliff:
             sc.close(i)
             stack.pop()
             if el.tag == t_tu and self._file is not None and len(stack) >= 2 and stack[1] is self._file.file.el:
-                for bad in el.iter(etree.Entity):
-                    raise UnsafeXMLError(f"entity reference &{bad.text.strip('&;')}; is not allowed",
-                                         path=self.path, line=bad.sourceline)
-                rec = loader._trans_unit(el, self._file, self._used_ids)
-                self._check_issues()
-                if rec is None:
+                if any(a.tag == t_tu for a in stack):  # a trans-unit inside one (invalid, but read): after it,
+                    nested.append(el)                    # in document order, as the whole-file reader does
                     continue
-                units = rec.units()
-                previous = xliff12.link_context(units, previous)
-                yield rec, sc.count - 1
+                group = []  # the trans-unit and those inside it: one window holds them all
+                for tu in [el, *sorted(nested, key=index.__getitem__)]:
+                    for bad in tu.iter(etree.Entity):
+                        raise UnsafeXMLError(f"entity reference &{bad.text.strip('&;')}; is not allowed",
+                                             path=self.path, line=bad.sourceline)
+                    rec = loader._trans_unit(tu, self._file, self._used_ids)
+                    self._check_issues()
+                    if rec is not None:
+                        previous = xliff12.link_context(rec.units(), previous)
+                        group.append(rec)
+                nested.clear()
+                if group:
+                    yield group, sc.count - 1
             elif len(stack) == 1 and self._file is not None and el is self._file.file.el:
                 self._file = None
         if self.xf.root is None:
@@ -215,13 +205,13 @@ class StreamedXliff:
         for item in self._records:
             if item is None:
                 continue
-            rec, ordinal = item
+            group, ordinal = item
             if count >= size:  # the next trans-unit is read (and linked) before a window is handed out
                 yield [u for r in pending for u in r.units()]
                 self._flush(pending, last)
                 pending, count = [], 0
-            pending.append(rec)
-            count += len(rec.units())
+            pending += group
+            count += sum(len(r.units()) for r in group)
             last = ordinal
         if pending:
             yield [u for r in pending for u in r.units()]
@@ -248,7 +238,7 @@ class StreamedXliff:
 
     def _flush(self, recs: list[xliff12.TuRec], last: int) -> None:
         """Write the edits of these trans-units and everything before their end; free their elements."""
-        upto = self.scanner.ends[self._index[recs[-1].el]]
+        upto = max(self.scanner.ends[self._index[r.el]] for r in recs)
         w = self._writer
         if w is not None:
             for rec in recs:
