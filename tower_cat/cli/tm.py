@@ -26,7 +26,7 @@ import click
 def _console(err: bool = False):
     from rich.console import Console
 
-    return Console(stderr=err, highlight=False)
+    return Console(stderr=err, highlight=False, soft_wrap=True)  # a summary line stays one line (logs, grep)
 
 
 _DB_HELP = ("TM database: a SQLite file, or a postgresql:// URL (default: $TOWER_CAT_TM_URL)")
