@@ -1,6 +1,7 @@
 """Engine fixtures: tiny Tower-like models built once per test session (no downloads, ~1 s each).
 
-Other test modules use `tiny_models` (arch -> TinyModel with `.hf_path` and `.ct2_path`) or `tiny_llama`.
+Other test modules use `tiny_models` (arch -> TinyModel with `.hf_path` and `.ct2_path`), `tiny_llama`, or `engine`
+(an Engine on it, per module).
 """
 
 from __future__ import annotations
@@ -40,6 +41,22 @@ def tiny_models(tmp_path_factory, tiny_tokenizers):
 @pytest.fixture(scope="session")
 def tiny_llama(tiny_models):
     return tiny_models["llama"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_llama):
+    """The session's tiny Llama under the name the server and protocol tests use."""
+    return tiny_llama
+
+
+@pytest.fixture(scope="module")
+def engine(tiny):
+    """An Engine on the tiny Llama, one per test module (modules that need another engine define their own)."""
+    from tower_cat.engine import Engine
+
+    eng = Engine.load(tiny.ct2_path, device="cpu", compute_type="float32", threads=1)
+    yield eng
+    eng.close()
 
 
 @pytest.fixture(scope="session")

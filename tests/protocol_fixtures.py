@@ -13,24 +13,10 @@ import pytest
 from tower_cat.adapters.app import create_app
 from tower_cat.adapters.cli import BackgroundServer
 from tower_cat.adapters.service import ServerConfig, Service
+from tests.conftest_engine import engine, tiny  # noqa: F401  (re-exported: the protocol modules import them here)
 
 KEY = "protocol-test-key"
 NEW_TOKENS = 8
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_llama):
-    """The session's tiny Llama (tests/conftest_engine.py): the same seeded model, built once per run."""
-    return tiny_llama
-
-
-@pytest.fixture(scope="module")
-def engine(tiny):
-    from tower_cat.engine import Engine
-
-    eng = Engine.load(tiny.ct2_path, device="cpu", compute_type="float32", threads=1)
-    yield eng
-    eng.close()
 
 
 TM_SOURCE, TM_TARGET = "The printer is out of paper.", "Der Drucker hat kein Papier mehr."

@@ -61,15 +61,6 @@ def tm_path(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_llama):
-    from tower_cat.engine import Engine
-
-    eng = Engine.load(tiny_llama.ct2_path, device="cpu", compute_type="float32", threads=1)
-    yield eng
-    eng.close()
-
-
-@pytest.fixture(scope="module")
 def server(engine, tm_path, tmp_path_factory):
     from tower_cat.tm import TranslationMemory
 

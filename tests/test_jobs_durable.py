@@ -27,7 +27,7 @@ from tower_cat.adapters.app import create_app
 from tower_cat.adapters.cli import BackgroundServer
 from tower_cat.adapters.jobs import Job, JobManager
 from tower_cat.adapters.service import Dictionary, ServerConfig, Service
-from tower_cat.adapters.state import JobRecord, SQLiteState, owner_id
+from tower_cat.adapters.state import SQLiteState, owner_id
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
@@ -41,21 +41,6 @@ def xliff(n: int, offset: int = 0) -> bytes:
     return ('<?xml version="1.0" encoding="UTF-8"?>\n<xliff version="1.2" '
             'xmlns="urn:oasis:names:tc:xliff:document:1.2"><file original="doc" source-language="en" '
             f'target-language="de" datatype="plaintext"><body>{units}</body></file></xliff>\n').encode()
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_llama):
-    """The session's tiny Llama (tests/conftest_engine.py): the same seeded model, built once per run."""
-    return tiny_llama
-
-
-@pytest.fixture(scope="module")
-def engine(tiny):
-    from tower_cat.engine import Engine
-
-    eng = Engine.load(tiny.ct2_path, device="cpu", compute_type="float32", threads=1)
-    yield eng
-    eng.close()
 
 
 class GatedEngine:

@@ -39,21 +39,6 @@ NEW_TOKENS = 12
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_llama):
-    """The session's tiny Llama (tests/conftest_engine.py): the same seeded model, built once per run."""
-    return tiny_llama
-
-
-@pytest.fixture(scope="module")
-def engine(tiny):
-    from tower_cat.engine import Engine
-
-    eng = Engine.load(tiny.ct2_path, device="cpu", compute_type="float32", threads=1)
-    yield eng
-    eng.close()
-
-
-@pytest.fixture(scope="module")
 def tm(tmp_path_factory):
     from tower_cat.tm import TranslationMemory
 

@@ -30,21 +30,6 @@ def _deepl(key: str) -> dict:
     return {"Authorization": f"DeepL-Auth-Key {key}"}
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_llama):
-    """The session's tiny Llama (tests/conftest_engine.py): the same seeded model, built once per run."""
-    return tiny_llama
-
-
-@pytest.fixture(scope="module")
-def engine(tiny):
-    from tower_cat.engine import Engine
-
-    eng = Engine.load(tiny.ct2_path, device="cpu", compute_type="float32", threads=1)
-    yield eng
-    eng.close()
-
-
 def _serve(engine, tmp: Path, **config):
     from tower_cat.tm import TranslationMemory
 
