@@ -215,6 +215,19 @@ class XmlFile:
         prefix = self.text[line_start:start]
         return prefix if prefix.strip() == "" else ""
 
+    def removal_range(self, el: etree._Element) -> tuple[int, int]:
+        """The text to cut to remove an element: with the line break and indentation before it when it sits on a
+        line of its own, so no blank line is left."""
+        sp = self.spans
+        i = sp.index[el]
+        start, text = sp.starts[i], self.text
+        line_start = text.rfind("\n", 0, start) + 1
+        if line_start > 0 and not text[line_start:start].strip():
+            start = line_start - 1
+            if start > 0 and text[start - 1] == "\r":
+                start -= 1
+        return start, sp.ends[i]
+
     def newline(self) -> str:
         return "\r\n" if "\r\n" in self.text[:4096] else "\n"
 

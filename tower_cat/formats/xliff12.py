@@ -16,6 +16,7 @@ else's; read back into ``meta["findings"]``, not into ``notes``); every other by
 
 from __future__ import annotations
 
+import functools
 import re
 import typing
 import zlib
@@ -127,8 +128,13 @@ class Handle:
     files: list[FileRec]
     tus: list[TuRec]
     target_lang: str | None  # as loaded (first <file>)
-    targets_have_lang: bool | None  # None: the file has no target at all
     recs: dict = field(default_factory=dict, repr=False)  # id(unit) -> TuRec | (TuRec, SegRec)
+
+    @functools.cached_property
+    def targets_have_lang(self) -> bool | None:
+        """Whether the file's targets carry xml:lang (None: it has none); read from the text when a writer first
+        creates a target, not at every load."""
+        return targets_have_lang(self.xf.text)
 
     def locate(self, unit: Unit) -> tuple[TuRec, SegRec | None]:
         rec = self.recs[id(unit)]  # a TuRec for an unsegmented trans-unit, else (TuRec, SegRec)
@@ -227,6 +233,10 @@ class _ContentReader:
         self.prefix = f"{{{ns}}}" if ns else ""
         # InlineCode is immutable: equal codes (the same markup, id and display) share one object per document
         self._codes: dict[tuple, InlineCode] = {}
+
+    def forget(self) -> None:
+        """Drop the shared codes (a streaming reader calls this with each window it frees)."""
+        self._codes.clear()
 
     def _code(self, *key) -> InlineCode:
         code = self._codes.get(key)
@@ -329,10 +339,10 @@ class _FileState:
     seen: set = field(default_factory=set)
     no_translate: dict = field(default_factory=dict)
     parent_no: dict = field(default_factory=dict)  # parent -> translate="no" on it or an enclosing group
+    tlang: str = field(init=False)
 
-    @property
-    def tlang(self) -> str:
-        return (self.file.target_language or "").lower()
+    def __post_init__(self) -> None:
+        self.tlang = (self.file.target_language or "").lower()
 
     def forget_elements(self) -> None:
         """Drop the element caches (a streaming reader calls this when it frees the elements)."""
@@ -403,8 +413,7 @@ class _Loader:
         self.T = {n: p + n for n in ("file", "trans-unit", "source", "seg-source", "target", "note", "alt-trans",
                                      "context-group", "context", "mrk", "group", "body")}
         self.reader = _ContentReader(xf, ns)
-        self.h = Handle(xf=xf, dialect=self.dialect, ns=ns, files=[], tus=[], target_lang=None,
-                        targets_have_lang=targets_have_lang(xf.text))
+        self.h = Handle(xf=xf, dialect=self.dialect, ns=ns, files=[], tus=[], target_lang=None)
         self.src_lang = self.tgt_lang = None
         return self.h
 
@@ -1151,15 +1160,7 @@ class Writer:
 
     def remove_element(self, el) -> None:
         """Cut an element out, with the line break and indentation before it when it sits on a line of its own."""
-        text = self.xf.text
-        span = self.xf.spans[el]
-        start = span.start
-        line_start = text.rfind("\n", 0, start) + 1
-        if line_start > 0 and not text[line_start:start].strip():
-            start = line_start - 1
-            if start > 0 and text[start - 1] == "\r":
-                start -= 1
-        self.sp.replace(start, span.end, "")
+        self.sp.replace(*self.xf.removal_range(el), "")
 
     def finding_notes(self, tu: TuRec) -> None:
         """Replace tower-cat's notes of the units that carry findings (only those segments' notes in a segmented
@@ -1196,6 +1197,10 @@ class Writer:
             self.file_language(f)
         self.declarations()
         return self.sp.result()
+
+    def forget_elements(self) -> None:
+        """Drop what is cached per trans-unit element (a streaming writer frees them window by window)."""
+        self._previous.clear()
 
     def write_tu(self, tu: TuRec) -> None:
         """The edits of one trans-unit's changed units (none when nothing changed)."""

@@ -49,8 +49,7 @@ class StreamedXliff:
         _xml.check_doctype(text, path)
         self.scanner = _xml.StreamScanner(text, path)
         sc = self.scanner
-        self._index: dict = {}  # element -> ordinal, for the elements not yet written
-        self._by_ordinal: dict[int, etree._Element] = {}
+        self._index: dict = {}  # element -> ordinal for the elements not yet freed; insertion order is ordinal order
         spans = _xml.Spans(self._index, sc.starts, sc.tag_ends, sc.closes, sc.ends)
         self.xf = _xml.XmlFile(path=path, text=text, encoding=encoding, bom=bom, root=None, spans=spans)
         self.loader = xliff12._Loader(path, dialect or xliff12.Dialect())
@@ -125,7 +124,7 @@ class StreamedXliff:
     def _read(self) -> Iterator[tuple[list[xliff12.TuRec], int] | None]:
         """Trans-units with units, in file order (one at a time, or one with those nested in it), each with the
         ordinal of its last element; the units of one ``<file>`` are context-linked as they come."""
-        loader, sc, index, by_ordinal, stack = self.loader, self.scanner, self._index, self._by_ordinal, self._stack
+        loader, sc, index, stack = self.loader, self.scanner, self._index, self._stack
         previous: tuple[Unit, str] | None = None
         nested: list[etree._Element] = []
         t_file = t_tu = None
@@ -133,7 +132,6 @@ class StreamedXliff:
             if event == "start":
                 i = sc.next_start()
                 index[el] = i
-                by_ordinal[i] = el
                 stack.append(el)
                 if len(stack) == 1:
                     self.xf.root = el
@@ -261,7 +259,7 @@ class StreamedXliff:
     def _free(self, last: int) -> None:
         """Drop every element up to ordinal ``last`` that is not still open: from the tree, the offsets and the
         caches that hold elements."""
-        index, by_ordinal, sc = self._index, self._by_ordinal, self.scanner
+        index, sc = self._index, self.scanner
         keep = self._head_last
         open_now = set(map(id, self._stack))
         for k, parent in enumerate(self._stack):
@@ -282,13 +280,12 @@ class StreamedXliff:
                     continue
                 del parent[j]
         done = []
-        for i, el in by_ordinal.items():
+        for el, i in index.items():
             if i > last:
                 break
             if i > keep and id(el) not in open_now:
                 done.append((i, el))
         for i, el in done:
-            del by_ordinal[i]
             del index[el]
             sc.forget(i)
         h = self.loader.h
@@ -296,10 +293,10 @@ class StreamedXliff:
         h.recs.clear()
         if self._file is not None:
             self._file.forget_elements()
-        self.loader.reader._codes.clear()
+        self.loader.reader.forget()
         self.loader.dialect.forget_elements()
         if self._writer is not None:
-            self._writer._previous.clear()
+            self._writer.forget_elements()
 
     def finish(self) -> None:
         """Read what is left (unchanged), then write the output, if any, atomically: head, then the pieces."""

@@ -925,15 +925,7 @@ class _Writer:
 
     def _remove(self, el) -> None:
         """Cut an element out with the line break and indentation before it when it is on a line of its own."""
-        text = self.xf.text
-        s = self.xf.span(el)
-        start = s.start
-        line_start = text.rfind("\n", 0, start) + 1
-        if line_start > 0 and not text[line_start:start].strip():
-            start = line_start - 1
-            if start > 0 and text[start - 1] == "\r":
-                start -= 1
-        self.sp.replace(start, s.end, "")
+        self.sp.replace(*self.xf.removal_range(el), "")
 
 
 def _match_content(segment: Segment, prefix: str, newline: str = "\n") -> str:
