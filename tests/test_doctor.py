@@ -13,19 +13,13 @@ import ctranslate2
 import pytest
 import transformers
 
-from tower_cat.cli import main
+from tests.cli_runner import run_cli
 from tower_cat.cli.doctor import problems_of, render
 from tower_cat.devices import CUBLAS, cpu_cores, load_cublas, read_ct2_model_facts
 
 
 def _run(argv, capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(capsys, *argv)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tower_cat.cli import main
+from tests.cli_runner import run_cli
 from tower_cat.errors import OutputError
 from tower_cat.outputs import refuse_output_folder_overlaps, refuse_overlaps, same_file
 
@@ -35,12 +35,7 @@ def _capture(capsys):
 
 def run(*args: str) -> Result:
     """``tower-cat ARGS`` in-process through the real entry point (errors become one line and exit 2)."""
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = _capsys.readouterr()
+    code, out, err = run_cli(_capsys, *args)
     return Result(code, out + err)
 
 

@@ -12,7 +12,7 @@ import pytest
 from lxml import etree
 
 from tower_cat import codes
-from tower_cat.cli import main
+from tests.cli_runner import run_cli
 from tower_cat.document import CodeKind, Document, InlineCode, Segment, Unit
 from tower_cat.pseudo import PSEUDO_LOCALE, accent, pseudo_document, pseudo_markup, pseudo_text
 
@@ -118,15 +118,7 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
     return p
 
 
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    """tower_cat.cli.main in-process: (exit code, stdout, stderr)."""
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli  # (capsys, *args) -> (exit code, stdout, stderr)
 
 
 def xliff12():

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tower_cat.cli import main
+from tests.cli_runner import run_cli
 from tower_cat.errors import TowerCatError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,12 +28,7 @@ SAMPLES = ROOT / "samples"
 @pytest.fixture
 def cli(capsys):
     def run(*args) -> tuple[int, str]:
-        code = 0
-        try:
-            main([str(a) for a in args])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        out, err = capsys.readouterr()
+        code, out, err = run_cli(capsys, *args)
         return code, out + err
 
     return run
