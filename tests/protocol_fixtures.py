@@ -10,10 +10,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tower_cat.adapters.app import create_app
-from tower_cat.adapters.cli import BackgroundServer
-from tower_cat.adapters.service import ServerConfig, Service
 from tests.conftest_engine import engine, tiny  # noqa: F401  (re-exported: the protocol modules import them here)
+from tests.serving import serving
+from tower_cat.adapters.service import ServerConfig, Service
 
 KEY = "protocol-test-key"
 NEW_TOKENS = 8
@@ -42,18 +41,15 @@ def service(engine, tm):
 
 @pytest.fixture(scope="module")
 def server(service):
-    with BackgroundServer(create_app(service)) as srv:
-        srv.service = service
+    with serving(service, close=False) as srv:
         yield srv
 
 
 @pytest.fixture(scope="module")
 def keyed(engine):
     svc = Service(engine, ServerConfig(max_new_tokens=4, api_keys=[KEY], character_limit=200))
-    with BackgroundServer(create_app(svc)) as srv:
-        srv.service = svc
+    with serving(svc) as srv:
         yield srv
-    svc.close()
 
 
 @pytest.fixture

@@ -17,8 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tower_cat.adapters.app import create_app
-from tower_cat.adapters.cli import BackgroundServer
+from tests.serving import serving
 from tower_cat.adapters.service import ServerConfig, Service
 from tower_cat.adapters.tags import parse_markup
 
@@ -68,10 +67,8 @@ def server(engine, tm_path, tmp_path_factory):
     config = ServerConfig(max_new_tokens=NEW_TOKENS, glossaries=[str(GLOSSARY)], tm_min_score=70.0, tm_examples=3,
                           sessions=str(tmp_path_factory.mktemp("core-sessions") / "sessions.sqlite"))
     service = Service(engine, config, tm=tm)
-    with BackgroundServer(create_app(service)) as srv:
-        srv.service = service
+    with serving(service) as srv:
         yield srv
-    service.close()
 
 
 class EngineSpy:

@@ -8,23 +8,15 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tower_cat.adapters.app import create_app
-from tower_cat.adapters.cli import BackgroundServer
 from tower_cat.adapters.guards import MAX_JSON_DEPTH, json_depth
+from tests.serving import serving
 from tower_cat.adapters.service import ServerConfig, Service
 
 
 @pytest.fixture(scope="module")
-def server(tiny_llama):
-    from tower_cat.engine import Engine
-
-    engine = Engine.load(tiny_llama.ct2_path, device="cpu", compute_type="float32", threads=1)
-    svc = Service(engine, ServerConfig(max_new_tokens=4))
-    with BackgroundServer(create_app(svc)) as srv:
-        srv.service = svc
+def server(engine):
+    with serving(Service(engine, ServerConfig(max_new_tokens=4))) as srv:
         yield srv
-    svc.close()
-    engine.close()
 
 
 @pytest.fixture
@@ -104,10 +96,8 @@ def test_a_500_keeps_the_connection_open(server, one_connection, monkeypatch):
 def budgeted(server):
     """A second app on the same engine with a small per-request token budget."""
     svc = Service(server.service.engine, ServerConfig(max_new_tokens=4, max_request_tokens=40, api_keys=["k"]))
-    with BackgroundServer(create_app(svc)) as srv:
-        srv.service = svc
+    with serving(svc) as srv:
         yield srv
-    svc.close()
 
 
 def test_the_per_request_token_budget_refuses_before_any_engine_work(budgeted):

@@ -26,6 +26,7 @@ import pytest
 from tower_cat.adapters.app import create_app
 from tower_cat.adapters.cli import BackgroundServer
 from tower_cat.adapters.langdetect import LanguageDetector
+from tests.serving import serving
 from tower_cat.adapters.service import ServerConfig, Service
 from tower_cat.adapters.tags import parse_markup, tags_of
 
@@ -69,10 +70,8 @@ def strict(engine):
     """A second server with keys, a character quota and a small body limit (same engine, own worker)."""
     svc = Service(engine, ServerConfig(max_new_tokens=4, api_keys=[KEY], character_limit=300,
                                        max_request_bytes=4096))
-    with BackgroundServer(create_app(svc)) as srv:
-        srv.service = svc
+    with serving(svc) as srv:
         yield srv
-    svc.close()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import pytest
 
 from tower_cat.adapters.app import create_app
 from tower_cat.adapters.cli import BackgroundServer
+from tests.serving import serving
 from tower_cat.adapters.service import ServerConfig, Service
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,10 +43,8 @@ def _serve(engine, tmp: Path, **config):
 @pytest.fixture(scope="module")
 def server(engine, tmp_path_factory):
     svc, tm = _serve(engine, tmp_path_factory.mktemp("tenancy"))
-    with BackgroundServer(create_app(svc)) as srv:
-        srv.service = svc
+    with serving(svc) as srv:
         yield srv
-    svc.close()
     tm.close()
 
 
