@@ -488,9 +488,6 @@ class StreamSplicer(Splicer):
         else:
             self._edits.append((start, end, len(self._edits), new))
 
-    def __bool__(self) -> bool:
-        return bool(self._edits or self._head)
-
     def flush(self, upto: int) -> str:
         """The text from the last flush up to ``upto`` with its edits."""
         now = [e for e in self._edits if e[0] < upto]

@@ -97,10 +97,6 @@ class StreamedXliff:
             raise RuntimeError("set the target language before reading the first window")
         self.doc.target_lang = value
 
-    @property
-    def charset(self) -> str | None:
-        return None
-
     def __enter__(self) -> "StreamedXliff":
         return self
 
