@@ -66,6 +66,14 @@ CLI_HINTS: dict[str, str] = {
 }
 
 
+def console(stderr: bool = False):
+    """The console every command prints through: no syntax highlighting, and lines are not hard-wrapped at the
+    terminal width (a summary naming a long path stays one line in logs and for grep)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
 def cli_wording(exc: TowerCatError) -> TowerCatError:
     """A library error as the CLI says it: the hint names the flag for the parameter the library named."""
     hint = CLI_HINTS.get(exc.param or "")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from tower_cat.cli import console as cli_console
 from tower_cat.formats._xml import atomic_write
 
 
@@ -62,7 +62,7 @@ def analyze(files, tm_spec, source_lang, target_lang, bands, weights, as_json, c
 
 
 def _print(result) -> None:
-    console = Console(highlight=False, soft_wrap=True)
+    console = cli_console()
     for fa in [*result.files, result.total] if len(result.files) > 1 else result.files:
         total = fa.total
         table = Table(title=fa.name, title_justify="left")

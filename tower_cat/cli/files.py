@@ -19,14 +19,16 @@ from rich.text import Text
 from tower_cat import codes, formats
 from tower_cat.document import CodeKind, Document, InlineCode, Issue, Segment
 from tower_cat import errors
-from tower_cat.errors import FormatError, TowerCatError
+from tower_cat.errors import FormatError
 
 
 OutputError = errors.OutputError  # one error family (tower_cat.errors); importable from here as before
 
 
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    from tower_cat.cli import console
+
+    return console()
 
 
 def _load(path: Path, strict: bool, lenient: bool = False) -> Document:

@@ -197,7 +197,7 @@ def refine(text, model_dir, source_lang, target_lang, instructions, first, tm_pa
            accept_at_end, force, as_json, sessions_path, resume_id, no_tags, backend, endpoint, api_key, served_model,
            device, compute_type, threads, hf_model, max_new_tokens, no_cache):
     """Translate TEXT and refine it with instructions, interactively (BayLing-style)."""
-    from rich.console import Console
+    from tower_cat.cli import console as cli_console
 
     from tower_cat.core import default_cache_path
     from tower_cat.engine import Engine, GenerationOptions
@@ -211,7 +211,7 @@ def refine(text, model_dir, source_lang, target_lang, instructions, first, tm_pa
     from tower_cat.outputs import refuse_overlaps
 
     refuse_overlaps({"--sessions": sessions_path, "--tm": tm_path}, {"--glossary": glossary})
-    console = Console(highlight=False, soft_wrap=True)
+    console = cli_console()
     if backend == "openai" and not endpoint:
         raise click.UsageError("--backend openai needs --endpoint URL (or $TOWER_CAT_ENDPOINT)")
     remote = dict(endpoint=endpoint, api_key=api_key, served_model=served_model) if backend == "openai" else {}

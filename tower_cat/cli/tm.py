@@ -24,9 +24,9 @@ import click
 
 
 def _console(err: bool = False):
-    from rich.console import Console
+    from tower_cat.cli import console
 
-    return Console(stderr=err, highlight=False, soft_wrap=True)  # a summary line stays one line (logs, grep)
+    return console(stderr=err)
 
 
 _DB_HELP = ("TM database: a SQLite file, or a postgresql:// URL (default: $TOWER_CAT_TM_URL)")

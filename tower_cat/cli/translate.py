@@ -221,7 +221,7 @@ def _run(task: str, files, output, in_place, model_dir, glossary_path, tm_path, 
          ray: tuple[str | None, int | None] = (None, None), dry_run: tuple[bool, bool] = (False, False)) -> int:
     """The library does the work (``Translator``: engine, TM, glossary, options; the pipeline over the files);
     the CLI parses flags, opens what they name, shows progress and says errors in its own words."""
-    from rich.console import Console
+    from tower_cat.cli import console as cli_console
 
     if dry_run[1] and not dry_run[0]:
         raise click.UsageError("--show-prompts needs --dry-run (a real run does not print its prompts)")
@@ -239,7 +239,7 @@ def _run(task: str, files, output, in_place, model_dir, glossary_path, tm_path, 
 
     from tower_cat.outputs import refuse_overlaps
 
-    console = Console(stderr=True, highlight=False)
+    console = cli_console(stderr=True)
     try:
         outputs = plan_outputs(files, output, in_place)
     except OSError as exc:  # e.g. a name too long for the file system
@@ -295,14 +295,14 @@ def _dry_run(task: str, files, model_dir, glossary_path, tm_path, opts, engine_k
     model's weights never loaded (rendering needs only the tokenizer)."""
     import json
 
-    from rich.console import Console
+    from tower_cat.cli import console as cli_console
 
     from tower_cat.cli import cli_wording
     from tower_cat.dryrun import dry_run_files
     from tower_cat.engine import Engine
     from tower_cat.terminology import Glossary
 
-    console = Console(stderr=True, highlight=False)
+    console = cli_console(stderr=True)
     _preflight(files)
     glossary = Glossary.load(glossary_path) if glossary_path else None
     memory = _open_tm(tm_path, console)
@@ -397,7 +397,7 @@ def summary_table(summary):
             table.add_column(c, justify="right")
     for f in summary.files:
         if f.error:
-            table.add_row(Path(f.path).name, "–", *(["–"] * (len(cols) - 3)), f"[red]failed[/red]")
+            table.add_row(Path(f.path).name, "–", *(["–"] * (len(cols) - 3)), "[red]failed[/red]")
             continue
         rs = f.results
         written = [r for r in rs if r.action in ("tm", "mt", "post-edit") and r.status]
